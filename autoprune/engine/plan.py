@@ -1,0 +1,226 @@
+"""Prune plans: which channels (or weights) to keep, serializable and re-applicable.
+
+A :class:`PrunePlan` is the only thing export needs besides weights: applied to a fresh copy of the base
+model it rebuilds the pruned architecture, and the pruned weights then load into it without pickle.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoprune.engine.structure import ModelStructure
+from autoprune.errors import AutoPruneError, CheckpointError
+
+PLAN_VERSION = 1
+STRUCTURED = "channel"
+MASK_GRANULARITIES = ("kernel", "vector", "fine")
+GRANULARITIES = (STRUCTURED, *MASK_GRANULARITIES)
+
+
+@dataclass
+class PrunePlan:
+    """The result of applying keep ratios with an importance ranking.
+
+    Attributes:
+        input_shape: ``(1, C, H, W)`` the model was traced with.
+        granularity: ``"channel"`` (physically removed) or a mask granularity (``"kernel"``,
+            ``"vector"``, ``"fine"``), which zeroes weights but keeps dense shapes.
+        channels: Original channel count of every pruned group.
+        kept: Per group, the sorted root-channel indices to keep (structured plans).
+        masks: Per weight parameter name, a boolean keep mask (mask plans).
+        meta: Free-form provenance (criterion, target, rounding, model name).
+    """
+
+    input_shape: tuple[int, ...]
+    granularity: str = STRUCTURED
+    channels: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, list[int]] = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise AutoPruneError(
+                f"granularity {self.granularity!r} is not one of {', '.join(GRANULARITIES)}"
+            )
+        for name, idxs in self.kept.items():
+            n = self.channels.get(name)
+            if n is None or not idxs or len(set(idxs)) != len(idxs) or min(idxs) < 0 or max(idxs) >= n:
+                raise AutoPruneError(
+                    f"plan group {name!r}: kept indices must be distinct, non-empty and in [0, {n}); "
+                    f"got {len(idxs)} indices"
+                )
+
+    @property
+    def keep_ratios(self) -> dict[str, float]:
+        return {name: len(idxs) / self.channels[name] for name, idxs in self.kept.items()}
+
+    # ---------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        masks = {}
+        for name, mask in self.masks.items():
+            bits = np.packbits(mask.detach().cpu().numpy().astype(bool).ravel())
+            masks[name] = {"shape": list(mask.shape), "bits": base64.b64encode(bits.tobytes()).decode()}
+        data = asdict(self)
+        data["masks"] = masks
+        data["input_shape"] = list(self.input_shape)
+        return {"plan_version": PLAN_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrunePlan:
+        version = data.get("plan_version")
+        if version != PLAN_VERSION:
+            raise CheckpointError(f"plan_version {version!r} is not supported (expected {PLAN_VERSION})")
+        masks = {}
+        for name, m in data.get("masks", {}).items():
+            shape = tuple(m["shape"])
+            bits = np.frombuffer(base64.b64decode(m["bits"]), dtype=np.uint8)
+            flat = np.unpackbits(bits)[: int(np.prod(shape))].astype(bool)
+            masks[name] = torch.from_numpy(flat.reshape(shape).copy())
+        return cls(
+            input_shape=tuple(data["input_shape"]),
+            granularity=data.get("granularity", STRUCTURED),
+            channels={k: int(v) for k, v in data.get("channels", {}).items()},
+            kept={k: [int(i) for i in v] for k, v in data.get("kept", {}).items()},
+            masks=masks,
+            meta=dict(data.get("meta", {})),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the plan as JSON atomically (temp file + rename)."""
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> PrunePlan:
+        """Read a plan written by :meth:`save`.
+
+        Raises:
+            CheckpointError: missing, truncated or malformed file (naming it).
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls.from_dict(data)
+        except FileNotFoundError:
+            raise CheckpointError(f"plan file {path} does not exist") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"plan file {path} is corrupt or not a plan: {exc}") from None
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_compatible(structure: ModelStructure, plan: PrunePlan) -> None:
+    for name, n in plan.channels.items():
+        group = structure.group(name)
+        if group.channels != n:
+            raise AutoPruneError(
+                f"plan group {name!r} has {n} channels but the model's has {group.channels}: "
+                "the plan was made for a different model (check --model and the data's input shape)"
+            )
+
+
+def apply_plan(model: nn.Module, plan: PrunePlan, *, inplace: bool = False) -> nn.Module:
+    """Apply ``plan`` to ``model``: physically remove channels, or zero masked weights.
+
+    Args:
+        model: A base model of the architecture the plan was made for (dense, unpruned).
+        plan: The plan.
+        inplace: Modify ``model`` itself instead of a deep copy.
+
+    Returns:
+        The pruned model (structured: smaller layers; mask plans: same shapes, zeroed weights).
+    """
+    target = model if inplace else copy.deepcopy(model)
+    if plan.granularity != STRUCTURED:
+        apply_masks(target, plan.masks)
+        return target
+    structure = ModelStructure(target, plan.input_shape)
+    _check_compatible(structure, plan)
+    for name, kept in plan.kept.items():
+        group = structure.group(name)
+        drop = sorted(set(range(group.channels)) - set(kept))
+        if not drop:
+            continue
+        root = group.tp_group[0]
+        pruning_group = structure.dg.get_pruning_group(root.dep.target.module, root.dep.handler, drop)
+        pruning_group.prune(record_history=False)
+    return target
+
+
+def channel_masks(structure: ModelStructure, plan: PrunePlan) -> dict[str, torch.Tensor]:
+    """Keep masks (per parameter name, over its output dim 0) equivalent to a structured plan.
+
+    Zeroing a pruned channel's conv filter, bias and BN affine parameters makes the channel output
+    exactly zero, so the masked dense model computes the same function as the physically pruned one
+    (for conv/BN/ReLU networks; normalisations over channels such as LayerNorm break this).
+    """
+    _check_compatible(structure, plan)
+    params = dict(structure.model.named_parameters())
+    masks: dict[str, torch.Tensor] = {}
+    for name, kept in plan.kept.items():
+        group = structure.group(name)
+        drop = sorted(set(range(group.channels)) - set(kept))
+        if not drop:
+            continue
+        root = group.tp_group[0]
+        pruning_group = structure.dg.get_pruning_group(root.dep.target.module, root.dep.handler, drop)
+        for item in pruning_group:
+            module = item.dep.target.module
+            handler = item.dep.handler
+            if isinstance(module, nn.Parameter):
+                continue
+            if not structure.dg.is_out_channel_pruning_fn(handler):
+                continue
+            mod_name = structure._name_of.get(module)
+            if mod_name is None:
+                continue
+            for pname in ("weight", "bias"):
+                full = f"{mod_name}.{pname}" if mod_name else pname
+                if full not in params:
+                    continue
+                p = params[full]
+                if isinstance(module, nn.modules.conv._ConvTransposeNd) and pname == "weight":
+                    continue
+                mask = masks.get(full, torch.ones(p.shape[0], dtype=torch.bool))
+                mask[list(item.idxs)] = False
+                masks[full] = mask
+    return masks
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero the masked entries of parameters in place (a mask broadcasts over trailing dims)."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        if name not in params:
+            raise AutoPruneError(f"mask for unknown parameter {name!r}: the plan belongs to another model")
+        p = params[name]
+        m = mask.to(p.device)
+        while m.dim() < p.dim():
+            m = m.unsqueeze(-1)
+        p.mul_(m.to(p.dtype))

@@ -1,0 +1,359 @@
+"""Prunable channel groups of a model, from Torch-Pruning's dependency graph.
+
+A *group* is a set of channels that must be pruned together: a conv's output channels, its BN, the next
+convs' input channels, and every layer tied to them by residual additions, concatenations or depthwise
+convs. Everything downstream (plans, search spaces, searchers) speaks in groups, never in raw modules.
+
+Two guarantees that Torch-Pruning alone does not give:
+
+- the layers that produce the model's output are never pruned (a Linear head, or a 1x1 conv head
+  followed by pooling), so the output shape never changes;
+- leaf modules with parameters that the graph cannot handle (custom layers) do not crash anything: the
+  channels that flow into or out of them are left out of the groups, with a warning naming the module.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autoprune.errors import AutoPruneError
+from autoprune.metrics.macs import layer_costs
+
+MemberKind = Literal["out", "in"]
+
+
+class UnsupportedLayerWarning(UserWarning):
+    """A layer the dependency graph cannot prune; its channels are left out of the groups."""
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One layer touched by a group.
+
+    Attributes:
+        name: Module (or unwrapped parameter) name in ``model.named_modules()``.
+        kind: ``"out"`` if the group removes this layer's output channels (conv filters, BN channels),
+            ``"in"`` if it removes input channels (the next conv's input, a linear's input features).
+        size: How many of this layer's channels (or features) the group covers.
+    """
+
+    name: str
+    kind: MemberKind
+    size: int
+
+
+@dataclass(frozen=True)
+class PrunableGroup:
+    """Coupled channels pruned together.
+
+    Attributes:
+        name: Stable name: the name of the root conv/linear whose output channels define the group.
+        channels: Number of prunable channels (indices ``0..channels-1`` of the root's output).
+        members: Every layer the group touches.
+        macs: Dense MACs of the conv/linear layers whose input or output channels are in the group.
+        channel_groups: Blocks of a grouped convolution in the group (1 if none): channels must then be
+            removed at the same positions in every block of ``channels // channel_groups``, so kept
+            counts are multiples of it.
+    """
+
+    name: str
+    channels: int
+    members: tuple[GroupMember, ...]
+    macs: int
+    channel_groups: int = 1
+    tp_group: Any = field(default=None, repr=False, compare=False, hash=False)
+
+    @property
+    def root_module(self) -> str:
+        return self.name
+
+    def modules(self, kind: MemberKind | None = None) -> list[str]:
+        """Names of the member layers (optionally only those of one kind)."""
+        return [m.name for m in self.members if kind is None or m.kind == kind]
+
+
+class _BarrierPruner(tp.pruner.function.BasePruningFunc):  # type: ignore[misc]
+    """Marks a module the graph cannot prune: groups reaching it are dropped (see ``_drop_barrier_groups``)."""
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        raise AutoPruneError(f"internal error: tried to prune unsupported layer {type(layer).__name__}")
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        raise AutoPruneError(f"internal error: tried to prune unsupported layer {type(layer).__name__}")
+
+    def get_out_channels(self, layer: nn.Module) -> None:
+        return None
+
+    def get_in_channels(self, layer: nn.Module) -> None:
+        return None
+
+
+def _is_supported(module: nn.Module, dg: tp.DependencyGraph) -> bool:
+    return tp.ops.module2type(module) in dg.REGISTERED_PRUNERS and not isinstance(
+        tp.ops.module2type(module), type(None)
+    ) and tp.ops.module2type(module) != tp.ops.OPTYPE.ELEMENTWISE
+
+
+def find_unsupported_layers(model: nn.Module) -> list[str]:
+    """Names of leaf modules that own parameters the dependency graph has no pruning rule for."""
+    dg = tp.DependencyGraph()
+    found = []
+    for name, module in model.named_modules():
+        has_params = any(True for _ in module.parameters(recurse=False))
+        is_leaf = not any(True for _ in module.children())
+        if has_params and is_leaf and not _is_supported(module, dg):
+            found.append(name)
+    return found
+
+
+def _output_layers(dg: tp.DependencyGraph) -> list[nn.Module]:
+    """Conv/linear layers whose output reaches a model output through parameter-free ops only."""
+    heads: list[nn.Module] = []
+    stack = [n for n in dg.module2node.values() if isinstance(n.module, tp.ops._OutputOp)]
+    if not stack:  # older versions: nodes without outputs are the outputs
+        stack = [n for n in dg.module2node.values() if not n.outputs]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        module = node.module
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            heads.append(module)
+            continue
+        stack.extend(node.inputs)
+    return heads
+
+
+class ModelStructure:
+    """The prunable groups of one model and an exact, fast MACs model over them.
+
+    Args:
+        model: The model (not modified; its graph is traced once on ``input_shape``).
+        input_shape: ``(N, C, H, W)`` of the inputs; the batch size is ignored.
+        ignored_layers: Extra module names never to prune (output layers are always ignored).
+
+    Raises:
+        AutoPruneError: the model cannot be traced (with the reason).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        *,
+        ignored_layers: Sequence[str] = (),
+    ) -> None:
+        self.model = model
+        self.input_shape = (1, *input_shape[1:])
+        modules = dict(model.named_modules())
+        for name in ignored_layers:
+            if name not in modules:
+                raise AutoPruneError(
+                    f"ignored layer {name!r} is not a module of the model; "
+                    f"use one of its module names, e.g. {list(modules)[1:4]}"
+                )
+        self.unsupported = find_unsupported_layers(model)
+        barrier_types = {type(modules[n]) for n in self.unsupported}
+        self.dg = tp.DependencyGraph()
+        example = torch.zeros(self.input_shape, device=_device_of(model))
+        was_training = model.training
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*Unwrapped parameters.*")
+                warnings.filterwarnings("ignore", message=".*Unknown operation.*")
+                self.dg.build_dependency(
+                    model,
+                    example_inputs=example,
+                    customized_pruners={t: _BarrierPruner() for t in barrier_types},
+                    verbose=False,
+                )
+        except AutoPruneError:
+            raise
+        except Exception as exc:  # tracing runs arbitrary model code
+            raise AutoPruneError(
+                f"could not trace {type(model).__name__} on input shape {self.input_shape}: "
+                f"{type(exc).__name__}: {exc}. Check --input-size/--dataset match the model."
+            ) from exc
+        finally:
+            model.train(was_training)
+        self._name_of: dict[Any, str] = {m: n for n, m in model.named_modules()}
+        self._name_of.update(self.dg._param_to_name)
+        self.output_layers = [self._name_of[m] for m in _output_layers(self.dg)]
+        ignored = [modules[n] for n in ignored_layers] + [modules[n] for n in self.output_layers]
+        self.costs = layer_costs(model, self.input_shape)
+        self.dense_macs = sum(c.macs for c in self.costs.values())
+        self.groups = self._collect_groups(ignored, barrier_types)
+        self._by_name = {g.name: g for g in self.groups}
+        self._layer_terms = self._build_macs_model()
+
+    # ------------------------------------------------------------------ groups
+    def _collect_groups(self, ignored: list[nn.Module], barrier_types: set[type]) -> list[PrunableGroup]:
+        groups: list[PrunableGroup] = []
+        warned: set[str] = set()
+        for tp_group in self.dg.get_all_groups(ignored_layers=ignored):
+            members: list[GroupMember] = []
+            barrier = None
+            for item in tp_group:
+                target = item.dep.target.module
+                if type(target) in barrier_types:
+                    barrier = self._name_of.get(target, type(target).__name__)
+                    break
+                name = self._name_of.get(target)
+                if name is None:  # a parameter-free op (add, concat, reshape): nothing to prune there
+                    continue
+                handler = item.dep.handler
+                kind: MemberKind = "out" if self.dg.is_out_channel_pruning_fn(handler) else "in"
+                if isinstance(target, nn.Parameter):
+                    kind = "out"
+                members.append(GroupMember(name=name, kind=kind, size=len(item.idxs)))
+            root = self._name_of[tp_group[0].dep.target.module]
+            if barrier is not None:
+                if barrier not in warned:
+                    warned.add(barrier)
+                    warnings.warn(
+                        f"layer {barrier!r} ({type(self._module(barrier)).__name__}) is not supported by the "
+                        "dependency graph; channels flowing into or out of it are not pruned. Register a "
+                        "Torch-Pruning pruner for it to make them prunable.",
+                        UnsupportedLayerWarning,
+                        stacklevel=3,
+                    )
+                continue
+            channels = len(tp_group[0].idxs)
+            if channels < 2:
+                continue
+            touched = {m.name for m in members}
+            macs = sum(c.macs for n, c in self.costs.items() if n in touched)
+            groups.append(
+                PrunableGroup(
+                    name=root,
+                    channels=channels,
+                    members=tuple(_merge(members)),
+                    macs=macs,
+                    channel_groups=_channel_groups(tp_group, channels),
+                    tp_group=tp_group,
+                )
+            )
+        return groups
+
+    def _module(self, name: str) -> nn.Module:
+        return dict(self.model.named_modules())[name]
+
+    def group(self, name: str) -> PrunableGroup:
+        """The group called ``name``.
+
+        Raises:
+            AutoPruneError: unknown group (with the valid names).
+        """
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise AutoPruneError(
+                f"unknown group {name!r}; this model's groups are: {', '.join(self._by_name)}"
+            ) from None
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    # -------------------------------------------------------------- MACs model
+    def _build_macs_model(self) -> list[tuple[int, int, list[tuple[int, float]], list[tuple[int, float]], bool]]:
+        """Per counted layer: (macs, channels info) so MACs(keep) is a cheap sum of products."""
+        out_of: dict[str, list[tuple[int, float]]] = {}
+        in_of: dict[str, list[tuple[int, float]]] = {}
+        for gi, g in enumerate(self.groups):
+            for m in g.members:
+                if m.name not in self.costs:
+                    continue
+                target = out_of if m.kind == "out" else in_of
+                target.setdefault(m.name, []).append((gi, m.size / g.channels))
+        modules = dict(self.model.named_modules())
+        terms = []
+        for name, cost in self.costs.items():
+            module = modules[name]
+            if isinstance(module, nn.Linear):
+                n_out, n_in, depthwise = module.out_features, module.in_features, False
+            else:
+                assert isinstance(module, nn.modules.conv._ConvNd)
+                n_out, n_in = module.out_channels, module.in_channels
+                depthwise = module.groups == module.out_channels and module.out_channels > 1
+            outs = [(gi, share * g_ch / n_out) for gi, share in out_of.get(name, []) for g_ch in [self.groups[gi].channels]]
+            ins = [(gi, share * g_ch / n_in) for gi, share in in_of.get(name, []) for g_ch in [self.groups[gi].channels]]
+            terms.append((cost.macs, n_out, outs, ins, depthwise))
+        return terms
+
+    def predict_macs(self, keep: Mapping[str, int]) -> int:
+        """Dense MACs of the model after keeping ``keep[name]`` channels of each group.
+
+        Groups not in ``keep`` stay whole. Exact for conv/linear layers (checked against counting the
+        physically pruned model in the tests).
+        """
+        frac = [keep.get(g.name, g.channels) / g.channels for g in self.groups]
+        total = 0.0
+        for macs, _n_out, outs, ins, depthwise in self._layer_terms:
+            out_keep = 1.0 - sum(w * (1.0 - frac[gi]) for gi, w in outs)
+            if depthwise:
+                total += macs * out_keep
+                continue
+            in_keep = 1.0 - sum(w * (1.0 - frac[gi]) for gi, w in ins)
+            total += macs * out_keep * in_keep
+        return round(total)
+
+    def keep_counts(self, keep_ratios: Mapping[str, float], *, round_to: int = 1) -> dict[str, int]:
+        """Channel counts for keep ratios, rounded to a multiple of ``round_to`` (at least one step)."""
+        counts = {}
+        for g in self.groups:
+            ratio = keep_ratios.get(g.name, 1.0)
+            if not 0.0 < ratio <= 1.0:
+                raise AutoPruneError(
+                    f"keep ratio {ratio} for group {g.name!r} must be in (0, 1]: it is the fraction of "
+                    "channels to keep"
+                )
+            counts[g.name] = round_channels(ratio * g.channels, g.channels, group_step(g, round_to))
+        return counts
+
+
+def group_step(group: PrunableGroup, round_to: int) -> int:
+    """The granularity of kept counts in ``group``: a multiple of ``round_to`` and its channel groups."""
+    return min(math.lcm(round_to, group.channel_groups), group.channels)
+
+
+def _channel_groups(tp_group: Any, channels: int) -> int:
+    blocks = 1
+    for item in tp_group:
+        module = item.dep.target.module
+        if isinstance(module, nn.modules.conv._ConvNd) and 1 < module.groups:
+            depthwise = module.groups == module.out_channels == module.in_channels
+            if not depthwise:
+                blocks = max(blocks, module.groups)
+    return blocks if channels % blocks == 0 else 1
+
+
+def round_channels(value: float, channels: int, round_to: int) -> int:
+    """Round a channel count to the nearest multiple of ``round_to``, within ``[min(round_to, channels), channels]``."""
+    if round_to < 1:
+        raise ValueError(f"round_to={round_to} must be >= 1")
+    n = int(round(value / round_to)) * round_to
+    return max(min(round_to, channels), min(channels, n), 1)
+
+
+def _merge(members: list[GroupMember]) -> list[GroupMember]:
+    merged: dict[tuple[str, str], int] = {}
+    for m in members:
+        key = (m.name, m.kind)
+        merged[key] = max(merged.get(key, 0), m.size)
+    return [GroupMember(name=n, kind=k, size=s) for (n, k), s in merged.items()]  # type: ignore[arg-type]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
