@@ -1,0 +1,204 @@
+"""The embedded digits dataset: shapes, splits, determinism, loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits as sklearn_digits
+from torch.utils.data import Subset
+
+from autoprune.data import DATASETS, DataSplits, dataset_names, load_dataset
+from autoprune.data.digits import DIGITS_MEAN, DIGITS_STD
+from autoprune.errors import UnknownNameError
+
+N_DIGITS = 1797
+
+
+def sizes(splits: DataSplits) -> tuple[int, int, int]:
+    """Lengths of train, val and test (``Dataset`` is not typed as ``Sized``)."""
+    return len(splits.train), len(splits.val), len(splits.test)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataSplits:
+    return load_dataset("digits")
+
+
+def _indices(ds: object) -> list[int]:
+    assert isinstance(ds, Subset)
+    return list(ds.indices)
+
+
+def _raw_keys(ds: torch.utils.data.Dataset) -> set[bytes]:
+    """Identify samples by their raw 0..16 pixels, independently of how the splits are built.
+
+    All 1797 digits are distinct, so this key names one sample.
+    """
+    keys = set()
+    for i in range(len(ds)):  # type: ignore[arg-type]
+        x, _ = ds[i]
+        raw = torch.round((x * DIGITS_STD + DIGITS_MEAN) * 16).to(torch.uint8)
+        keys.add(raw.numpy().tobytes())
+    return keys
+
+
+def test_names() -> None:
+    assert dataset_names() == ["cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder", "mnist"]
+    assert "digits" in DATASETS
+
+
+def test_shapes_and_metadata(digits: DataSplits) -> None:
+    assert digits.name == "digits"
+    assert digits.num_classes == 10
+    assert digits.in_channels == 1
+    assert digits.image_size == (8, 8)
+    assert digits.input_shape(5) == (5, 1, 8, 8)
+    assert digits.input_shape() == (1, 1, 8, 8)
+    x, y = next(iter(digits.train_loader(batch_size=16)))
+    assert x.shape == (16, 1, 8, 8) and x.dtype == torch.float32
+    assert y.shape == (16,) and y.dtype == torch.int64
+    assert set(torch.cat([b[1] for b in digits.test_loader()]).tolist()) == set(range(10))
+
+
+def test_normalized(digits: DataSplits) -> None:
+    x = torch.cat([b[0] for b in digits.val_loader()] + [b[0] for b in digits.train_loader()])
+    assert abs(float(x.mean())) < 0.1
+    assert abs(float(x.std()) - 1.0) < 0.1
+
+
+def test_splits_disjoint_and_cover_everything(digits: DataSplits) -> None:
+    train, val, test = (set(_indices(d)) for d in (digits.train, digits.val, digits.test))
+    assert (len(train), len(val), len(test)) == sizes(digits)
+    assert not train & val and not train & test and not val & test
+    assert train | val | test == set(range(N_DIGITS))
+    assert len(test) == round(0.2 * N_DIGITS)
+    assert len(val) == round(0.1 * (N_DIGITS - len(test)))
+
+
+def test_splits_disjoint_by_content(digits: DataSplits) -> None:
+    keys = [_raw_keys(d) for d in (digits.train, digits.val, digits.test)]
+    assert sum(len(k) for k in keys) == N_DIGITS
+    assert set().union(*keys) == {bytes(r.astype(np.uint8)) for r in sklearn_digits().data}
+
+
+def test_splits_stratified(digits: DataSplits) -> None:
+    for part in (digits.test, digits.val):
+        counts = torch.bincount(torch.stack([part[i][1] for i in range(len(part))]), minlength=10)  # type: ignore[arg-type]
+        assert int(counts.min()) >= 0.8 * len(part) / 10  # type: ignore[arg-type]
+
+
+def test_split_deterministic(digits: DataSplits) -> None:
+    again = load_dataset("digits")
+    for a, b in zip(
+        (digits.train, digits.val, digits.test), (again.train, again.val, again.test), strict=True
+    ):
+        assert _indices(a) == _indices(b)
+
+
+def test_split_seed_changes_val_not_test(digits: DataSplits) -> None:
+    other = load_dataset("digits", split_seed=1)
+    assert _indices(other.test) == _indices(digits.test)
+    assert _indices(other.val) != _indices(digits.val)
+    assert set(_indices(other.train)) | set(_indices(other.val)) == set(_indices(digits.train)) | set(
+        _indices(digits.val)
+    )
+
+
+def test_val_fraction(digits: DataSplits) -> None:
+    bigger = load_dataset("digits", val_fraction=0.3)
+    n_train, n_val, _ = sizes(digits)
+    assert sizes(bigger)[1] == round(0.3 * (n_train + n_val))
+    assert _indices(bigger.test) == _indices(digits.test)
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, 1, 1.5, -0.1, float("nan")])
+def test_val_fraction_out_of_range(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"val_fraction=.*\(0, 1\)"):
+        load_dataset("digits", val_fraction=bad)
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_upscaling(size: int) -> None:
+    splits = load_dataset("digits", image_size=size)
+    assert splits.image_size == (size, size)
+    assert splits.input_shape(2) == (2, 1, size, size)
+    for loader in (
+        splits.train_loader(8),
+        splits.val_loader(8),
+        splits.test_loader(8),
+        splits.calibration_loader(8),
+    ):
+        x, _ = next(iter(loader))
+        assert x.shape == (8, 1, size, size)
+
+
+def test_bad_image_size() -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset("digits", image_size=0)
+
+
+def test_train_loader_reproducible(digits: DataSplits) -> None:
+    def order(seed: int) -> torch.Tensor:
+        return torch.cat([b[0].flatten(1) for b in digits.train_loader(64, seed=seed)])
+
+    assert torch.equal(order(3), order(3))
+    assert not torch.equal(order(3), order(4))
+    unshuffled = torch.cat([b[0].flatten(1) for b in digits.train_loader(64, seed=3, shuffle=False)])
+    assert torch.equal(
+        unshuffled, torch.cat([b[0].flatten(1) for b in digits.train_loader(64, shuffle=False)])
+    )
+    assert torch.equal(order(3).sort(dim=0).values, unshuffled.sort(dim=0).values)
+
+
+def test_calibration_from_val_only(digits: DataSplits) -> None:
+    loader = digits.calibration_loader(batch_size=32)
+    assert len(loader.dataset) == len(digits.val)  # type: ignore[arg-type]
+    calib = loader.dataset
+    assert isinstance(calib, Subset) and calib.dataset is digits.val
+    base = {_indices(digits.val)[i] for i in calib.indices}
+    assert base == set(_indices(digits.val))
+    assert not base & set(_indices(digits.test))
+    # independent of the implementation: compare the pixels themselves
+    x = torch.cat([b[0] for b in loader])
+    keys = {torch.round((s * DIGITS_STD + DIGITS_MEAN) * 16).to(torch.uint8).numpy().tobytes() for s in x}
+    assert keys == _raw_keys(digits.val)
+    assert not keys & _raw_keys(digits.test)
+
+
+def test_calibration_limited_and_deterministic(digits: DataSplits) -> None:
+    loader = digits.calibration_loader(batch_size=16, num_batches=3, seed=5)
+    batches = list(loader)
+    assert len(batches) == 3 and all(b[0].shape[0] == 16 for b in batches)
+    again = list(digits.calibration_loader(batch_size=16, num_batches=3, seed=5))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+    other = list(digits.calibration_loader(batch_size=16, num_batches=3, seed=6))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches, other, strict=True))
+    # asking for more than val holds gives all of val
+    assert len(digits.calibration_loader(batch_size=64, num_batches=100).dataset) == len(digits.val)  # type: ignore[arg-type]
+
+
+def test_calibration_bad_arguments(digits: DataSplits) -> None:
+    with pytest.raises(ValueError, match="num_batches"):
+        digits.calibration_loader(num_batches=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        digits.calibration_loader(batch_size=0)
+
+
+def test_data_dir_ignored(tmp_path: Path) -> None:
+    assert _indices(load_dataset("digits", tmp_path).test) == _indices(load_dataset("digits").test)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "suggestion"), [("fashion_mnist", "fashion-mnist"), ("cifar-10", "cifar10")]
+)
+def test_unknown_name(wrong: str, suggestion: str) -> None:
+    with pytest.raises(UnknownNameError) as info:
+        load_dataset(wrong)
+    message = str(info.value)
+    assert wrong in message
+    assert f"Did you mean {suggestion!r}" in message
+    for name in dataset_names():
+        assert name in message
