@@ -1,0 +1,268 @@
+"""Saving and safely loading model weights: no pickled code is ever executed.
+
+Two formats are read:
+
+* ``.safetensors`` files (by suffix), through :func:`safetensors.torch.load_file`;
+* anything else through ``torch.load(..., weights_only=True)``, which only rebuilds tensors and plain
+  containers and refuses every other pickled object. Accepted contents: a plain ``state_dict`` or a dict
+  with a ``"state_dict"`` (also ``"model_state_dict"`` or ``"model"``) entry and an optional ``"meta"``
+  dict, which is what :func:`save_checkpoint` writes.
+
+Every failure (missing, truncated or corrupt file, refused object, weights that do not fit the model)
+raises :class:`~autoprune.errors.CheckpointError` naming the file, the reason and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from autoprune.errors import CheckpointError
+
+SAFETENSORS_SUFFIX = ".safetensors"
+_STATE_KEYS = ("state_dict", "model_state_dict", "model")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile
+_SAVE_HINT = "save a state_dict with torch.save(model.state_dict(), path) or safetensors"
+
+
+def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the weights of a checkpoint without running any pickled code.
+
+    Args:
+        path: A ``.safetensors`` file, or a file written by ``torch.save`` holding a state_dict (or a dict
+            with a ``"state_dict"`` entry, as :func:`save_checkpoint` writes).
+
+    Returns:
+        The state_dict (parameter and buffer names to CPU tensors), without a ``module.`` prefix.
+
+    Raises:
+        CheckpointError: If the file is missing, truncated or corrupt, holds a pickled object other than
+            tensors and plain containers, or does not hold a state_dict.
+    """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Like :func:`load_weights_file` but also return the checkpoint's ``meta`` dict (``{}`` if none)."""
+    file = Path(path)
+    if not file.is_file():
+        reason = "is a folder, not a file" if file.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {str(file)!r} {reason}")
+    if file.suffix == SAFETENSORS_SUFFIX:
+        return _read_safetensors(file)
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise CheckpointError(
+                f"refused to unpickle {str(file)!r}: it holds Python objects other than tensors "
+                f"({_refused_global(exc)}), and loading them could run arbitrary code; {_SAVE_HINT}"
+            ) from None
+        raise _corrupt(file, exc) from None
+    except Exception as exc:  # torch reports bad files as OSError, RuntimeError, EOFError, KeyError, ...
+        raise _corrupt(file, exc) from None
+    return _unpack(obj, file)
+
+
+def load_checkpoint_into(model: nn.Module, path: str | Path, *, strict: bool = True) -> dict[str, Any]:
+    """Load a checkpoint's weights into ``model`` (in place), safely (see :func:`load_weights_file`).
+
+    Args:
+        model: The model, built with the same architecture, classes and input channels as the
+            checkpoint's.
+        path: The checkpoint file.
+        strict: Require the checkpoint and the model to have exactly the same keys. With ``False``,
+            missing and unexpected keys are skipped; shape mismatches always fail, as does a checkpoint
+            sharing no key with the model.
+
+    Returns:
+        The checkpoint's ``meta`` dict (``{}`` for a plain state_dict or a file without metadata).
+
+    Raises:
+        CheckpointError: If the file cannot be read safely or its weights do not fit ``model``; the
+            message names a few missing / unexpected keys and shape mismatches and suggests a fix.
+    """
+    state, meta = read_checkpoint(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    no_overlap = len(missing) == len(expected)
+    if mismatched or no_overlap or (strict and (missing or unexpected)):
+        raise CheckpointError(_mismatch_message(Path(path), state, meta, missing, unexpected, mismatched))
+    model.load_state_dict(state, strict=strict)
+    return meta
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and ``meta`` atomically (temp file in the same folder, then rename).
+
+    ``path`` ending in ``.safetensors`` writes a safetensors file whose metadata holds each ``meta``
+    value JSON-encoded; any other path writes ``{"state_dict": ..., "meta": ...}`` with ``torch.save``.
+    Either way :func:`load_checkpoint_into` reads it back. ``meta`` should be JSON-serializable; other
+    values (paths, ...) are stored as their ``str()`` so that the file stays loadable without pickle.
+
+    Args:
+        model: The model whose ``state_dict`` to save.
+        path: The destination; missing parent folders are created, an existing file is replaced.
+        meta: Metadata to store with the weights (model name, dataset, accuracy, ...).
+
+    Returns:
+        The path written.
+
+    Raises:
+        TypeError: If ``meta`` has keys JSON cannot encode (e.g. tuples).
+    """
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    plain_meta: dict[str, Any] = json.loads(json.dumps(dict(meta or {}), default=str))
+    tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if file.suffix == SAFETENSORS_SUFFIX:
+            metadata = {key: json.dumps(value) for key, value in plain_meta.items()}
+            metadata.setdefault("format", "pt")
+            save_file(_unshared(model.state_dict()), str(tmp), metadata=metadata)
+        else:
+            torch.save({"state_dict": model.state_dict(), "meta": plain_meta}, tmp)
+        os.replace(tmp, file)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return file
+
+
+def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        state = load_file(str(file), device="cpu")
+        with safe_open(str(file), framework="pt") as handle:
+            metadata: dict[str, str] = handle.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise _corrupt(file, exc) from None
+    meta: dict[str, Any] = {}
+    for key, raw in metadata.items():
+        try:
+            meta[key] = json.loads(raw)
+        except json.JSONDecodeError:  # written by another tool: keep the string
+            if not (key == "format" and raw == "pt"):  # the safetensors convention, not user metadata
+                meta[key] = raw
+    return _strip_wrappers(state), meta
+
+
+def _unpack(obj: object, file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Find the state_dict (and meta) in what ``torch.load`` returned, checking that it is one."""
+    meta: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        inner = next((obj[k] for k in _STATE_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is not None:
+            raw_meta = obj.get("meta")
+            meta = dict(raw_meta) if isinstance(raw_meta, dict) else {}
+            obj = inner
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f"checkpoint {str(file)!r} holds a {type(obj).__name__}, not a state_dict; {_SAVE_HINT}"
+        )
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"checkpoint {str(file)!r} is not a state_dict: entry {key!r} holds a "
+                f"{type(value).__name__}, not a tensor (expected a plain state_dict or a dict with a "
+                f"'state_dict' entry); {_SAVE_HINT}"
+            )
+    return _strip_wrappers(obj), meta
+
+
+def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop a prefix shared by every key that wrappers add (``module.`` from DataParallel, ...)."""
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _unshared(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors that share no memory (safetensors refuses tied or sliced storage)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in state.items():
+        tensor = value.detach().cpu().contiguous()
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() in seen or storage.nbytes() != tensor.numel() * tensor.element_size():
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        out[key] = tensor
+    return out
+
+
+def _corrupt(file: Path, exc: BaseException) -> CheckpointError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unexpected end of file"
+    return CheckpointError(
+        f"cannot read checkpoint {str(file)!r}: the file is truncated, corrupt or not a checkpoint "
+        f"({type(exc).__name__}: {reason[:200]}); re-save it with save_checkpoint() or torch.save(state_dict)"
+    )
+
+
+def _refused_global(exc: BaseException) -> str:
+    """The line of torch's message that names the refused object, else a generic description."""
+    for line in str(exc).splitlines():
+        if "GLOBAL" in line:
+            return line.strip().rstrip(".")
+    return "an unsupported pickled object"
+
+
+def _mismatch_message(
+    file: Path,
+    state: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[str],
+) -> str:
+    parts = [
+        f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
+        for what, items in (
+            ("keys missing from the checkpoint", missing),
+            ("unexpected keys in the checkpoint", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if items
+    ]
+    hint = _fix_hint(state, meta, keys_differ=bool(missing or unexpected))
+    return f"checkpoint {str(file)!r} does not fit the model: {'; '.join(parts)}. {hint}"
+
+
+def _fix_hint(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, keys_differ: bool) -> str:
+    saved_for, dataset = meta.get("model"), meta.get("dataset")
+    if isinstance(saved_for, str):
+        on = f" on --dataset {dataset}" if isinstance(dataset, str) else ""
+        return f"It was saved from --model {saved_for}{on}; pass the same (a pruned model needs its plan)."
+    if not keys_differ:
+        return (
+            "The layers are the same but their sizes differ: use a dataset with the same number of classes "
+            "and input channels as the checkpoint's (a pruned model must be loaded with its plan)."
+        )
+    # Imported here: the zoo imports this module to load weights at build time.
+    from autoprune.models.zoo import builtin_matching_keys
+
+    guesses = builtin_matching_keys(set(state))
+    if guesses:
+        return f"Its layer names match --model {' or '.join(guesses)}; pass that (and the same dataset)."
+    return (
+        "Pass the --model it was trained with, on a dataset with the same number of classes and input "
+        "channels (a pruned model needs its plan)."
+    )
