@@ -135,6 +135,14 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 
 
 def _check_compatible(structure: ModelStructure, plan: PrunePlan) -> None:
+    missing = sorted(set(structure.group_names) - set(plan.channels))
+    extra = sorted(set(plan.channels) - set(structure.group_names))
+    if missing or extra:
+        raise AutoPruneError(
+            f"the plan does not fit this model: groups {(missing or extra)[:3]} are "
+            f"{'missing from the plan' if missing else 'not in the model'}; the plan was made for a different "
+            "model (check --model and the data's input shape)"
+        )
     for name, n in plan.channels.items():
         group = structure.group(name)
         if group.channels != n:

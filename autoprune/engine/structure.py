@@ -80,7 +80,7 @@ class PrunableGroup:
         return [m.name for m in self.members if kind is None or m.kind == kind]
 
 
-class _BarrierPruner(tp.pruner.function.BasePruningFunc):  # type: ignore[misc]
+class _BarrierPruner(tp.pruner.function.BasePruningFunc):
     """Marks a module the graph cannot prune: groups reaching it are dropped (see ``_drop_barrier_groups``)."""
 
     def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
@@ -97,9 +97,8 @@ class _BarrierPruner(tp.pruner.function.BasePruningFunc):  # type: ignore[misc]
 
 
 def _is_supported(module: nn.Module, dg: tp.DependencyGraph) -> bool:
-    return tp.ops.module2type(module) in dg.REGISTERED_PRUNERS and not isinstance(
-        tp.ops.module2type(module), type(None)
-    ) and tp.ops.module2type(module) != tp.ops.OPTYPE.ELEMENTWISE
+    optype = tp.ops.module2type(module)
+    return optype in dg.REGISTERED_PRUNERS and optype != tp.ops.OPTYPE.ELEMENTWISE
 
 
 def find_unsupported_layers(model: nn.Module) -> list[str]:
@@ -194,7 +193,8 @@ class ModelStructure:
         self.dense_macs = sum(c.macs for c in self.costs.values())
         self.groups = self._collect_groups(ignored, barrier_types)
         self._by_name = {g.name: g for g in self.groups}
-        self._layer_terms = self._build_macs_model()
+        self.dense_params = sum(p.numel() for p in model.parameters())
+        self._build_cost_model()
 
     # ------------------------------------------------------------------ groups
     def _collect_groups(self, ignored: list[nn.Module], barrier_types: set[type]) -> list[PrunableGroup]:
@@ -265,47 +265,75 @@ class ModelStructure:
     def group_names(self) -> list[str]:
         return [g.name for g in self.groups]
 
-    # -------------------------------------------------------------- MACs model
-    def _build_macs_model(self) -> list[tuple[int, int, list[tuple[int, float]], list[tuple[int, float]], bool]]:
-        """Per counted layer: (macs, channels info) so MACs(keep) is a cheap sum of products."""
-        out_of: dict[str, list[tuple[int, float]]] = {}
-        in_of: dict[str, list[tuple[int, float]]] = {}
+    # ------------------------------------------------------- MACs/params model
+    def _build_cost_model(self) -> None:
+        """Precompute, per layer, which groups cut its input/output channels and by what share."""
+        self._out_of: dict[str, list[tuple[int, float]]] = {}
+        self._in_of: dict[str, list[tuple[int, float]]] = {}
+        modules = dict(self.model.named_modules())
+        params = dict(self.model.named_parameters())
         for gi, g in enumerate(self.groups):
             for m in g.members:
-                if m.name not in self.costs:
+                if m.name in modules:
+                    mod = modules[m.name]
+                    if isinstance(mod, nn.Linear):
+                        total = mod.out_features if m.kind == "out" else mod.in_features
+                    elif isinstance(mod, nn.modules.conv._ConvNd):
+                        total = mod.out_channels if m.kind == "out" else mod.in_channels
+                    else:
+                        weight = getattr(mod, "weight", None)
+                        total = weight.shape[0] if isinstance(weight, torch.Tensor) else m.size
+                elif m.name in params:
+                    total = params[m.name].numel()
+                else:
                     continue
-                target = out_of if m.kind == "out" else in_of
-                target.setdefault(m.name, []).append((gi, m.size / g.channels))
-        modules = dict(self.model.named_modules())
-        terms = []
-        for name, cost in self.costs.items():
-            module = modules[name]
-            if isinstance(module, nn.Linear):
-                n_out, n_in, depthwise = module.out_features, module.in_features, False
+                target = self._out_of if m.kind == "out" else self._in_of
+                target.setdefault(m.name, []).append((gi, m.size / max(total, 1)))
+        self._depthwise = {
+            n for n, mod in modules.items()
+            if isinstance(mod, nn.modules.conv._ConvNd) and mod.groups == mod.out_channels > 1
+        }
+        self._param_terms: list[tuple[str, str, int]] = []  # (owner, kind, numel)
+        for pname, p in params.items():
+            owner, _, leaf = pname.rpartition(".")
+            if pname in self._out_of:  # unwrapped parameter pruned on its own
+                self._param_terms.append((pname, "out", p.numel()))
+            elif isinstance(modules.get(owner), (nn.Linear, nn.modules.conv._ConvNd)) and leaf == "weight":
+                self._param_terms.append((owner, "both", p.numel()))
             else:
-                assert isinstance(module, nn.modules.conv._ConvNd)
-                n_out, n_in = module.out_channels, module.in_channels
-                depthwise = module.groups == module.out_channels and module.out_channels > 1
-            outs = [(gi, share * g_ch / n_out) for gi, share in out_of.get(name, []) for g_ch in [self.groups[gi].channels]]
-            ins = [(gi, share * g_ch / n_in) for gi, share in in_of.get(name, []) for g_ch in [self.groups[gi].channels]]
-            terms.append((cost.macs, n_out, outs, ins, depthwise))
-        return terms
+                self._param_terms.append((owner, "out", p.numel()))
+
+    def _fractions(self, keep: Mapping[str, int]) -> list[float]:
+        for name in keep:
+            if name not in self._by_name:
+                self.group(name)  # raises with the valid names
+        return [keep.get(g.name, g.channels) / g.channels for g in self.groups]
+
+    def _keep(self, table: dict[str, list[tuple[int, float]]], name: str, frac: list[float]) -> float:
+        return 1.0 - sum(w * (1.0 - frac[gi]) for gi, w in table.get(name, ()))
 
     def predict_macs(self, keep: Mapping[str, int]) -> int:
-        """Dense MACs of the model after keeping ``keep[name]`` channels of each group.
+        """Dense conv/linear MACs of the model after keeping ``keep[name]`` channels of each group.
 
-        Groups not in ``keep`` stay whole. Exact for conv/linear layers (checked against counting the
-        physically pruned model in the tests).
+        Groups not in ``keep`` stay whole. Exact (checked against counting the physically pruned
+        model in the tests).
         """
-        frac = [keep.get(g.name, g.channels) / g.channels for g in self.groups]
+        frac = self._fractions(keep)
         total = 0.0
-        for macs, _n_out, outs, ins, depthwise in self._layer_terms:
-            out_keep = 1.0 - sum(w * (1.0 - frac[gi]) for gi, w in outs)
-            if depthwise:
-                total += macs * out_keep
-                continue
-            in_keep = 1.0 - sum(w * (1.0 - frac[gi]) for gi, w in ins)
-            total += macs * out_keep * in_keep
+        for name, cost in self.costs.items():
+            out_keep = self._keep(self._out_of, name, frac)
+            in_keep = 1.0 if name in self._depthwise else self._keep(self._in_of, name, frac)
+            total += cost.macs * out_keep * in_keep
+        return round(total)
+
+    def predict_params(self, keep: Mapping[str, int]) -> int:
+        """Parameter count of the model after keeping ``keep[name]`` channels of each group."""
+        frac = self._fractions(keep)
+        total = 0.0
+        for owner, kind, numel in self._param_terms:
+            out_keep = self._keep(self._out_of, owner, frac)
+            in_keep = 1.0 if kind == "out" or owner in self._depthwise else self._keep(self._in_of, owner, frac)
+            total += numel * out_keep * in_keep
         return round(total)
 
     def keep_counts(self, keep_ratios: Mapping[str, float], *, round_to: int = 1) -> dict[str, int]:
@@ -331,7 +359,7 @@ def _channel_groups(tp_group: Any, channels: int) -> int:
     blocks = 1
     for item in tp_group:
         module = item.dep.target.module
-        if isinstance(module, nn.modules.conv._ConvNd) and 1 < module.groups:
+        if isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1:
             depthwise = module.groups == module.out_channels == module.in_channels
             if not depthwise:
                 blocks = max(blocks, module.groups)
@@ -342,7 +370,7 @@ def round_channels(value: float, channels: int, round_to: int) -> int:
     """Round a channel count to the nearest multiple of ``round_to``, within ``[min(round_to, channels), channels]``."""
     if round_to < 1:
         raise ValueError(f"round_to={round_to} must be >= 1")
-    n = int(round(value / round_to)) * round_to
+    n = round(value / round_to) * round_to
     return max(min(round_to, channels), min(channels, n), 1)
 
 

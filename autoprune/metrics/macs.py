@@ -46,6 +46,7 @@ class ModelCost:
 
 def _layer_cost(module: nn.Module, output: torch.Tensor) -> LayerCost:
     weight = module.weight
+    assert isinstance(weight, torch.Tensor)
     if isinstance(module, nn.Linear):
         # output: (N, ..., out_features); each output feature reads in_features weights
         positions = int(output[0].numel() // module.out_features)

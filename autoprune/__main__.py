@@ -1,0 +1,5 @@
+"""``python -m autoprune``."""
+
+from autoprune.cli import main
+
+main()

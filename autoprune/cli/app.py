@@ -1,0 +1,296 @@
+"""The ``autoprune`` command line (typer)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoprune.cli import options as opt
+from autoprune.cli.common import Setup, console, setup, user_errors
+from autoprune.engine.export import export_onnx, save_weights
+from autoprune.engine.plan import STRUCTURED
+from autoprune.engine.pruner import DEFAULT_ROUND_TO, PruneConfig
+from autoprune.engine.structure import ModelStructure
+from autoprune.models import save_checkpoint
+from autoprune.pipelines.standard import StandardConfig, run_standard
+from autoprune.report import RunReport, model_metrics
+from autoprune.training import TrainConfig, train
+
+app = typer.Typer(
+    name="autoprune",
+    help="Search-based automatic structured pruning for PyTorch models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out_console = Console()
+
+MASKS_DO_NOT_SPEED_UP = (
+    "mask granularities (kernel, vector, fine) zero weights but keep dense shapes: dense CPU/GPU kernels "
+    "do the same work, so latency does not drop (see latency_ratio); only sparse kernels could use them"
+)
+
+
+def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
+    table = Table(title=title)
+    table.add_column("model")
+    for col in ("accuracy", "MACs", "params", "latency (ms, batch 1)"):
+        table.add_column(col, justify="right")
+    for name, m in rows.items():
+        acc = m.get("accuracy")
+        table.add_row(
+            name,
+            f"{acc:.4f}" if acc is not None else "-",
+            f"{m['macs'] / 1e6:.3f}M",
+            f"{m['params'] / 1e6:.4f}M",
+            f"{m['latency_ms']:.3f}",
+        )
+    return table
+
+
+def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> dict[str, object]:
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
+    history = train(
+        s.model,
+        s.splits.train_loader(batch_size, seed=seed),
+        config,
+        val_loader=s.splits.val_loader(),
+        device=s.device,
+        progress=progress,
+        description="train",
+    )
+    return {"config": config.to_dict(), "history": history.to_dict()}
+
+
+@app.command("train")
+@user_errors
+def train_cmd(
+    model: opt.Model = "resnet20",
+    dataset: opt.Dataset = "digits",
+    data_dir: opt.DataDir = None,
+    download: opt.Download = False,
+    image_size: opt.ImageSize = None,
+    checkpoint: opt.Checkpoint = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 10,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.05,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    out: opt.Out = None,
+    threads: opt.Threads = None,
+    progress: opt.Progress = True,
+) -> None:
+    """Train a model on a dataset; writes model.pt (weights-only checkpoint) and report.json."""
+    s = setup(command="train", model=model, dataset=dataset, data_dir=data_dir, download=download,
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
+    report = RunReport("train", model, dataset, seed, s.out)
+    training = _train(s, epochs, lr, batch_size, seed, progress)
+    meta = {"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
+            "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)}
+    save_checkpoint(s.model, s.out / "model.pt", meta)
+    dense = model_metrics(s.model, s.input_shape, test_loader=s.splits.test_loader(), device=s.device)
+    report.set(dense=dense, training=training, files={"checkpoint": "model.pt"})
+    path = report.write()
+    out_console.print(_metrics_table(f"{model} on {dataset}", {"trained": dense}))
+    out_console.print(f"checkpoint: {s.out / 'model.pt'}\nreport: {path}")
+
+
+@app.command("prune")
+@user_errors
+def prune_cmd(
+    model: opt.Model = "resnet20",
+    dataset: opt.Dataset = "digits",
+    data_dir: opt.DataDir = None,
+    download: opt.Download = False,
+    image_size: opt.ImageSize = None,
+    checkpoint: opt.Checkpoint = None,
+    target_macs: opt.TargetMacs = 0.5,
+    target_params: Annotated[
+        float | None, typer.Option("--target-params", help="Fraction of dense parameters to keep (instead of MACs).")
+    ] = None,
+    criterion: Annotated[
+        str, typer.Option("--criterion", help="l1, l2, bn_scale, taylor, activation_mean, apoz, random.")
+    ] = "l1",
+    granularity: Annotated[
+        str, typer.Option("--granularity", help="channel (physically removed), kernel, vector, fine (masks).")
+    ] = STRUCTURED,
+    scope: Annotated[str, typer.Option("--scope", help="local (uniform ratio) or global (one ranking).")] = "local",
+    round_to: Annotated[
+        int, typer.Option("--round-to", help="Kept channels are multiples of this (1 = exact).")
+    ] = DEFAULT_ROUND_TO,
+    rounds: Annotated[int, typer.Option("--rounds", help="Gradual pruning in k prune+finetune rounds.")] = 1,
+    train_epochs: Annotated[
+        int, typer.Option("--train-epochs", help="Epochs to train first when no --checkpoint is given.")
+    ] = 10,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Finetuning epochs per round.")] = 2,
+    finetune_lr: Annotated[float, typer.Option("--finetune-lr")] = 0.01,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    out: opt.Out = None,
+    threads: opt.Threads = None,
+    progress: opt.Progress = True,
+) -> None:
+    """Standard pipeline: train (or load) -> prune to a budget -> finetune, in one or more rounds."""
+    prune_config = PruneConfig(
+        target_macs=None if target_params is not None else target_macs,
+        target_params=target_params,
+        criterion=criterion,
+        granularity=granularity,
+        scope=scope,  # type: ignore[arg-type]
+        round_to=round_to,
+        seed=seed,
+    )
+    config = StandardConfig(
+        prune=prune_config,
+        finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr, batch_size=batch_size),
+        rounds=rounds,
+    )
+    s = setup(command="prune", model=model, dataset=dataset, data_dir=data_dir, download=download,
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
+    report = RunReport("prune", model, dataset, seed, s.out)
+    report.set(config=config.to_dict())
+    if checkpoint is None:
+        console.print(f"no --checkpoint: training {model} for {train_epochs} epochs first")
+        report.set(training=_train(s, train_epochs, 0.05, batch_size, seed, progress))
+    effective = granularity != STRUCTURED
+    test_loader = s.splits.test_loader()
+    dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device, effective=effective)
+    result = run_standard(
+        s.model,
+        s.input_shape,
+        config,
+        train_loader=s.splits.train_loader(batch_size, seed=seed),
+        val_loader=s.splits.val_loader(),
+        calibration=s.splits.calibration_loader(seed=seed),
+        device=s.device,
+        progress=progress,
+        log=lambda msg: console.print(msg),
+    )
+    pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader, device=s.device, effective=effective)
+    files = {"plan": "plan.json", "weights": "model.safetensors"}
+    result.plan.save(s.out / "plan.json")
+    save_weights(result.model, s.out / "model.safetensors")
+    if onnx:
+        diff = export_onnx(result.model, s.input_shape, s.out / "model.onnx")
+        files["onnx"] = "model.onnx"
+        report.set(onnx_max_abs_diff=diff)
+    report.set(
+        dense=dense,
+        pruned=pruned,
+        granularity=granularity,
+        rounds=[r.__dict__ for r in result.rounds],
+        keep_ratios=result.plan.keep_ratios,
+        files=files,
+    )
+    if effective:
+        report.set(
+            effective_macs_ratio=pruned["effective_macs"] / dense["macs"],
+            note=MASKS_DO_NOT_SPEED_UP,
+        )
+    path = report.write()
+    out_console.print(_metrics_table(f"{model} on {dataset}: {granularity} pruning, {criterion}",
+                                     {"dense": dense, "pruned": pruned}))
+    data = report.to_dict()
+    ratio = data.get("effective_macs_ratio", data.get("macs_ratio"))
+    out_console.print(f"MACs kept: {ratio:.3f} (target {target_macs if target_params is None else '-'}); "
+                      f"latency ratio {data.get('latency_ratio', float('nan')):.3f}")
+    if effective:
+        out_console.print(f"[yellow]note:[/] {MASKS_DO_NOT_SPEED_UP}")
+    out_console.print(f"report: {path}")
+
+
+@app.command("groups")
+@user_errors
+def groups_cmd(
+    model: opt.Model = "resnet20",
+    dataset: opt.Dataset = "digits",
+    data_dir: opt.DataDir = None,
+    image_size: opt.ImageSize = None,
+    out: opt.Out = None,
+) -> None:
+    """List the prunable channel groups of a model (name, channels, MACs controlled, members)."""
+    s = setup(command="groups", model=model, dataset=dataset, data_dir=data_dir, download=False,
+              image_size=image_size, checkpoint=None, seed=0, device="cpu", out=out, threads=None)
+    structure = ModelStructure(s.model, s.input_shape)
+    table = Table(title=f"{model}: {len(structure.groups)} prunable groups, {structure.dense_macs / 1e6:.2f}M MACs")
+    for col in ("group", "channels", "MACs share", "members"):
+        table.add_column(col)
+    for g in structure.groups:
+        table.add_row(g.name, str(g.channels), f"{g.macs / structure.dense_macs:.3f}", str(len(g.members)))
+    out_console.print(table)
+    out_console.print(f"never pruned (output layers): {', '.join(structure.output_layers)}")
+    report = RunReport("groups", model, dataset, 0, s.out)
+    report.set(
+        dense={"macs": structure.dense_macs, "params": structure.dense_params},
+        groups=[{"name": g.name, "channels": g.channels, "macs": g.macs,
+                 "members": [m.__dict__ for m in g.members]} for g in structure.groups],
+        output_layers=structure.output_layers,
+        unsupported_layers=structure.unsupported,
+    )
+    report.write()
+
+
+@app.command("demo")
+@user_errors
+def demo_cmd(
+    model: opt.Model = "resnet20",
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs on digits.")] = 15,
+    target_macs: opt.TargetMacs = 0.5,
+    seed: opt.Seed = 0,
+    out: opt.Out = None,
+    threads: opt.Threads = None,
+    progress: opt.Progress = True,
+) -> None:
+    """Train a small model on the embedded digits data, prune it to --target-macs, finetune, report."""
+    s = setup(command="demo", model=model, dataset="digits", data_dir=None, download=False, image_size=None,
+              checkpoint=None, seed=seed, device="cpu", out=out, threads=threads)
+    report = RunReport("demo", model, "digits", seed, s.out)
+    report.set(training=_train(s, epochs, 0.05, 64, seed, progress))
+    test_loader = s.splits.test_loader()
+    dense = model_metrics(s.model, s.input_shape, test_loader=test_loader)
+    config = StandardConfig(prune=PruneConfig(target_macs=target_macs, seed=seed),
+                            finetune=TrainConfig(epochs=max(1, epochs // 3), lr=0.01, batch_size=64))
+    result = run_standard(
+        s.model, s.input_shape, config,
+        train_loader=s.splits.train_loader(64, seed=seed), val_loader=s.splits.val_loader(),
+        progress=progress, log=lambda msg: console.print(msg),
+    )
+    pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader)
+    result.plan.save(s.out / "plan.json")
+    save_weights(result.model, s.out / "model.safetensors")
+    report.set(dense=dense, pruned=pruned, config=config.to_dict(), keep_ratios=result.plan.keep_ratios,
+               files={"plan": "plan.json", "weights": "model.safetensors"})
+    path = report.write()
+    out_console.print(_metrics_table(f"demo: {model} on digits, {target_macs:.0%} MACs target",
+                                     {"dense": dense, "pruned": pruned}))
+    out_console.print(f"report: {path}")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from autoprune import __version__
+
+        out_console.print(f"autoprune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Search-based automatic structured pruning for PyTorch models."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

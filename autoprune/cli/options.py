@@ -1,0 +1,44 @@
+"""One vocabulary of options shared by every command (later commands reuse these aliases)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Built-in name (resnet20, resnet32, resnet56, vgg_small, mobilenetv2), 'torchvision:NAME', "
+        "or 'path/to/file.py:factory'. A file.py:factory model RUNS THAT FILE'S CODE: only use files you trust.",
+    ),
+]
+Dataset = Annotated[
+    str, typer.Option("--dataset", help="digits (embedded), fashion-mnist, mnist, cifar10, cifar100, imagefolder.")
+]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder of the dataset (not needed for digits).")
+]
+Download = Annotated[
+    bool, typer.Option("--download", help="Let torchvision download a missing dataset (needs internet).")
+]
+ImageSize = Annotated[
+    int | None, typer.Option("--image-size", help="Resize images to this side (default: the dataset's own).")
+]
+Checkpoint = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", help="Trained weights (state_dict .pt or .safetensors; loaded without pickle)."),
+]
+TargetMacs = Annotated[
+    float, typer.Option("--target-macs", help="Fraction of the dense MACs to keep, in (0, 1].")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the search.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Out = Annotated[
+    Path | None,
+    typer.Option("--out", help="Run folder for results (report.json, weights, plan). Default: runs/<command>-<time>."),
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice).")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]

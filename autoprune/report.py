@@ -1,0 +1,136 @@
+"""``report.json``: the versioned, machine-readable result of every autoprune command.
+
+Schema (``schema_version`` 1). Fields marked * are always present; the others where they apply.
+Later versions only add fields; none is ever renamed or removed.
+
+==================  ===========================================================================
+field               meaning
+==================  ===========================================================================
+schema_version*     integer, 1
+command*            the command that ran (``train``, ``prune``, ``demo``, ...)
+model*              model name as given (``resnet20``, ``torchvision:resnet18``, ``file.py:fn``)
+dataset*            dataset name (``digits``, ``fashion-mnist``, ...)
+seed*               the run's seed
+wall_time_s*        seconds from start to the end of the command
+status*             ``"ok"`` (a failed command writes no report and exits non-zero)
+dense               metrics of the unpruned model (see below)
+pruned              metrics of the pruned model (see below)
+macs_ratio          pruned MACs / dense MACs
+params_ratio        pruned params / dense params
+latency_ratio       pruned latency / dense latency (same batch size, threads, device)
+config              every setting the command ran with
+environment         library versions, torch threads, device, platform
+files               run-folder-relative paths of the files written (checkpoint, plan, onnx)
+==================  ===========================================================================
+
+Metrics objects (``dense``, ``pruned``): ``accuracy`` (test top-1, 0..1), ``top5``, ``macs``
+(conv/linear multiply-accumulates per sample), ``params``, ``latency_ms`` (median forward time at
+``latency_batch_size``), ``latency_batch_size``; mask granularities add ``effective_macs`` and
+``nonzero_params``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.engine.plan import write_json_atomic
+from autoprune.metrics import count_cost, evaluate_accuracy, measure_latency
+
+SCHEMA_VERSION = 1
+
+
+def environment() -> dict[str, Any]:
+    """Library versions, threads and machine, for reproducibility."""
+    import numpy
+    import torchvision
+
+    versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__}
+    try:
+        import torch_pruning
+
+        versions["torch_pruning"] = getattr(torch_pruning, "__version__", "unknown")
+    except ImportError:  # pragma: no cover
+        pass
+    from autoprune import __version__
+
+    return {
+        "autoprune": __version__,
+        "versions": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+
+
+def model_metrics(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    test_loader: Any | None = None,
+    device: torch.device | str = "cpu",
+    latency_batch_size: int = 1,
+    latency_repeats: int = 30,
+    effective: bool = False,
+) -> dict[str, Any]:
+    """The metrics object of a report: accuracy (if a test loader is given), MACs, params, latency."""
+    cost = count_cost(model, input_shape)
+    out: dict[str, Any] = {}
+    if test_loader is not None:
+        acc = evaluate_accuracy(model, test_loader, device=device)
+        out.update(accuracy=acc.top1, top5=acc.top5)
+    out.update(macs=cost.macs, params=cost.params)
+    if effective:
+        out.update(effective_macs=cost.effective_macs, nonzero_params=cost.nonzero_params)
+    lat = measure_latency(model, input_shape, batch_size=latency_batch_size, repeats=latency_repeats)
+    out.update(latency_ms=lat.median_ms, latency_batch_size=latency_batch_size, latency_threads=lat.threads)
+    return out
+
+
+@dataclass
+class RunReport:
+    """Collects a command's results and writes ``report.json`` atomically."""
+
+    command: str
+    model: str
+    dataset: str
+    seed: int
+    out_dir: Path
+    started: float = field(default_factory=time.perf_counter)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, **fields: Any) -> None:
+        self.data.update(fields)
+
+    def compare(self) -> None:
+        """Fill ``macs_ratio``, ``params_ratio`` and ``latency_ratio`` from ``dense`` and ``pruned``."""
+        dense, pruned = self.data.get("dense"), self.data.get("pruned")
+        if not dense or not pruned:
+            return
+        for key, ratio in (("macs", "macs_ratio"), ("params", "params_ratio"), ("latency_ms", "latency_ratio")):
+            if dense.get(key) and pruned.get(key) is not None:
+                self.data[ratio] = pruned[key] / dense[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        self.compare()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "command": self.command,
+            "model": self.model,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "wall_time_s": round(time.perf_counter() - self.started, 3),
+            "status": "ok",
+            **self.data,
+            "environment": environment(),
+        }
+
+    def write(self) -> Path:
+        return write_json_atomic(self.out_dir / "report.json", self.to_dict())

@@ -1,0 +1,181 @@
+"""Training and finetuning loops with a progress bar, NaN guard and optional frozen masks."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+from torch.nn import functional as F
+
+from autoprune.errors import TrainingError
+from autoprune.metrics.accuracy import evaluate_accuracy
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train or finetune.
+
+    Attributes:
+        epochs: Passes over the training set (0 is allowed: nothing happens).
+        lr: Peak learning rate (SGD with Nesterov momentum 0.9, cosine decay to 0).
+        weight_decay: L2 penalty on weights.
+        batch_size: Training batch size.
+        label_smoothing: Cross-entropy label smoothing.
+        warmup_epochs: Linear warm-up at the start (fraction of an epoch allowed).
+    """
+
+    epochs: int = 10
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs={self.epochs} must be >= 0")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch training loss and validation accuracy."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return asdict(self)
+
+
+def make_progress(enabled: bool = True) -> Progress:
+    """A rich progress bar in the style every autoprune command uses."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def train(
+    model: nn.Module,
+    train_loader: Iterable[Batch],
+    config: TrainConfig,
+    *,
+    val_loader: Iterable[Batch] | None = None,
+    device: torch.device | str = "cpu",
+    masks: dict[str, torch.Tensor] | None = None,
+    progress: bool = True,
+    description: str = "train",
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+) -> TrainHistory:
+    """Train ``model`` in place with SGD + cosine schedule.
+
+    Args:
+        model: The model (moved to ``device``).
+        train_loader: Training batches.
+        config: Hyper-parameters.
+        val_loader: If given, validation accuracy is computed after every epoch (split from the
+            training set; never the test set).
+        device: Where to train.
+        masks: Parameter masks (``{name: bool tensor}``) whose zeros must stay exactly zero: masked
+            weights and their gradients are zeroed at every step.
+        progress: Show a progress bar.
+        description: Label of the progress bar.
+        on_epoch_end: Called with ``(epoch, model)`` after each epoch (checkpointing).
+
+    Returns:
+        The per-epoch history.
+
+    Raises:
+        TrainingError: the loss became NaN or infinite; the model is restored to the state it had at
+            the start of that epoch (the last good state) before raising.
+    """
+    from autoprune.engine.masking import MaskEnforcer  # engine imports training-free parts only
+
+    model.to(device)
+    history = TrainHistory()
+    if config.epochs == 0:
+        return history
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() > 1]
+    no_decay = [p for p in params if p.dim() <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+    steps_per_epoch = max(1, _len(train_loader))
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    enforcer = MaskEnforcer(model, masks) if masks else None
+    if enforcer is not None:
+        enforcer.attach(optimizer)
+    try:
+        with make_progress(progress) as bar:
+            task = bar.add_task(description, total=total, status="")
+            for epoch in range(config.epochs):
+                good_state = copy.deepcopy(model.state_dict())
+                model.train()
+                loss_sum, seen = 0.0, 0
+                for x, y in train_loader:
+                    x, y = x.to(device), y.to(device)
+                    loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+                    if not torch.isfinite(loss):
+                        model.load_state_dict(good_state)
+                        raise TrainingError(
+                            f"{description}: loss became {float(loss)} in epoch {epoch + 1}; the model was "
+                            f"restored to its state at the start of that epoch. Lower the learning rate "
+                            f"(lr={config.lr}) or check the data for NaNs."
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    loss_sum += loss.item() * y.numel()
+                    seen += y.numel()
+                    bar.update(task, advance=1, status=f"epoch {epoch + 1}/{config.epochs} loss {loss.item():.3f}")
+                history.train_loss.append(loss_sum / max(1, seen))
+                if val_loader is not None:
+                    acc = evaluate_accuracy(model, val_loader, device=device).top1
+                    history.val_accuracy.append(acc)
+                    bar.update(task, status=f"epoch {epoch + 1}/{config.epochs} val acc {acc:.3f}")
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, model)
+    finally:
+        if enforcer is not None:
+            enforcer.remove()
+    return history
+
+
+def _len(loader: Iterable[Batch]) -> int:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return 0
