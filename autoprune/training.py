@@ -150,7 +150,7 @@ def train(
                     if not torch.isfinite(loss):
                         model.load_state_dict(good_state)
                         raise TrainingError(
-                            f"{description}: loss became {float(loss)} in epoch {epoch + 1}; the model was "
+                            f"{description}: loss became {loss.item()} in epoch {epoch + 1}; the model was "
                             f"restored to its state at the start of that epoch. Lower the learning rate "
                             f"(lr={config.lr}) or check the data for NaNs."
                         )

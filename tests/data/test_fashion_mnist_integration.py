@@ -40,3 +40,28 @@ def test_fashion_mnist_folder() -> None:
     assert test_x.shape == (10000, 1, 28, 28)
     assert torch.bincount(test_y, minlength=10).tolist() == [1000] * 10
     assert len(splits.calibration_loader(64, num_batches=4).dataset) == 256  # type: ignore[arg-type]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (FOLDER / "FashionMNIST" / "raw").is_dir(), reason=f"no Fashion-MNIST folder at {FOLDER}"
+)
+def test_train_command_on_the_real_folder(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from autoprune.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--model", "resnet20", "--dataset", "fashion-mnist", "--data-dir", str(FOLDER),
+         "--epochs", "1", "--out", str(out), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"] == "fashion-mnist"
+    assert report["dense"]["accuracy"] > 0.7  # one epoch of ResNet-20 on Fashion-MNIST
+    assert (out / "model.pt").is_file()
