@@ -52,7 +52,7 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         valid = ", ".join(sorted(self._items))
-        return f"unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {valid}.{extra}"
+        return f"unknown {self.kind} {name!r}.{hint} Valid names: {valid}.{extra}"
 
     def names(self) -> list[str]:
         return sorted(self._items)

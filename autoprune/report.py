@@ -31,6 +31,7 @@ Metrics objects (``dense``, ``pruned``): ``accuracy`` (test top-1, 0..1), ``top5
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import dataclass, field
@@ -52,12 +53,12 @@ def environment() -> dict[str, Any]:
     import torchvision
 
     versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__}
-    try:
-        import torch_pruning
+    from importlib.metadata import PackageNotFoundError, version
 
-        versions["torch_pruning"] = getattr(torch_pruning, "__version__", "unknown")
-    except ImportError:  # pragma: no cover
-        pass
+    for dist in ("torch-pruning", "gymnasium", "stable-baselines3", "optuna"):
+        # the distribution's metadata: torch_pruning.__version__ is stale in 1.6.1
+        with contextlib.suppress(PackageNotFoundError):
+            versions[dist] = version(dist)
     from autoprune import __version__
 
     return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from rich.table import Table
 from autoprune.cli import options as opt
 from autoprune.cli.common import Setup, console, setup, user_errors
 from autoprune.engine.export import export_onnx, save_weights
+from autoprune.engine.importance import IMPORTANCES
 from autoprune.engine.plan import STRUCTURED
 from autoprune.engine.pruner import DEFAULT_ROUND_TO, PruneConfig
 from autoprune.engine.structure import ModelStructure
@@ -51,6 +54,11 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def _run_settings(s: Setup, checkpoint: Path | None) -> dict[str, object]:
+    """The settings of the run itself for ``config`` in report.json: the device used and the checkpoint."""
+    return {"device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)}
+
+
 def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> dict[str, object]:
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
     history = train(
@@ -84,15 +92,16 @@ def train_cmd(
     progress: opt.Progress = True,
 ) -> None:
     """Train a model on a dataset; writes model.pt (weights-only checkpoint) and report.json."""
+    started = time.perf_counter()
     s = setup(command="train", model=model, dataset=dataset, data_dir=data_dir, download=download,
               image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("train", model, dataset, seed, s.out)
+    report = RunReport("train", model, dataset, seed, s.out, started=started)
     training = _train(s, epochs, lr, batch_size, seed, progress)
     meta = {"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
             "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)}
     save_checkpoint(s.model, s.out / "model.pt", meta)
     dense = model_metrics(s.model, s.input_shape, test_loader=s.splits.test_loader(), device=s.device)
-    report.set(dense=dense, training=training, files={"checkpoint": "model.pt"})
+    report.set(config=_run_settings(s, checkpoint), dense=dense, training=training, files={"checkpoint": "model.pt"})
     path = report.write()
     out_console.print(_metrics_table(f"{model} on {dataset}", {"trained": dense}))
     out_console.print(f"checkpoint: {s.out / 'model.pt'}\nreport: {path}")
@@ -136,6 +145,8 @@ def prune_cmd(
     progress: opt.Progress = True,
 ) -> None:
     """Standard pipeline: train (or load) -> prune to a budget -> finetune, in one or more rounds."""
+    started = time.perf_counter()
+    IMPORTANCES.get(criterion)  # an unknown name fails now, not after training
     prune_config = PruneConfig(
         target_macs=None if target_params is not None else target_macs,
         target_params=target_params,
@@ -152,8 +163,8 @@ def prune_cmd(
     )
     s = setup(command="prune", model=model, dataset=dataset, data_dir=data_dir, download=download,
               image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("prune", model, dataset, seed, s.out)
-    report.set(config=config.to_dict())
+    report = RunReport("prune", model, dataset, seed, s.out, started=started)
+    report.set(config={**config.to_dict(), **_run_settings(s, checkpoint)})
     if checkpoint is None:
         console.print(f"no --checkpoint: training {model} for {train_epochs} epochs first")
         report.set(training=_train(s, train_epochs, 0.05, batch_size, seed, progress))
@@ -214,6 +225,7 @@ def groups_cmd(
     out: opt.Out = None,
 ) -> None:
     """List the prunable channel groups of a model (name, channels, MACs controlled, members)."""
+    started = time.perf_counter()
     s = setup(command="groups", model=model, dataset=dataset, data_dir=data_dir, download=False,
               image_size=image_size, checkpoint=None, seed=0, device="cpu", out=out, threads=None)
     structure = ModelStructure(s.model, s.input_shape)
@@ -224,7 +236,7 @@ def groups_cmd(
         table.add_row(g.name, str(g.channels), f"{g.macs / structure.dense_macs:.3f}", str(len(g.members)))
     out_console.print(table)
     out_console.print(f"never pruned (output layers): {', '.join(structure.output_layers)}")
-    report = RunReport("groups", model, dataset, 0, s.out)
+    report = RunReport("groups", model, dataset, 0, s.out, started=started)
     report.set(
         dense={"macs": structure.dense_macs, "params": structure.dense_params},
         groups=[{"name": g.name, "channels": g.channels, "macs": g.macs,
@@ -247,14 +259,16 @@ def demo_cmd(
     progress: opt.Progress = True,
 ) -> None:
     """Train a small model on the embedded digits data, prune it to --target-macs, finetune, report."""
+    started = time.perf_counter()
+    # built first so that a bad --target-macs fails before training
+    config = StandardConfig(prune=PruneConfig(target_macs=target_macs, seed=seed),
+                            finetune=TrainConfig(epochs=max(1, epochs // 3), lr=0.01, batch_size=64))
     s = setup(command="demo", model=model, dataset="digits", data_dir=None, download=False, image_size=None,
               checkpoint=None, seed=seed, device="cpu", out=out, threads=threads)
-    report = RunReport("demo", model, "digits", seed, s.out)
+    report = RunReport("demo", model, "digits", seed, s.out, started=started)
     report.set(training=_train(s, epochs, 0.05, 64, seed, progress))
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader)
-    config = StandardConfig(prune=PruneConfig(target_macs=target_macs, seed=seed),
-                            finetune=TrainConfig(epochs=max(1, epochs // 3), lr=0.01, batch_size=64))
     result = run_standard(
         s.model, s.input_shape, config,
         train_loader=s.splits.train_loader(64, seed=seed), val_loader=s.splits.val_loader(),
@@ -263,8 +277,8 @@ def demo_cmd(
     pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader)
     result.plan.save(s.out / "plan.json")
     save_weights(result.model, s.out / "model.safetensors")
-    report.set(dense=dense, pruned=pruned, config=config.to_dict(), keep_ratios=result.plan.keep_ratios,
-               files={"plan": "plan.json", "weights": "model.safetensors"})
+    report.set(dense=dense, pruned=pruned, config={**config.to_dict(), **_run_settings(s, None)},
+               keep_ratios=result.plan.keep_ratios, files={"plan": "plan.json", "weights": "model.safetensors"})
     path = report.write()
     out_console.print(_metrics_table(f"demo: {model} on digits, {target_macs:.0%} MACs target",
                                      {"dense": dense, "pruned": pruned}))

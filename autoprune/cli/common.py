@@ -58,7 +58,12 @@ def run_folder(out: Path | None, command: str) -> Path:
     """The run folder: ``--out`` or ``runs/<command>-<timestamp>``; created if missing."""
     if out is None:
         out = Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise AutoPruneError(f"--out {str(out)!r} is a file, not a folder; pass a new or existing folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AutoPruneError(f"--out {str(out)!r}: cannot create the run folder ({exc.strerror or exc})") from None
     return out
 
 

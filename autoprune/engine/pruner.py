@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from autoprune.engine.importance import get_importance
+from autoprune.engine.importance import IMPORTANCES, get_importance
 from autoprune.engine.plan import GRANULARITIES, STRUCTURED, PrunePlan, apply_plan
 from autoprune.engine.selection import select_kept
 from autoprune.engine.structure import ModelStructure
@@ -68,6 +68,8 @@ class PruneConfig:
                 )
         if self.target_macs is None and self.target_params is None and self.keep_ratios is None:
             raise BudgetError("give a budget: target_macs, target_params or keep_ratios")
+        if self.criterion not in IMPORTANCES:
+            raise AutoPruneError(IMPORTANCES.unknown_message(self.criterion))
         if self.granularity not in GRANULARITIES:
             raise AutoPruneError(
                 f"granularity {self.granularity!r} must be one of {', '.join(GRANULARITIES)}"

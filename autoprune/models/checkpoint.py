@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if file.suffix == SAFETENSORS_SUFFIX:
         return _read_safetensors(file)
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # our error says it better than torch's pickle-protocol warning
+            warnings.simplefilter("ignore")
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" in str(exc).lower():
             raise CheckpointError(

@@ -15,7 +15,7 @@ def test_unknown_name_suggests_and_lists_forms() -> None:
         build_model("vgg_smal")
     message = str(info.value)
     assert "Did you mean 'vgg_small'" in message
-    assert "Valid models: mobilenetv2, resnet20, resnet32, resnet56, vgg_small." in message
+    assert "Valid names: mobilenetv2, resnet20, resnet32, resnet56, vgg_small." in message
     assert "torchvision:<name>" in message
     assert "file.py:factory" in message
 
