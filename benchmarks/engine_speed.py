@@ -12,8 +12,10 @@ Run:  .venv/bin/python benchmarks/engine_speed.py [--threads 2] [--out benchmark
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,37 +29,52 @@ from autoprune.models import build_model
 BATCHES = (1, 64, 128)
 
 
-def latency(model: torch.nn.Module, shape: tuple[int, ...], batch: int, threads: int,
-            channels_last: bool = False) -> float:
-    m = model.eval()
-    if channels_last:
-        m = m.to(memory_format=torch.channels_last)
-    repeats = 60 if batch == 1 else 15
-    # interleaving-free but repeated: take the best median of 3 runs to damp machine noise
-    return min(
-        measure_latency(m, shape, batch_size=batch, warmup=5, repeats=repeats, threads=threads).median_ms
-        for _ in range(3)
-    )
+def latency(model: torch.nn.Module, shape: tuple[int, ...], batch: int, threads: int) -> float:
+    repeats = 40 if batch == 1 else 8
+    return measure_latency(model.eval(), shape, batch_size=batch, warmup=3, repeats=repeats, threads=threads).median_ms
+
+
+def round_robin(models: dict[str, torch.nn.Module], shape: tuple[int, ...], batch: int, threads: int,
+                rounds: int) -> dict[str, float]:
+    """Median over ``rounds`` of each model's median latency, measured in turn so drift hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            samples[name].append(latency(model, shape, batch, threads))
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--target", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin repetitions per batch size")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     torch.manual_seed(0)
     shape = (1, 3, 32, 32)
     dense = build_model("resnet20", num_classes=10, in_channels=3).eval()
     dense_cost = count_cost(dense, shape)
+    variants: dict[str, tuple[torch.nn.Module, int, str]] = {}
+    for round_to in (1, 4, 8, 16):
+        pruned, plan = prune(dense, shape, PruneConfig(target_macs=args.target, round_to=round_to))
+        widths = str(sorted({len(k) for k in plan.kept.values()}))
+        variants[f"channel, round_to={round_to}"] = (pruned, count_cost(pruned, shape).macs, widths)
+    pruned8 = variants["channel, round_to=8"]
+    variants["channel, round_to=8, channels_last"] = (
+        copy.deepcopy(pruned8[0]).to(memory_format=torch.channels_last), pruned8[1], pruned8[2])
+    for gran in ("kernel", "fine"):
+        masked, _ = prune(dense, shape, PruneConfig(target_macs=args.target, granularity=gran))
+        variants[f"{gran} masks (effective MACs)"] = (masked, count_cost(masked, shape).effective_macs, "dense")
+    models = {"dense": dense, "dense, channels_last": copy.deepcopy(dense).to(memory_format=torch.channels_last)}
+    models.update({name: v[0] for name, v in variants.items()})
+    measured = {b: round_robin(models, shape, b, args.threads, args.rounds) for b in BATCHES}
     rows = []
-
-    def record(label: str, model: torch.nn.Module, macs: int, widths: str, channels_last: bool = False) -> None:
-        row: dict[str, object] = {"variant": label, "macs_ratio": macs / dense_cost.macs, "widths": widths,
-                                  "channels_last": channels_last}
+    for name, (_, macs, widths) in variants.items():
+        ref = "dense, channels_last" if "channels_last" in name else "dense"
+        row: dict[str, object] = {"variant": name, "macs_ratio": macs / dense_cost.macs, "widths": widths}
         for b in BATCHES:
-            d = latency(dense, shape, b, args.threads, channels_last)
-            p = latency(model, shape, b, args.threads, channels_last)
+            d, p = measured[b][ref], measured[b][name]
             row[f"latency_ms_b{b}"] = p
             row[f"dense_latency_ms_b{b}"] = d
             row[f"latency_ratio_b{b}"] = p / d
@@ -65,23 +82,14 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    for round_to in (1, 4, 8, 16):
-        pruned, plan = prune(dense, shape, PruneConfig(target_macs=args.target, round_to=round_to))
-        widths = sorted({len(k) for k in plan.kept.values()})
-        record(f"channel, round_to={round_to}", pruned, count_cost(pruned, shape).macs, str(widths))
-    pruned8, plan8 = prune(dense, shape, PruneConfig(target_macs=args.target, round_to=8))
-    record("channel, round_to=8, channels_last", pruned8, count_cost(pruned8, shape).macs,
-           str(sorted({len(k) for k in plan8.kept.values()})), channels_last=True)
-    for gran in ("kernel", "fine"):
-        masked, _ = prune(dense, shape, PruneConfig(target_macs=args.target, granularity=gran))
-        record(f"{gran} masks (effective MACs)", masked, count_cost(masked, shape).effective_macs, "dense")
-
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "model": "resnet20 (3x32x32 input, random weights: latency does not depend on values)",
         "target_macs": args.target,
         "threads": args.threads,
+        "protocol": f"per batch size, {args.rounds} round-robin passes over all models; each pass takes the "
+        "median of 40 (batch 1) or 8 (batch 64/128) timed forwards after 3 warm-ups; reported: median of passes",
         "torch": torch.__version__,
         "machine": platform.platform(),
         "processor": platform.processor(),
@@ -106,7 +114,9 @@ def main() -> None:
             + " |"
         )
     lines += ["", "Efficiency = (dense latency / pruned latency) / (dense MACs / pruned MACs); 1.0 is the ideal "
-              "speedup. Mask rows use effective (non-zero) MACs: dense kernels do not skip zeros."]
+              "speedup. Mask rows use effective (non-zero) MACs: dense kernels do not skip zeros. "
+              "The channels_last row is compared with the dense model in channels_last.",
+              "", f"Protocol: {meta['protocol']}."]
     (args.out / "engine_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

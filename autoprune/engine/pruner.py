@@ -17,7 +17,7 @@ from autoprune.engine.targets import global_keep_counts, uniform_keep_counts
 from autoprune.engine.unstructured import make_mask_plan
 from autoprune.errors import AutoPruneError, BudgetError
 
-#: Default channel rounding: kept widths are multiples of 8 (see benchmarks/results/rounding.md).
+#: Default channel rounding: kept widths are multiples of 8 (measured in benchmarks/results/engine_speed.md).
 DEFAULT_ROUND_TO = 8
 
 Batch = tuple[torch.Tensor, torch.Tensor]
