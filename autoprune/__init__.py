@@ -1,5 +1,52 @@
-"""autoprune: search-based automatic structured pruning for PyTorch models."""
+"""autoprune: search-based automatic structured pruning for PyTorch models.
+
+The public Python API in one place::
+
+    import autoprune as ap
+    splits = ap.load_dataset("digits")
+    model = ap.build_model("resnet20", num_classes=10, in_channels=1)
+    pruned, plan = ap.prune(model, splits.input_shape(), ap.PruneConfig(target_macs=0.5))
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from autoprune.data import DataSplits, load_dataset
+from autoprune.engine import (
+    ModelStructure,
+    PruneConfig,
+    PrunePlan,
+    apply_plan,
+    compute_plan,
+    export_onnx,
+    load_pruned,
+    prune,
+)
+from autoprune.metrics import count_cost, count_macs, evaluate_accuracy, measure_latency
+from autoprune.models import build_model, load_checkpoint_into, save_checkpoint
+from autoprune.pipelines import StandardConfig, run_standard
+from autoprune.training import TrainConfig, train
+
+__all__ = [
+    "DataSplits",
+    "ModelStructure",
+    "PruneConfig",
+    "PrunePlan",
+    "StandardConfig",
+    "TrainConfig",
+    "__version__",
+    "apply_plan",
+    "build_model",
+    "compute_plan",
+    "count_cost",
+    "count_macs",
+    "evaluate_accuracy",
+    "export_onnx",
+    "load_checkpoint_into",
+    "load_dataset",
+    "load_pruned",
+    "measure_latency",
+    "prune",
+    "run_standard",
+    "save_checkpoint",
+    "train",
+]

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoprune.cli import options as opt
-from autoprune.cli.common import Setup, console, setup, user_errors
+from autoprune.cli.common import Setup, console, parse_keep_ratios, setup, user_errors
 from autoprune.engine.export import export_onnx, save_weights
 from autoprune.engine.importance import IMPORTANCES
 from autoprune.engine.plan import STRUCTURED
@@ -120,6 +120,14 @@ def prune_cmd(
     target_params: Annotated[
         float | None, typer.Option("--target-params", help="Fraction of dense parameters to keep (instead of MACs).")
     ] = None,
+    keep_ratios: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-ratios",
+            help="Per-group keep ratios instead of a target: a JSON object {group: ratio} or a .json file "
+            "holding one (group names: `autoprune groups`). Groups not listed stay whole.",
+        ),
+    ] = None,
     criterion: Annotated[
         str, typer.Option("--criterion", help="l1, l2, bn_scale, taylor, activation_mean, apoz, random.")
     ] = "l1",
@@ -147,9 +155,11 @@ def prune_cmd(
     """Standard pipeline: train (or load) -> prune to a budget -> finetune, in one or more rounds."""
     started = time.perf_counter()
     IMPORTANCES.get(criterion)  # an unknown name fails now, not after training
+    ratios = parse_keep_ratios(keep_ratios) if keep_ratios is not None else None
     prune_config = PruneConfig(
-        target_macs=None if target_params is not None else target_macs,
+        target_macs=None if target_params is not None or ratios is not None else target_macs,
         target_params=target_params,
+        keep_ratios=ratios,
         criterion=criterion,
         granularity=granularity,
         scope=scope,  # type: ignore[arg-type]
@@ -165,6 +175,8 @@ def prune_cmd(
               image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
     report = RunReport("prune", model, dataset, seed, s.out, started=started)
     report.set(config={**config.to_dict(), **_run_settings(s, checkpoint)})
+    if ratios is not None:  # check group names before spending time on training
+        ModelStructure(s.model, s.input_shape).keep_counts(ratios, round_to=1)
     if checkpoint is None:
         console.print(f"no --checkpoint: training {model} for {train_epochs} epochs first")
         report.set(training=_train(s, train_epochs, 0.05, batch_size, seed, progress))
@@ -208,7 +220,8 @@ def prune_cmd(
                                      {"dense": dense, "pruned": pruned}))
     data = report.to_dict()
     ratio = data.get("effective_macs_ratio", data.get("macs_ratio"))
-    out_console.print(f"MACs kept: {ratio:.3f} (target {target_macs if target_params is None else '-'}); "
+    shown_target = target_macs if target_params is None and ratios is None else "-"
+    out_console.print(f"MACs kept: {ratio:.3f} (target {shown_target}); "
                       f"latency ratio {data.get('latency_ratio', float('nan')):.3f}")
     if effective:
         out_console.print(f"[yellow]note:[/] {MASKS_DO_NOT_SPEED_UP}")

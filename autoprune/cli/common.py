@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,3 +111,20 @@ def setup(
         meta = load_checkpoint_into(net, checkpoint)
     folder = run_folder(out, command)
     return Setup(splits=splits, model=net.to(dev), device=dev, out=folder, checkpoint_meta=meta)
+
+
+def parse_keep_ratios(value: str) -> dict[str, float]:
+    """``--keep-ratios``: inline JSON ``{"group": ratio}`` or the path of a JSON file holding it."""
+    text = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise AutoPruneError(f"--keep-ratios {value!r} is neither a JSON object nor an existing .json file")
+        text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AutoPruneError(f"--keep-ratios is not valid JSON ({exc}); expected {{\"group\": ratio, ...}}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise AutoPruneError('--keep-ratios must be a JSON object of numbers, e.g. {"layer1.0.conv1": 0.5}')
+    return {str(k): float(v) for k, v in data.items()}

@@ -338,6 +338,8 @@ class ModelStructure:
 
     def keep_counts(self, keep_ratios: Mapping[str, float], *, round_to: int = 1) -> dict[str, int]:
         """Channel counts for keep ratios, rounded to a multiple of ``round_to`` (at least one step)."""
+        for name in keep_ratios:
+            self.group(name)  # an unknown name raises, listing the valid ones
         counts = {}
         for g in self.groups:
             ratio = keep_ratios.get(g.name, 1.0)

@@ -236,3 +236,22 @@ def test_demo_trains_prunes_and_reports(run_ok: Invoke, tmp_path: Path) -> None:
     _check_common(report, "demo")
     assert 0.48 <= report["macs_ratio"] <= TARGET
     assert count_macs(_rebuild(tmp_path), DIGITS_INPUT) == report["pruned"]["macs"]
+
+
+def test_prune_with_per_group_keep_ratios(run_ok: Invoke, trained: Path, tmp_path: Path) -> None:
+    import json
+
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.models import build_model
+
+    ratios = {"layer1.0.conv1": 0.5, "layer3.0.conv1": 0.25}
+    spec = tmp_path / "ratios.json"
+    spec.write_text(json.dumps(ratios))
+    out = tmp_path / "run"
+    run_ok(["prune", "--checkpoint", str(trained / "model.pt"), "--keep-ratios", str(spec), "--round-to", "1",
+            "--finetune-epochs", "0", "--no-onnx", "--out", str(out), "--no-progress"])
+    report = json.loads((out / "report.json").read_text())
+    assert {k: v for k, v in report["keep_ratios"].items() if v < 1.0} == ratios
+    structure = ModelStructure(build_model("resnet20", num_classes=10, in_channels=1), (1, 1, 8, 8))
+    expected = structure.predict_macs({"layer1.0.conv1": 8, "layer3.0.conv1": 16})
+    assert report["pruned"]["macs"] == expected

@@ -56,6 +56,10 @@ BAD_VALUES = [
     (["--threads", "0"], ["--threads 0"]),
     (["--device", "tpu9"], ["'tpu9'", "cpu"]),
     (["--granularity", "kernel", "--target-params", "0.5"], ["'kernel'", "target_macs"]),
+    (["--keep-ratios", '{"layer9": 0.5}'], ["'layer9'", "layer1.0.conv1"]),
+    (["--keep-ratios", '{"layer1.0.conv1": 1.5}'], ["1.5", "(0, 1]"]),
+    (["--keep-ratios", "{not json"], ["not valid JSON"]),
+    (["--keep-ratios", "missing.json"], ["'missing.json'"]),
 ]
 
 
