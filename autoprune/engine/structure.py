@@ -167,7 +167,7 @@ class ModelStructure:
         example = torch.zeros(self.input_shape, device=_device_of(model))
         was_training = model.training
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), torch.enable_grad():  # tracing needs autograd, even under no_grad
                 warnings.filterwarnings("ignore", message=".*Unwrapped parameters.*")
                 warnings.filterwarnings("ignore", message=".*Unknown operation.*")
                 self.dg.build_dependency(
