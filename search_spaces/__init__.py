@@ -1,5 +1,22 @@
 """Declarative pruning search spaces (installed as ``autoprune.search_spaces``).
 
-YAML spaces for the built-in models, their loader/validator and budget projection arrive with the
-supernet issue.
+A :class:`SearchSpace` says which groups are searched, the kept-channel counts each may take, and the
+budget (a fraction of the dense MACs or parameters) every candidate must meet. Spaces come from the
+bundled YAML files (:func:`space_names`, :func:`load_space`), the user's own YAML, or :func:`auto_space`.
+:meth:`SearchSpace.project` maps any keep-ratio vector to a feasible candidate, so no searcher ever
+evaluates one that misses the budget.
 """
+
+from autoprune.search_spaces.space import METRICS, GroupSpace, Metric, SearchSpace
+from autoprune.search_spaces.spec import auto_space, build_space, load_space, space_names
+
+__all__ = [
+    "METRICS",
+    "GroupSpace",
+    "Metric",
+    "SearchSpace",
+    "auto_space",
+    "build_space",
+    "load_space",
+    "space_names",
+]

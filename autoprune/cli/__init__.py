@@ -1,5 +1,6 @@
 """The ``autoprune`` command line."""
 
+from autoprune.cli import supernet_cmds  # noqa: F401  (registers `supernet` and `extract`)
 from autoprune.cli.app import app, main
 
 __all__ = ["app", "main"]

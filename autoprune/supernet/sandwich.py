@@ -8,6 +8,7 @@ training resumes from it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from autoprune.errors import CheckpointError, TrainingError
 from autoprune.models import save_checkpoint
@@ -100,6 +103,11 @@ def train_supernet(
         TrainingError: a loss became NaN/inf (the weights of the last finished epoch are restored).
     """
     model = supernet.model.to(device)
+    distributed = dist.is_available() and dist.is_initialized()
+    # under torchrun every rank trains the same sub-networks (same seed) on its shard of the data;
+    # gradients are averaged once per step (no_sync for all but the last backward)
+    net: torch.nn.Module = DistributedDataParallel(model) if distributed else model
+    is_main = not distributed or dist.get_rank() == 0
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         [
@@ -129,20 +137,25 @@ def train_supernet(
             for x, y in train_loader:
                 x, y = x.to(device), y.to(device)
                 optimizer.zero_grad(set_to_none=True)
+                subnets = [sampler.smallest()] + [sampler.random_choice(rng) for _ in range(config.num_random)]
                 supernet.activate(sampler.largest())
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                _check(loss, epoch, model, good)
-                loss.backward()
+                with _no_sync(net, last=not subnets):
+                    logits = net(x)
+                    loss = F.cross_entropy(logits, y)
+                    _check(loss, epoch, model, good)
+                    loss.backward()
                 teacher = logits.detach()
                 small_losses = []
-                subnets = [sampler.smallest()] + [sampler.random_choice(rng) for _ in range(config.num_random)]
-                for counts in subnets:
+                for i, counts in enumerate(subnets):
                     supernet.activate(counts)
-                    out = model(x)
-                    sub = _soft_loss(out, teacher, config.temperature) if config.distill else F.cross_entropy(out, y)
-                    _check(sub, epoch, model, good)
-                    sub.backward()
+                    with _no_sync(net, last=i == len(subnets) - 1):
+                        out = net(x)
+                        if config.distill:
+                            sub = _soft_loss(out, teacher, config.temperature)
+                        else:
+                            sub = F.cross_entropy(out, y)
+                        _check(sub, epoch, model, good)
+                        sub.backward()
                     small_losses.append(sub.item())
                 supernet.activate(None)
                 optimizer.step()
@@ -153,10 +166,16 @@ def train_supernet(
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{config.epochs} loss {loss.item():.3f}")
             history.largest_loss.append(big_sum / max(1, n))
             history.distill_loss.append(small_sum / max(1, n))
-            if ckpt_path is not None:
+            if ckpt_path is not None and is_main:
                 _save(ckpt_path, supernet, optimizer, scheduler, epoch + 1, history, config, meta)
     supernet.activate(None)
     return history
+
+
+def _no_sync(net: torch.nn.Module, *, last: bool) -> contextlib.AbstractContextManager[Any]:
+    if isinstance(net, DistributedDataParallel) and not last:
+        return net.no_sync()
+    return contextlib.nullcontext()
 
 
 def _check(loss: torch.Tensor, epoch: int, model: torch.nn.Module, good: dict[str, torch.Tensor]) -> None:

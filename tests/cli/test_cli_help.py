@@ -17,7 +17,7 @@ from autoprune.cli import app
 
 Invoke = Callable[[Sequence[str]], Result]
 
-COMMANDS = ("train", "prune", "groups", "demo")
+COMMANDS = ("train", "prune", "groups", "demo", "supernet", "extract")
 REPO = Path(__file__).resolve().parents[2]
 
 

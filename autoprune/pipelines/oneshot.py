@@ -1,0 +1,99 @@
+"""The search pipeline's first half: build a supernet once, then extract any sub-network without finetuning.
+
+``build_supernet`` ranks channels of a trained model, trains the shared weights with the sandwich rule
+over a search space, and checkpoints every epoch. ``extract_subnet`` turns one candidate into a
+physically pruned model with the shared weights and recalibrated BatchNorm. Searchers (later issues)
+sit between the two and call the evaluator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoprune.engine.structure import ModelStructure
+from autoprune.search_spaces import SearchSpace, auto_space, load_space, space_names
+from autoprune.supernet import Supernet, SupernetConfig, SupernetHistory, train_supernet
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class SpaceSampler:
+    """Adapts a :class:`SearchSpace` to sandwich training: largest, smallest, uniformly random choices.
+
+    Random sub-networks are drawn over the whole space (not projected onto the budget), so the shared
+    weights learn every width they may later be asked for.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def largest(self) -> dict[str, int]:
+        return self.space.largest()
+
+    def smallest(self) -> dict[str, int]:
+        return self.space.smallest()
+
+    def random_choice(self, rng: np.random.Generator) -> dict[str, int]:
+        return {g.name: int(g.choices[int(rng.integers(len(g.choices)))]) for g in self.space.groups}
+
+
+def resolve_space(
+    structure: ModelStructure, model_name: str, space: str | Path | None, target: float | None
+) -> SearchSpace:
+    """``space``: a YAML path, a bundled space name, ``"auto"``, or ``None`` (bundled for the model, else auto)."""
+    if space is None:
+        space = model_name if model_name in space_names() else "auto"
+    if str(space) == "auto":
+        return auto_space(structure, target=0.5 if target is None else target)
+    return load_space(space, structure, target=target)
+
+
+@dataclass
+class SupernetRun:
+    """What :func:`build_supernet` returns."""
+
+    supernet: Supernet
+    space: SearchSpace
+    history: SupernetHistory
+
+
+def build_supernet(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    space: SearchSpace,
+    train_loader: Iterable[Batch],
+    config: SupernetConfig,
+    *,
+    criterion: str = "l1",
+    calibration: Iterable[Batch] | None = None,
+    checkpoint: Path | None = None,
+    meta: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> SupernetRun:
+    """Rank channels of the trained ``model`` and sandwich-train it into a supernet (in place).
+
+    With ``checkpoint`` set, an existing checkpoint there is resumed (its ranking is reused so the
+    sub-networks stay the same), and a new one is written after every epoch.
+    """
+    scores = None
+    if checkpoint is not None and checkpoint.exists():
+        from autoprune.models.checkpoint import read_checkpoint
+
+        _, saved = read_checkpoint(checkpoint)
+        if "scores" in saved:
+            scores = {k: torch.tensor(v) for k, v in saved["scores"].items()}
+    supernet = Supernet(model, input_shape, criterion=criterion, calibration=calibration, scores=scores)
+    full_meta = {**(meta or {}), "space": space.to_dict()}
+    history = train_supernet(
+        supernet, SpaceSampler(space), train_loader, config,
+        device=device, checkpoint=checkpoint, meta=full_meta, progress=progress,
+    )
+    return SupernetRun(supernet=supernet, space=space, history=history)

@@ -1,0 +1,338 @@
+"""The search space: kept-channel choices per searched group, a budget, and projection onto it.
+
+A *candidate* is one kept channel count per searched group (``dict[str, int]``); groups of the model
+that the space does not search stay whole. Searchers may think in keep ratios and convert with
+:meth:`SearchSpace.counts` (nearest choices) or :meth:`SearchSpace.project` (nearest *feasible* choices).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from autoprune.engine.structure import ModelStructure, group_step
+from autoprune.errors import AutoPruneError, BudgetError
+from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
+
+Metric = Literal["macs", "params"]
+METRICS: tuple[str, ...] = ("macs", "params")
+RatioInput = Mapping[str, float] | Iterable[float]
+_METRIC_WORDS = {"macs": "MACs", "params": "parameters"}
+
+
+def check_target(value: Any, metric: str) -> float:
+    """A budget target in (0, 1] as a float.
+
+    Raises:
+        BudgetError: NaN, infinite or outside (0, 1]; AutoPruneError: not a number at all.
+    """
+    number_value = math.nan if isinstance(value, float) and not math.isfinite(value) else number(value, "target")
+    if not 0.0 < number_value <= 1.0:
+        raise BudgetError(
+            f"target={show(value)} must be in (0, 1]: it is the fraction of the dense "
+            f"{_METRIC_WORDS.get(metric, metric)} to keep"
+        )
+    return number_value
+
+
+@dataclass(frozen=True)
+class GroupSpace:
+    """The allowed kept-channel counts of one group.
+
+    Attributes:
+        name: Group name (see :attr:`ModelStructure.groups`).
+        channels: Channels of the dense group.
+        choices: Allowed kept counts, ascending and distinct, each in ``[1, channels]``.
+    """
+
+    name: str
+    channels: int
+    choices: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise AutoPruneError(f"group name must be a string, got {show(self.name)}")
+        channels = integer(self.channels, f"group {self.name!r}: channels")
+        if isinstance(self.choices, (str, bytes)) or not isinstance(self.choices, Iterable):
+            raise AutoPruneError(f"group {self.name!r}: choices must be a list of counts, got {show(self.choices)}")
+        choices = tuple(integer(c, f"group {self.name!r}: choice") for c in self.choices)
+        if not choices:
+            raise AutoPruneError(f"group {self.name!r}: choices must not be empty")
+        if any(b <= a for a, b in itertools.pairwise(choices)) or choices[-1] > channels:
+            raise AutoPruneError(
+                f"group {self.name!r}: choices {show(choices)} must be ascending, distinct and at most "
+                f"channels={channels}"
+            )
+        object.__setattr__(self, "channels", channels)
+        object.__setattr__(self, "choices", choices)
+
+    @property
+    def min_count(self) -> int:
+        return self.choices[0]
+
+    @property
+    def max_count(self) -> int:
+        return self.choices[-1]
+
+    def ratio(self, count: int) -> float:
+        """Keep ratio of ``count`` kept channels."""
+        return count / self.channels
+
+    def count_for(self, keep_ratio: float) -> int:
+        """The allowed count nearest to ``keep_ratio * channels`` (ties go to the smaller count)."""
+        want = number(keep_ratio, f"keep ratio of group {self.name!r}") * self.channels
+        return min(self.choices, key=lambda c: (abs(c - want), c))
+
+    def floor_count(self, keep_ratio: float) -> int:
+        """The largest allowed count not above ``keep_ratio * channels`` (the smallest choice if none)."""
+        want = keep_ratio * self.channels + 1e-9
+        below = [c for c in self.choices if c <= want]
+        return below[-1] if below else self.choices[0]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which groups are searched, their choices, and the budget every candidate must meet.
+
+    Attributes:
+        groups: The searched groups, in the model's group order; other groups stay whole.
+        metric: Budget metric, ``"macs"`` or ``"params"``.
+        target: Fraction of the dense metric a candidate may keep, in (0, 1].
+        round_to: Channel rounding the choices were made with (kept counts are multiples of it, or of
+            the group's channel blocks, unless the group is whole).
+        structure: The model's groups and cost model (not compared, not serialized).
+
+    Raises:
+        AutoPruneError: malformed groups (unknown names, channel counts that differ from the model's,
+            choices that break the rounding), metric or round_to.
+        BudgetError: ``target`` outside (0, 1] or below the cost of the smallest sub-network.
+    """
+
+    groups: tuple[GroupSpace, ...]
+    metric: Metric
+    target: float
+    round_to: int
+    structure: ModelStructure = field(compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            extra = " (latency budgets are not supported yet; use macs)" if str(self.metric) == "latency" else ""
+            raise AutoPruneError(f"metric {show(self.metric)} must be one of {', '.join(METRICS)}{extra}")
+        target = check_target(self.target, self.metric)
+        round_to = integer(self.round_to, "round_to")
+        if not isinstance(self.structure, ModelStructure):
+            raise AutoPruneError(f"structure must be a ModelStructure, got {show(self.structure)}")
+        if not isinstance(self.groups, (tuple, list)):
+            raise AutoPruneError(f"groups must be a tuple of GroupSpace, got {show(self.groups)}")
+        groups = tuple(self.groups)
+        if not groups:
+            raise AutoPruneError("the search space has no groups to search; list some under 'groups' or exclude fewer")
+        seen: set[str] = set()
+        for g in groups:
+            if not isinstance(g, GroupSpace):
+                raise AutoPruneError(f"search space groups must be GroupSpace objects, got {show(g)}")
+            if g.name in seen:
+                raise AutoPruneError(f"group {g.name!r} appears twice in the search space")
+            seen.add(g.name)
+            self._check_group(g, round_to)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "round_to", round_to)
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "_by_name", {g.name: g for g in groups})
+        lowest = self.min_cost()
+        if lowest > target + 1e-12:
+            raise BudgetError(
+                f"target {target:g} cannot be met: the smallest sub-network keeps {lowest:.3f} of the dense "
+                f"{_METRIC_WORDS[self.metric]} (groups kept whole and the output layers are never pruned). "
+                f"Raise the target to at least {math.ceil(lowest * 1000) / 1000:.3f}, lower min_ratio, "
+                "or search more groups."
+            )
+
+    def _check_group(self, g: GroupSpace, round_to: int) -> None:
+        if g.name not in self.structure.group_names:
+            raise AutoPruneError(
+                f"unknown group {g.name!r}.{suggest(g.name, self.structure.group_names)} "
+                f"This model's groups are: {', '.join(self.structure.group_names)}"
+            )
+        model_group = self.structure.group(g.name)
+        if g.channels != model_group.channels:
+            raise AutoPruneError(
+                f"group {g.name!r} has {g.channels} channels in the space but {model_group.channels} in the "
+                "model: the space was made for a different model"
+            )
+        step = group_step(model_group, round_to)
+        bad = [c for c in g.choices if c % step and c != g.channels]
+        if bad:
+            raise AutoPruneError(
+                f"group {g.name!r}: counts {bad} are not multiples of {step} (round_to={round_to}, "
+                f"{model_group.channel_groups} channel block(s)); use multiples of {step} or {g.channels}"
+            )
+
+    # ------------------------------------------------------------------ names and conversions
+    @property
+    def names(self) -> list[str]:
+        """Names of the searched groups, in order (the order of sequence inputs)."""
+        return [g.name for g in self.groups]
+
+    def group(self, name: str) -> GroupSpace:
+        """The searched group ``name``.
+
+        Raises:
+            AutoPruneError: ``name`` is not searched (with the valid names).
+        """
+        by_name: dict[str, GroupSpace] = self.__dict__["_by_name"]
+        if isinstance(name, str) and name in by_name:
+            return by_name[name]
+        raise AutoPruneError(
+            f"unknown group {show(name)} in this search space.{suggest(name, by_name)} "
+            f"The searched groups are: {', '.join(by_name)}"
+        )
+
+    def _ratio_vector(self, ratios: RatioInput, *, allow_zero: bool) -> dict[str, float]:
+        """Per searched group, a validated ratio; missing names of a mapping get their largest choice."""
+        interval = "[0, 1]" if allow_zero else "(0, 1]"
+        if isinstance(ratios, Mapping):
+            items = list(ratios.items())
+            for name, _ in items:
+                self.group(name)
+            values = {g.name: g.ratio(g.max_count) for g in self.groups}
+        elif isinstance(ratios, (str, bytes)) or not isinstance(ratios, Iterable):
+            raise AutoPruneError(
+                f"keep ratios must be a mapping of group names to ratios or a sequence in `names` order, "
+                f"got {show(ratios)}"
+            )
+        else:
+            flat = list(np.asarray(ratios, dtype=object).ravel()) if isinstance(ratios, np.ndarray) else list(ratios)
+            if len(flat) != len(self.groups):
+                raise AutoPruneError(
+                    f"got {len(flat)} keep ratios for {len(self.groups)} searched groups; give one per group "
+                    f"in `names` order ({', '.join(self.names[:3])}, ...) or a mapping"
+                )
+            items = list(zip(self.names, flat, strict=True))
+            values = {}
+        for name, value in items:
+            r = number(value, f"keep ratio of group {name!r}")
+            if not (0.0 <= r <= 1.0 if allow_zero else 0.0 < r <= 1.0):
+                raise AutoPruneError(f"keep ratio {r} of group {name!r} must be in {interval}")
+            values[name] = r
+        return values
+
+    def _count_map(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """Validated counts for every searched group (missing ones whole); other model groups must be whole."""
+        if not isinstance(counts, Mapping):
+            raise AutoPruneError(f"counts must be a mapping of group names to kept channels, got {show(counts)}")
+        by_name: dict[str, GroupSpace] = self.__dict__["_by_name"]
+        result = {g.name: g.channels for g in self.groups}
+        for name, value in counts.items():
+            if name not in by_name and isinstance(name, str) and name in self.structure.group_names:
+                whole = self.structure.group(name).channels
+                if value == whole:
+                    continue  # a group this space keeps whole, given whole: consistent
+                raise AutoPruneError(
+                    f"group {name!r} is not searched by this space (it stays whole with {whole} channels); "
+                    f"got {show(value)} kept channels"
+                )
+            g = self.group(name)
+            count = integer(value, f"kept channels of group {name!r}")
+            if count > g.channels:
+                raise AutoPruneError(f"kept channels of group {name!r} = {count} exceed its {g.channels} channels")
+            result[name] = count
+        return result
+
+    def counts(self, ratios: RatioInput) -> dict[str, int]:
+        """Nearest allowed count per group (no budget projection; see :meth:`project`).
+
+        Args:
+            ratios: Keep ratios in (0, 1], a mapping by group name (missing groups get their largest
+                choice) or a sequence in :attr:`names` order.
+
+        Raises:
+            AutoPruneError: unknown names (with the valid ones), wrong length, ratios outside (0, 1].
+        """
+        values = self._ratio_vector(ratios, allow_zero=False)
+        return {g.name: g.count_for(values[g.name]) for g in self.groups}
+
+    def ratios(self, counts: Mapping[str, int]) -> dict[str, float]:
+        """Keep ratio of every searched group (groups missing from ``counts`` are whole: 1.0)."""
+        full = self._count_map(counts)
+        return {g.name: g.ratio(full[g.name]) for g in self.groups}
+
+    # ------------------------------------------------------------------ budget
+    def cost(self, counts: Mapping[str, int]) -> float:
+        """The budget metric of the model with these counts, as a fraction of the dense model's."""
+        full = self._count_map(counts)
+        if self.metric == "params":
+            return self.structure.predict_params(full) / self.structure.dense_params
+        return self.structure.predict_macs(full) / self.structure.dense_macs
+
+    def feasible(self, counts: Mapping[str, int], tol: float = 1e-9) -> bool:
+        """Whether every count is an allowed choice and the cost is within ``target + tol``."""
+        full = self._count_map(counts)
+        if any(full[g.name] not in g.choices for g in self.groups):
+            return False
+        return self.cost(full) <= self.target + tol
+
+    def largest(self) -> dict[str, int]:
+        """Every group at its largest choice (may exceed the budget: the sandwich rule's upper end)."""
+        return {g.name: g.max_count for g in self.groups}
+
+    def smallest(self) -> dict[str, int]:
+        """Every group at its smallest choice (always within the budget)."""
+        return {g.name: g.min_count for g in self.groups}
+
+    def min_cost(self) -> float:
+        return self.cost(self.smallest())
+
+    def max_cost(self) -> float:
+        return self.cost(self.largest())
+
+    def project(self, ratios: RatioInput) -> dict[str, int]:
+        """Feasible counts closest to ``ratios``: see :func:`autoprune.search_spaces.projection.project`.
+
+        Args:
+            ratios: Keep ratios in [0, 1] (a mapping or a sequence in :attr:`names` order); each is first
+                clipped into its group's bounds.
+
+        Returns:
+            Counts that are allowed choices and meet the budget; deterministic.
+        """
+        from autoprune.search_spaces.projection import project
+
+        return project(self, self._ratio_vector(ratios, allow_zero=True))
+
+    def sample(self, rng: np.random.Generator) -> dict[str, int]:
+        """A uniformly random choice per group, projected onto the budget."""
+        drawn = {g.name: g.ratio(g.choices[int(rng.integers(len(g.choices)))]) for g in self.groups}
+        return self.project(drawn)
+
+    def uniform(self, keep_ratio: float) -> dict[str, int]:
+        """The same keep ratio in every group, projected onto the budget (``uniform(1.0)``: widest within it)."""
+        value = ratio(keep_ratio, "keep_ratio")
+        return self.project([value] * len(self.groups))
+
+    # ------------------------------------------------------------------ serialization
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-ready description; :meth:`from_dict` (or :func:`load_space`) rebuilds the space."""
+        return {
+            "metric": self.metric,
+            "target": self.target,
+            "round_to": self.round_to,
+            "groups": {g.name: {"channels": g.channels, "counts": list(g.choices)} for g in self.groups},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], structure: ModelStructure) -> SearchSpace:
+        """Rebuild a space written by :meth:`to_dict` (or any space spec) for ``structure``.
+
+        Raises:
+            AutoPruneError: as :func:`autoprune.search_spaces.load_space`.
+        """
+        from autoprune.search_spaces.spec import build_space
+
+        return build_space(data, structure, source="search space dict")
+

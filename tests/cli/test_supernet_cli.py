@@ -1,0 +1,73 @@
+"""`autoprune supernet` (train once, resume) and `autoprune extract` (no finetuning), end to end on digits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from autoprune.engine.export import load_pruned
+from autoprune.engine.plan import PrunePlan
+from autoprune.metrics import count_macs
+from autoprune.models import build_model
+from autoprune.supernet import Supernet
+
+from .conftest import Invoke
+
+
+def test_supernet_trains_resumes_and_extracts(run_ok: Invoke, invoke: Invoke, trained: Path, tmp_path: Path,
+                                              fast: tuple[str, ...]) -> None:
+    out = tmp_path / "sn"
+    run_ok(["supernet", "--checkpoint", str(trained / "model.pt"), "--epochs", "1", "--out", str(out), *fast])
+    report = json.loads((out / "report.json").read_text())
+    assert report["command"] == "supernet" and len(report["history"]["largest_loss"]) == 1
+    subnets = report["subnets"]
+    assert subnets["uniform_at_target"]["macs_ratio"] <= 0.5 + 1e-9
+    assert subnets["smallest"]["macs_ratio"] < subnets["uniform_at_target"]["macs_ratio"] < 1.0
+    # rerunning the same command with more epochs resumes after the finished one
+    run_ok(["supernet", "--checkpoint", str(trained / "model.pt"), "--epochs", "2", "--out", str(out), *fast])
+    resumed = json.loads((out / "report.json").read_text())
+    assert len(resumed["history"]["largest_loss"]) == 2
+    assert resumed["history"]["largest_loss"][0] == report["history"]["largest_loss"][0]
+
+    ex = tmp_path / "ex"
+    run_ok(["extract", "--supernet", str(out / "supernet.pt"), "--target-macs", "0.5", "--out", str(ex), *fast[1:]])
+    rep = json.loads((ex / "report.json").read_text())
+    assert rep["finetuned"] is False and 0.45 <= rep["pruned"]["macs"] / rep["dense"]["macs"] <= 0.5
+    base = build_model("resnet20", num_classes=10, in_channels=1)
+    model = load_pruned(base, ex / "plan.json", ex / "model.safetensors")
+    assert count_macs(model, (1, 1, 8, 8)) == rep["pruned"]["macs"]
+    assert rep["onnx_max_abs_diff"] < 1e-4
+    # the exported weights are the supernet's shared weights (BN recalibrated), not a retrained model
+    net, _ = Supernet.load(out / "supernet.pt", build_model("resnet20", num_classes=10, in_channels=1))
+    plan = PrunePlan.load(ex / "plan.json")
+    direct = net.extract({n: len(k) for n, k in plan.kept.items()})
+    for (name, a), (_, b) in zip(direct.state_dict().items(), model.state_dict().items(), strict=True):
+        if "running" not in name and "num_batches" not in name:
+            torch.testing.assert_close(a, b)
+
+    bad = invoke(["extract", "--supernet", str(trained / "model.pt"), "--out", str(tmp_path / "bad"), *fast[1:]])
+    assert bad.exit_code == 2 and "not an autoprune supernet" in bad.output
+
+
+def test_supernet_under_torchrun_with_two_cpu_processes(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "autoprune", "supernet",
+         "--checkpoint", str(trained / "model.pt"), "--epochs", "1", "--out", str(out), "--no-progress",
+         "--threads", "1", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert len(report["history"]["largest_loss"]) == 1
+    dense = torch.load(trained / "model.pt", weights_only=True)["state_dict"]
+    trained_sn = torch.load(out / "supernet.pt", weights_only=True)["state_dict"]
+    assert any(not torch.equal(dense[k], trained_sn[k]) for k in dense if "conv" in k)
