@@ -75,6 +75,20 @@ def make_progress(enabled: bool = True) -> Progress:
     )
 
 
+def make_sgd(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.SGD:
+    """SGD with Nesterov momentum 0.9; weight decay on conv/linear weights only (not on BN or biases)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(
+        [
+            {"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
+        ],
+        lr=lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+
+
 def train(
     model: nn.Module,
     train_loader: Iterable[Batch],
@@ -115,15 +129,7 @@ def train(
     history = TrainHistory()
     if config.epochs == 0:
         return history
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() > 1]
-    no_decay = [p for p in params if p.dim() <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-        momentum=0.9,
-        nesterov=True,
-    )
+    optimizer = make_sgd(model, config.lr, config.weight_decay)
     steps_per_epoch = max(1, _len(train_loader))
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)

@@ -170,14 +170,20 @@ def apply_plan(model: nn.Module, plan: PrunePlan, *, inplace: bool = False) -> n
     structure = ModelStructure(target, plan.input_shape)
     _check_compatible(structure, plan)
     for name, kept in plan.kept.items():
-        group = structure.group(name)
-        drop = sorted(set(range(group.channels)) - set(kept))
-        if not drop:
-            continue
-        root = group.tp_group[0]
-        pruning_group = structure.dg.get_pruning_group(root.dep.target.module, root.dep.handler, drop)
-        pruning_group.prune(record_history=False)
+        pruning_group = _removal_group(structure, name, kept)
+        if pruning_group is not None:
+            pruning_group.prune(record_history=False)
     return target
+
+
+def _removal_group(structure: ModelStructure, name: str, kept: list[int]) -> Any | None:
+    """Torch-Pruning's group that removes every channel of group ``name`` not in ``kept`` (None: nothing to do)."""
+    group = structure.group(name)
+    drop = sorted(set(range(group.channels)) - set(kept))
+    if not drop:
+        return None
+    root = group.tp_group[0]
+    return structure.dg.get_pruning_group(root.dep.target.module, root.dep.handler, drop)
 
 
 def channel_masks(structure: ModelStructure, plan: PrunePlan) -> dict[str, torch.Tensor]:
@@ -191,12 +197,9 @@ def channel_masks(structure: ModelStructure, plan: PrunePlan) -> dict[str, torch
     params = dict(structure.model.named_parameters())
     masks: dict[str, torch.Tensor] = {}
     for name, kept in plan.kept.items():
-        group = structure.group(name)
-        drop = sorted(set(range(group.channels)) - set(kept))
-        if not drop:
+        pruning_group = _removal_group(structure, name, kept)
+        if pruning_group is None:
             continue
-        root = group.tp_group[0]
-        pruning_group = structure.dg.get_pruning_group(root.dep.target.module, root.dep.handler, drop)
         for item in pruning_group:
             module = item.dep.target.module
             handler = item.dep.handler

@@ -25,7 +25,7 @@ from autoprune.errors import CheckpointError, TrainingError
 from autoprune.models import save_checkpoint
 from autoprune.models.checkpoint import read_checkpoint
 from autoprune.supernet.supernet import SubnetSampler, Supernet
-from autoprune.training import make_progress
+from autoprune.training import make_progress, make_sgd
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -108,16 +108,7 @@ def train_supernet(
     # gradients are averaged once per step (no_sync for all but the last backward)
     net: torch.nn.Module = DistributedDataParallel(model) if distributed else model
     is_main = not distributed or dist.get_rank() == 0
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        [
-            {"params": [p for p in params if p.dim() > 1], "weight_decay": config.weight_decay},
-            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        momentum=0.9,
-        nesterov=True,
-    )
+    optimizer = make_sgd(model, config.lr, config.weight_decay)
     steps = max(1, len(train_loader)) * max(1, config.epochs)  # type: ignore[arg-type]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     history = SupernetHistory()
