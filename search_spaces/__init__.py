@@ -1,7 +1,8 @@
 """Declarative pruning search spaces (installed as ``autoprune.search_spaces``).
 
 A :class:`SearchSpace` says which groups are searched, the kept-channel counts each may take, and the
-budget (a fraction of the dense MACs or parameters) every candidate must meet. Spaces come from the
+budget (a fraction of the dense MACs, parameters, or latency predicted by a per-layer latency table,
+:mod:`autoprune.engine.latency_table`) every candidate must meet. Spaces come from the
 bundled YAML files (:func:`space_names`, :func:`load_space`), the user's own YAML, or :func:`auto_space`.
 :meth:`SearchSpace.project` maps any keep-ratio vector to a feasible candidate, so no searcher ever
 evaluates one that misses the budget.

@@ -15,14 +15,20 @@ from typing import Any, Literal
 
 import numpy as np
 
+from autoprune.engine.latency_table import LatencyTable
 from autoprune.engine.structure import ModelStructure, group_step
 from autoprune.errors import AutoPruneError, BudgetError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
 
-Metric = Literal["macs", "params"]
-METRICS: tuple[str, ...] = ("macs", "params")
+Metric = Literal["macs", "params", "latency"]
+METRICS: tuple[str, ...] = ("macs", "params", "latency")
 RatioInput = Mapping[str, float] | Iterable[float]
-_METRIC_WORDS = {"macs": "MACs", "params": "parameters"}
+_METRIC_WORDS = {"macs": "MACs", "params": "parameters", "latency": "latency (predicted by the latency table)"}
+LATENCY_HINT = (
+    "metric 'latency' needs a latency table measured on this machine: build one for the space's choices with "
+    "autoprune.engine.latency_table.build_latency_table(structure, choices) (choices: a macs space's "
+    "`.choices`) and pass it as latency_table=... to load_space, auto_space or SearchSpace"
+)
 
 
 def check_target(value: Any, metric: str) -> float:
@@ -101,15 +107,19 @@ class SearchSpace:
 
     Attributes:
         groups: The searched groups, in the model's group order; other groups stay whole.
-        metric: Budget metric, ``"macs"`` or ``"params"``.
+        metric: Budget metric, ``"macs"``, ``"params"`` or ``"latency"`` (predicted by ``latency_table``).
         target: Fraction of the dense metric a candidate may keep, in (0, 1].
         round_to: Channel rounding the choices were made with (kept counts are multiples of it, or of
             the group's channel blocks, unless the group is whole).
         structure: The model's groups and cost model (not compared, not serialized).
+        latency_table: Per-layer latencies of this model on this machine (see
+            :func:`autoprune.engine.latency_table.build_latency_table`); required by the latency metric,
+            ignored by the others. Not compared, not serialized (save it with :meth:`LatencyTable.save`).
 
     Raises:
         AutoPruneError: malformed groups (unknown names, channel counts that differ from the model's,
-            choices that break the rounding), metric or round_to.
+            choices that break the rounding), metric or round_to; metric latency without a latency table,
+            or with one that lacks widths the choices reach.
         BudgetError: ``target`` outside (0, 1] or below the cost of the smallest sub-network.
     """
 
@@ -118,11 +128,15 @@ class SearchSpace:
     target: float
     round_to: int
     structure: ModelStructure = field(compare=False, repr=False)
+    latency_table: LatencyTable | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
-            extra = " (latency budgets are not supported yet; use macs)" if str(self.metric) == "latency" else ""
-            raise AutoPruneError(f"metric {show(self.metric)} must be one of {', '.join(METRICS)}{extra}")
+            raise AutoPruneError(f"metric {show(self.metric)} must be one of {', '.join(METRICS)}")
+        if self.latency_table is not None and not isinstance(self.latency_table, LatencyTable):
+            raise AutoPruneError(f"latency_table must be a LatencyTable, got {show(self.latency_table)}")
+        if self.metric == "latency" and self.latency_table is None:
+            raise AutoPruneError(LATENCY_HINT)
         target = check_target(self.target, self.metric)
         round_to = integer(self.round_to, "round_to")
         if not isinstance(self.structure, ModelStructure):
@@ -144,6 +158,8 @@ class SearchSpace:
         object.__setattr__(self, "round_to", round_to)
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "_by_name", {g.name: g for g in groups})
+        if self.metric == "latency":
+            self._check_latency_table()
         lowest = self.min_cost()
         if lowest > target + 1e-12:
             raise BudgetError(
@@ -152,6 +168,26 @@ class SearchSpace:
                 f"Raise the target to at least {math.ceil(lowest * 1000) / 1000:.3f}, lower min_ratio, "
                 "or search more groups."
             )
+
+    def _check_latency_table(self) -> None:
+        """Every width the choices reach has an entry, and the dense prediction is usable as the reference."""
+        table = self.latency_table
+        assert table is not None
+        missing = table.missing(self.structure, self.choices)
+        if missing:
+            shown = ", ".join(f"{name} (in, out)={shape}" for name, shape in missing[:3])
+            raise AutoPruneError(
+                f"the latency table lacks {len(missing)} layer widths this space can reach, e.g. {shown}: it was "
+                "built for other choices or another model; rebuild it with build_latency_table(structure, "
+                "space.choices)"
+            )
+        dense_ms = table.predict(self.structure, {})
+        if not dense_ms > 0.0:
+            raise AutoPruneError(
+                f"the latency table predicts {dense_ms:.4g} ms for the dense model; a latency budget needs a "
+                "positive reference: rebuild the table with more repeats (the machine may have been busy)"
+            )
+        object.__setattr__(self, "_dense_latency_ms", dense_ms)
 
     def _check_group(self, g: GroupSpace, round_to: int) -> None:
         if g.name not in self.structure.group_names:
@@ -178,6 +214,11 @@ class SearchSpace:
     def names(self) -> list[str]:
         """Names of the searched groups, in order (the order of sequence inputs)."""
         return [g.name for g in self.groups]
+
+    @property
+    def choices(self) -> dict[str, tuple[int, ...]]:
+        """Allowed kept counts per searched group (what :func:`build_latency_table` takes)."""
+        return {g.name: g.choices for g in self.groups}
 
     def group(self, name: str) -> GroupSpace:
         """The searched group ``name``.
@@ -264,8 +305,16 @@ class SearchSpace:
 
     # ------------------------------------------------------------------ budget
     def cost(self, counts: Mapping[str, int]) -> float:
-        """The budget metric of the model with these counts, as a fraction of the dense model's."""
+        """The budget metric of the model with these counts, as a fraction of the dense model's.
+
+        MACs and parameters are exact; latency is the latency table's prediction over its prediction for
+        the dense model.
+        """
         full = self._count_map(counts)
+        if self.metric == "latency":
+            assert self.latency_table is not None
+            dense_ms: float = self.__dict__["_dense_latency_ms"]
+            return self.latency_table.predict(self.structure, full) / dense_ms
         if self.metric == "params":
             return self.structure.predict_params(full) / self.structure.dense_params
         return self.structure.predict_macs(full) / self.structure.dense_macs
@@ -317,7 +366,11 @@ class SearchSpace:
 
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
-        """A JSON/YAML-ready description; :meth:`from_dict` (or :func:`load_space`) rebuilds the space."""
+        """A JSON/YAML-ready description; :meth:`from_dict` (or :func:`load_space`) rebuilds the space.
+
+        A latency space records ``metric: latency`` only; its table is saved separately
+        (:meth:`LatencyTable.save`) and passed back to :meth:`from_dict`.
+        """
         return {
             "metric": self.metric,
             "target": self.target,
@@ -326,13 +379,20 @@ class SearchSpace:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], structure: ModelStructure) -> SearchSpace:
+    def from_dict(
+        cls, data: Mapping[str, Any], structure: ModelStructure, *, latency_table: LatencyTable | None = None
+    ) -> SearchSpace:
         """Rebuild a space written by :meth:`to_dict` (or any space spec) for ``structure``.
+
+        Args:
+            data: The mapping.
+            structure: The model's groups.
+            latency_table: The table of a latency space (saved separately, see :meth:`LatencyTable.save`).
 
         Raises:
             AutoPruneError: as :func:`autoprune.search_spaces.load_space`.
         """
         from autoprune.search_spaces.spec import build_space
 
-        return build_space(data, structure, source="search space dict")
+        return build_space(data, structure, source="search space dict", latency_table=latency_table)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from autoprune.engine.latency_table import LatencyTable
 from autoprune.engine.structure import ModelStructure, PrunableGroup, group_step, round_channels
 from autoprune.errors import AutoPruneError, BudgetError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
@@ -42,20 +43,24 @@ def auto_space(
     max_ratio: float = 1.0,
     step: float = 0.125,
     round_to: int = 1,
+    latency_table: LatencyTable | None = None,
 ) -> SearchSpace:
     """A space over every group of the model, with one keep-ratio grid for all of them.
 
     Args:
         structure: The model's groups.
         target: Fraction of the dense metric to keep, in (0, 1].
-        metric: ``"macs"`` or ``"params"``.
+        metric: ``"macs"``, ``"params"`` or ``"latency"`` (needs ``latency_table``).
         min_ratio: Smallest keep ratio of a group, in (0, 1].
         max_ratio: Largest keep ratio, in [min_ratio, 1].
         step: Spacing of the ratio grid ``min_ratio, min_ratio + step, ..., max_ratio``.
         round_to: Kept counts are multiples of this (unless a group stays whole).
+        latency_table: Per-layer latencies covering the space's choices (see
+            :func:`autoprune.engine.latency_table.build_latency_table`); required by metric latency.
 
     Raises:
-        AutoPruneError: a malformed argument; BudgetError: ``target`` cannot be met.
+        AutoPruneError: a malformed argument, or metric latency without a (covering) latency table;
+            BudgetError: ``target`` cannot be met.
     """
     spec = {
         "metric": metric,
@@ -63,7 +68,7 @@ def auto_space(
         "round_to": round_to,
         "defaults": {"min_ratio": min_ratio, "max_ratio": max_ratio, "step": step},
     }
-    return build_space(spec, structure, source="auto_space")
+    return build_space(spec, structure, source="auto_space", latency_table=latency_table)
 
 
 def load_space(
@@ -72,6 +77,7 @@ def load_space(
     *,
     target: float | None = None,
     model: str | None = None,
+    latency_table: LatencyTable | None = None,
 ) -> SearchSpace:
     """Load and validate a search space for ``structure``.
 
@@ -81,13 +87,18 @@ def load_space(
         structure: The model's groups.
         target: Overrides the spec's target (fraction of the dense metric to keep).
         model: Name of the model the space is used with; a spec naming another model gives a warning.
+        latency_table: Per-layer latencies covering the space's choices, required by ``metric: latency``
+            (see :func:`autoprune.engine.latency_table.build_latency_table`).
 
     Raises:
-        AutoPruneError: missing file, YAML syntax error, malformed spec (naming the key and the fix);
-            BudgetError: a target outside (0, 1] or one the space cannot reach.
+        AutoPruneError: missing file, YAML syntax error, malformed spec (naming the key and the fix),
+            metric latency without a (covering) latency table; BudgetError: a target outside (0, 1] or one
+            the space cannot reach.
     """
     if isinstance(source, Mapping):
-        return build_space(source, structure, target=target, model=model, source="search space")
+        return build_space(
+            source, structure, target=target, model=model, source="search space", latency_table=latency_table
+        )
     if not isinstance(source, (str, Path)):
         raise AutoPruneError(
             f"search space source must be a YAML path, a bundled name or a mapping, got {show(source)}"
@@ -103,7 +114,7 @@ def load_space(
         raise AutoPruneError(f"{path}: YAML syntax error: {exc}") from None
     if data is None:
         raise AutoPruneError(f"{path} is empty; a search space needs at least 'metric' and 'target'")
-    return build_space(data, structure, target=target, model=model, source=str(path.name))
+    return build_space(data, structure, target=target, model=model, source=str(path.name), latency_table=latency_table)
 
 
 def _resolve(source: str | Path) -> Path:
@@ -126,17 +137,20 @@ def build_space(
     target: float | None = None,
     model: str | None = None,
     source: str = "search space",
+    latency_table: LatencyTable | None = None,
 ) -> SearchSpace:
     """Validate a parsed spec and build its :class:`SearchSpace` (errors are prefixed with ``source``)."""
     try:
-        return _build(spec, structure, target, model)
+        return _build(spec, structure, target, model, latency_table)
     except BudgetError as exc:
         raise BudgetError(f"{source}: {exc}") from None
     except AutoPruneError as exc:
         raise AutoPruneError(f"{source}: {exc}") from None
 
 
-def _build(spec: Any, structure: ModelStructure, target: float | None, model: str | None) -> SearchSpace:
+def _build(
+    spec: Any, structure: ModelStructure, target: float | None, model: str | None, latency_table: LatencyTable | None
+) -> SearchSpace:
     if not isinstance(spec, Mapping):
         raise AutoPruneError(
             f"a search space must be a mapping with keys such as {', '.join(TOP_KEYS)}; got {show(spec)}"
@@ -174,17 +188,24 @@ def _build(spec: Any, structure: ModelStructure, target: float | None, model: st
         g for g in structure.groups if (not spec.get("groups") or g.name in configured) and g.name not in excluded
     ]
     groups = tuple(_group_space(g, configured.get(g.name), defaults, round_to) for g in searched)
-    return SearchSpace(groups=groups, metric=metric, target=goal_value, round_to=round_to, structure=structure)
+    return SearchSpace(
+        groups=groups,
+        metric=metric,
+        target=goal_value,
+        round_to=round_to,
+        structure=structure,
+        latency_table=latency_table,
+    )
 
 
 def _metric(value: Any) -> Any:
     if not isinstance(value, str):
         raise AutoPruneError(f"metric must be one of {', '.join(METRICS)}, got {show(value)}")
     metric = value.lower()
-    if metric == "latency":
-        raise AutoPruneError("metric 'latency' is not supported yet; use metric: macs (or params) instead")
     if metric not in METRICS:
-        raise AutoPruneError(f"metric {value!r} is not supported.{suggest(metric, METRICS)} Use one of: macs, params")
+        raise AutoPruneError(
+            f"metric {value!r} is not supported.{suggest(metric, METRICS)} Use one of: {', '.join(METRICS)}"
+        )
     return metric
 
 

@@ -48,7 +48,8 @@ BAD_SPECS: list[tuple[str, Any, list[str]]] = [
     ("round_to zero", {"round_to": 0}, ["round_to=0 must be an integer >= 1"]),
     ("model not a string", {"model": 20}, ["'model' must be a model name"]),
     ("metric unknown", {"metric": "flops"}, ["metric 'flops' is not supported", "macs, params"]),
-    ("metric latency", {"metric": "latency"}, ["'latency' is not supported yet", "use metric: macs"]),
+    ("metric latency without a table", {"metric": "latency"}, ["metric 'latency' needs a latency table",
+                                                              "build_latency_table(structure, choices)"]),
     ("metric not a string", {"metric": ["macs"]}, ["metric must be one of macs, params"]),
     ("excluded and configured", {"groups": {"conv1": {}}, "exclude": ["conv1"]}, ["'conv1' is both configured",
                                                                                 "remove it from one"]),
@@ -135,7 +136,7 @@ def test_auto_space_arguments_are_validated(resnet20: ModelStructure) -> None:
         auto_space(resnet20, min_ratio=1.5)
     with pytest.raises(AutoPruneError, match="step=0"):
         auto_space(resnet20, step=0)
-    with pytest.raises(AutoPruneError, match="not supported yet"):
+    with pytest.raises(AutoPruneError, match=r"needs a latency table.*build_latency_table"):
         auto_space(resnet20, metric="latency")
     with pytest.raises(AutoPruneError, match="round_to"):
         auto_space(resnet20, round_to=0)
@@ -179,5 +180,7 @@ def test_direct_construction_is_validated(resnet20: ModelStructure) -> None:
         SearchSpace((GroupSpace("conv1", 32, (16, 32)),), "macs", 0.9, 1, resnet20)
     with pytest.raises(AutoPruneError, match="appears twice"):
         SearchSpace((good, good), "macs", 0.9, 1, resnet20)
-    with pytest.raises(AutoPruneError, match="not supported yet"):
-        SearchSpace((good,), cast(Any, "latency"), 0.9, 1, resnet20)
+    with pytest.raises(AutoPruneError, match=r"needs a latency table.*latency_table="):
+        SearchSpace((good,), "latency", 0.9, 1, resnet20)
+    with pytest.raises(AutoPruneError, match="latency_table must be a LatencyTable"):
+        SearchSpace((good,), "latency", 0.9, 1, resnet20, cast(Any, {"conv1": {}}))

@@ -1,0 +1,202 @@
+"""Does a per-layer latency table predict real latency, and does it see what MACs hide?
+
+ResNet-20 (3x32x32, random weights: latency does not depend on values), the bundled search space
+(`search_spaces/resnet20.yaml`), batch sizes 1 and 64, fixed CPU threads:
+
+1. build the latency table (every conv/linear layer at every width the space reaches, plus a constant
+   overhead measured on the dense model);
+2. draw candidates: ``space.sample(rng)`` of the bundled space (seed 0: a uniform choice per group,
+   projected onto 50% of the dense MACs: the "budget" set, MACs ratios ~0.3-0.5), and a "spread" set whose
+   keep ratios are drawn from ``U(a, 1)`` with ``a ~ U(0, 1)`` per candidate, snapped to the nearest choices
+   without a budget (MACs ratios ~0.1-1.0);
+3. extract each candidate (kept = first k channels of every group), measure its real latency
+   (round-robin over candidates, median of rounds, each the median of repeated forward passes) and
+   compare with the table's prediction: Spearman rank correlation, mean absolute percentage error of the
+   latency (ms) and of the latency ratio to the dense model (what a latency budget uses; the dense model
+   is measured in the same round-robin), and the Spearman correlation of MACs with the measured latency
+   for the same candidates.
+
+Run:  .venv/bin/python benchmarks/latency_table.py [--threads 2] [--candidates 20] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from autoprune.engine.latency_table import LatencyTable, build_latency_table
+from autoprune.engine.plan import PrunePlan, apply_plan
+from autoprune.engine.structure import ModelStructure
+from autoprune.metrics import count_macs, measure_latency
+from autoprune.models import build_model
+from autoprune.search_spaces import load_space
+
+BATCHES = (1, 64)
+SHAPE = (1, 3, 32, 32)
+
+
+def extract(structure: ModelStructure, counts: dict[str, int]) -> torch.nn.Module:
+    plan = PrunePlan(
+        input_shape=structure.input_shape,
+        channels={g.name: g.channels for g in structure.groups},
+        kept={g.name: list(range(counts.get(g.name, g.channels))) for g in structure.groups},
+    )
+    return apply_plan(structure.model, plan).eval()
+
+
+def measure_round_robin(
+    models: list[torch.nn.Module], batch: int, threads: int, rounds: int, repeats: int
+) -> list[float]:
+    """Median over ``rounds`` of each model's median latency, measured in turn so drift hits all alike."""
+    samples: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for i, model in enumerate(models):
+            lat = measure_latency(model, SHAPE, batch_size=batch, warmup=3, repeats=repeats, threads=threads)
+            samples[i].append(lat.median_ms)
+    return [statistics.median(s) for s in samples]
+
+
+def compare(
+    predicted: list[float], measured: list[float], macs: list[int], predicted_dense: float, measured_dense: float
+) -> dict[str, float]:
+    """Rank correlations and errors; the ratio error is what a latency budget (a fraction of dense) relies on."""
+    pred, real = np.asarray(predicted), np.asarray(measured)
+    pred_ratio, real_ratio = pred / predicted_dense, real / measured_dense
+    return {
+        "spearman_table": float(spearmanr(pred, real).statistic),
+        "mape_table_pct": float(np.mean(np.abs(pred - real) / real) * 100),
+        "mape_ratio_pct": float(np.mean(np.abs(pred_ratio - real_ratio) / real_ratio) * 100),
+        "spearman_macs": float(spearmanr(np.asarray(macs), real).statistic),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin passes when measuring candidates")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    torch.manual_seed(args.seed)
+    structure = ModelStructure(build_model("resnet20", num_classes=10, in_channels=3).eval(), SHAPE)
+    budget = load_space("resnet20", structure)  # metric macs, target 0.5
+    spread = load_space("resnet20", structure, target=1.0)
+    rng = np.random.default_rng(args.seed)
+    n = len(budget.groups)
+    candidates = {
+        "budget": [budget.sample(rng) for _ in range(args.candidates)],
+        "spread": [spread.project(rng.uniform(rng.uniform(0.0, 1.0), 1.0, n)) for _ in range(args.candidates)],
+    }
+    dense_macs = structure.dense_macs
+    results: dict[str, Any] = {}
+    for batch in BATCHES:
+        repeats = 20 if batch == 1 else 8
+        start = time.perf_counter()
+        table = build_latency_table(structure, budget.choices, batch_size=batch, threads=args.threads, repeats=20)
+        build_s = time.perf_counter() - start
+        row: dict[str, Any] = {
+            "table_build_s": build_s,
+            "table_widths": sum(len(e) for e in table.entries.values()),
+            "overhead_ms": table.overhead_ms,
+            "predicted_dense_ms": table.predict(structure, {}),
+        }
+        for name, counts_list in candidates.items():
+            models = [structure.model, *(extract(structure, c) for c in counts_list)]
+            measured = measure_round_robin(models, batch, args.threads, args.rounds, repeats)
+            predicted = [table.predict(structure, c) for c in counts_list]
+            macs = [count_macs(m, SHAPE) for m in models[1:]]
+            row[name] = {
+                **compare(predicted, measured[1:], macs, row["predicted_dense_ms"], measured[0]),
+                "measured_dense_ms": measured[0],
+                "macs_ratio_range": [min(macs) / dense_macs, max(macs) / dense_macs],
+                "measured_ratio_range": [min(measured[1:]) / measured[0], max(measured[1:]) / measured[0]],
+                "candidates": [
+                    {"counts": c, "macs_ratio": m / dense_macs, "predicted_ms": p, "measured_ms": r}
+                    for c, m, p, r in zip(counts_list, macs, predicted, measured[1:], strict=True)
+                ],
+            }
+            print(json.dumps({"batch": batch, "set": name, **{k: v for k, v in row[name].items()
+                                                               if k != "candidates"}}), flush=True)
+        results[f"b{batch}"] = row
+        _table_note(table, batch)
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "model": "resnet20 (3x32x32 input, random weights), bundled space search_spaces/resnet20.yaml",
+        "threads": args.threads,
+        "seed": args.seed,
+        "candidates": args.candidates,
+        "protocol": "table: median of 20 timed passes after 3 warm-ups per distinct layer shape and for the dense "
+        f"model (its overhead); candidates: {args.rounds} round-robin passes over dense + candidates, each the "
+        "median of 20 (batch 1) or 8 (batch 64) timed passes after 3 warm-ups, reported: median of passes; "
+        "kept channels = the first k of every group",
+        "torch": torch.__version__,
+        "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latency_table.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (args.out / "latency_table.md").write_text(_markdown(meta, results))
+
+
+def _table_note(table: LatencyTable, batch: int) -> None:
+    print(f"# batch {batch}: table {table.device}, {table.threads} threads, overhead {table.overhead_ms:.3f} ms",
+          flush=True)
+
+
+def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
+    lines = [
+        f"# Latency table vs measured latency, ResNet-20 ({meta['threads']} CPU threads)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']} ({meta['cpu_count']} CPUs), torch {meta['torch']}, {meta['date']}  ",
+        f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in meta['load_average_before'])}; "
+        f"after: {', '.join(f'{x:.2f}' for x in meta['load_average_after'])}",
+        "",
+        f"{meta['candidates']} candidates per set (seed {meta['seed']}): **budget** = `space.sample(rng)` of the "
+        "bundled space (target 0.5 of the dense MACs); **spread** = keep ratios from U(a, 1), a ~ U(0, 1) per "
+        "candidate, snapped to the space's choices without a budget.",
+        "",
+        "| batch | set | MACs ratio range | measured latency ratio range | Spearman(table, measured) "
+        "| Spearman(MACs, measured) | MAPE of ms | MAPE of ratio to dense |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in results.items():
+        for name in ("budget", "spread"):
+            r = row[name]
+            lines.append(
+                f"| {key[1:]} | {name} | {r['macs_ratio_range'][0]:.3f}–{r['macs_ratio_range'][1]:.3f} | "
+                f"{r['measured_ratio_range'][0]:.3f}–{r['measured_ratio_range'][1]:.3f} | "
+                f"{r['spearman_table']:.3f} | {r['spearman_macs']:.3f} | {r['mape_table_pct']:.1f}% | "
+                f"{r['mape_ratio_pct']:.1f}% |"
+            )
+    lines += ["", "| batch | table widths | build time (s) | overhead (ms) | predicted dense (ms) | measured dense "
+              "(ms, budget set / spread set) |", "|---|---|---|---|---|---|"]
+    for key, row in results.items():
+        lines.append(
+            f"| {key[1:]} | {row['table_widths']} | {row['table_build_s']:.1f} | {row['overhead_ms']:.3f} | "
+            f"{row['predicted_dense_ms']:.3f} | {row['budget']['measured_dense_ms']:.3f} / "
+            f"{row['spread']['measured_dense_ms']:.3f} |"
+        )
+    lines += ["", f"Protocol: {meta['protocol']}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
