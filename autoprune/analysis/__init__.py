@@ -1,0 +1,1 @@
+"""Analysis: layer sensitivity, plots and the HTML report of a run folder."""

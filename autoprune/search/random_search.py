@@ -1,0 +1,25 @@
+"""Random search: uniformly random keep ratios per group, projected onto the budget."""
+
+from __future__ import annotations
+
+from autoprune.search.base import Searcher
+from autoprune.search_spaces import SearchSpace
+
+
+class RandomSearcher(Searcher):
+    """Draws every group's keep ratio uniformly from its range and projects the vector onto the budget.
+
+    Projection (:meth:`SearchSpace.project`) shrinks over-budget draws toward the feasible set, so every
+    proposal is feasible and none is wasted; repeats are served from the runner's memo.
+    """
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0) -> None:
+        super().__init__(space, seed=seed)
+
+    def ask(self) -> dict[str, int]:
+        ratios = [
+            float(self.rng.uniform(g.ratio(g.min_count), g.ratio(g.max_count))) for g in self.space.groups
+        ]
+        return self.space.project(ratios)
