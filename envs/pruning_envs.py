@@ -1,0 +1,190 @@
+"""Gymnasium environments for layer-wise keep-ratio search (AMC style) and its one-step bandit variant.
+
+Both own only the episode logic (:class:`~autoprune.envs.episode.EpisodeCore`): they call the evaluator
+and the search space and never train or prune anything. The reward is 0 until the episode ends; then the
+finished candidate is evaluated once and scored by the chosen reward (:mod:`autoprune.envs.rewards`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from autoprune.envs.episode import FEATURES, EpisodeCore
+from autoprune.envs.rewards import Reward, get_reward, latency_ms
+from autoprune.errors import AutoPruneError
+from autoprune.evaluate import EvalResult, Evaluator
+from autoprune.search_spaces import SearchSpace
+
+#: What the environments evaluate with: an :class:`Evaluator` or a callable ``counts -> EvalResult``.
+EvaluateFn = Callable[[dict[str, int]], EvalResult]
+
+
+def _evaluate_fn(evaluator: Evaluator | EvaluateFn, fidelity: int | None) -> EvaluateFn:
+    if isinstance(evaluator, Evaluator):
+        return lambda counts: evaluator.evaluate(counts, fidelity)
+    if callable(evaluator):
+        return evaluator
+    raise AutoPruneError(
+        f"evaluator={evaluator!r} must be an autoprune Evaluator or a callable counts -> EvalResult"
+    )
+
+
+class _PruningEnv(gym.Env[np.ndarray, np.ndarray]):
+    """What both environments share: the episode core, the evaluator, the reward and the final info."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012  (gymnasium's class attribute)
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluator: Evaluator | EvaluateFn,
+        *,
+        reward: str | Reward = "accuracy",
+        fidelity: int | None = None,
+        budget_slack: float | None = 0.02,
+    ) -> None:
+        if not isinstance(space, SearchSpace):
+            raise AutoPruneError(f"space must be a SearchSpace, got {type(space).__name__}")
+        self.space = space
+        self.core = EpisodeCore(space, budget_slack=budget_slack)
+        self.reward_fn = get_reward(reward)
+        self.reward_name = reward if isinstance(reward, str) else getattr(reward, "__name__", "custom")
+        measures = getattr(evaluator, "latency_batch_size", None) is not None
+        if reward == "accuracy_log_latency" and space.metric != "latency" and isinstance(evaluator, Evaluator) \
+                and not measures:
+            raise AutoPruneError(
+                "reward 'accuracy_log_latency' needs a latency: build the evaluator with "
+                "latency_batch_size=1 or use a search space with metric: latency"
+            )
+        self._evaluate = _evaluate_fn(evaluator, fidelity)
+        self.last_result: EvalResult | None = None
+
+    def _finish(self) -> tuple[float, dict[str, Any]]:
+        """Evaluate the finished episode's candidate: the reward and the final ``info``."""
+        counts, projected = self.core.final_counts()
+        result = self._evaluate(counts)
+        self.last_result = result
+        reward = float(self.reward_fn(result, self.space))
+        info: dict[str, Any] = {
+            "counts": counts,
+            "keep_ratios": self.space.ratios(counts),
+            "macs_ratio": float(result.macs_ratio),
+            "cost": float(self.space.cost(counts)),
+            "accuracy": float(result.accuracy),
+            "reward": reward,
+            "projected": projected,
+            "actions": list(self.core.actions),
+        }
+        if result.latency_ms is not None or self.space.metric == "latency":
+            info["latency_ms"] = latency_ms(result, self.space)
+        return reward, info
+
+    def _seed_action_space(self, seed: int | None) -> None:
+        if seed is not None:  # so that action_space.sample() is reproducible after reset(seed=...)
+            self.action_space.seed(int(self.np_random.integers(2**31 - 1)))
+
+
+class LayerPruningEnv(_PruningEnv):
+    """One episode walks the searched groups in order; each action is that group's keep ratio.
+
+    Observation: AMC's layer embedding of the current group (:data:`~autoprune.envs.episode.FEATURES`,
+    each in [0, 1]). Action: ``Box(0, 1, (1,))``, mapped into the group's ratio bounds, snapped to its
+    choices and clipped so that the episode ends within the budget. Reward: 0 until the last group, then
+    the reward of the evaluated candidate. ``info`` of the last step carries counts, keep ratios, MACs
+    ratio, cost, accuracy and reward.
+
+    Args:
+        space: The search space.
+        evaluator: An :class:`Evaluator` (scored at ``fidelity``) or a callable ``counts -> EvalResult``.
+        reward: ``accuracy``, ``accuracy_log_macs``, ``accuracy_log_latency`` or a callable
+            ``(EvalResult, SearchSpace) -> float``.
+        fidelity: Validation batches per evaluation (``None``: all).
+        budget_slack: See :class:`~autoprune.envs.episode.EpisodeCore`.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluator: Evaluator | EvaluateFn,
+        *,
+        reward: str | Reward = "accuracy",
+        fidelity: int | None = None,
+        budget_slack: float | None = 0.02,
+    ) -> None:
+        super().__init__(space, evaluator, reward=reward, fidelity=fidelity, budget_slack=budget_slack)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
+        self.action_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._seed_action_space(seed)
+        self.core.reset()
+        return self.core.observation(), {"group": self.space.groups[0].name}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        group = self.space.groups[min(self.core.t, self.core.n_groups - 1)].name
+        count = self.core.step(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
+        info: dict[str, Any] = {"group": group, "count": count}
+        if not self.core.done:
+            return self.core.observation(), 0.0, False, False, info
+        reward, final = self._finish()
+        return self.core.observation(), reward, True, False, {**info, **final}
+
+
+class RatioVectorEnv(_PruningEnv):
+    """The one-step (bandit) variant: the action is the whole keep-ratio vector, one value per group.
+
+    The vector goes through the same episode core as :class:`LayerPruningEnv` (group by group, the same
+    mapping and clipping), so both propose the same candidate for the same actions. The observation is
+    constant: every group's static embedding, flattened. Same arguments as :class:`LayerPruningEnv`.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluator: Evaluator | EvaluateFn,
+        *,
+        reward: str | Reward = "accuracy",
+        fidelity: int | None = None,
+        budget_slack: float | None = 0.02,
+    ) -> None:
+        super().__init__(space, evaluator, reward=reward, fidelity=fidelity, budget_slack=budget_slack)
+        self._context = self._static_context()
+        self.observation_space = spaces.Box(0.0, 1.0, shape=self._context.shape, dtype=np.float32)
+        self.action_space = spaces.Box(0.0, 1.0, shape=(self.core.n_groups,), dtype=np.float32)
+
+    def _static_context(self) -> np.ndarray:
+        rows = []
+        self.core.reset()
+        for i in range(self.core.n_groups):
+            self.core.t = i
+            rows.append(self.core.observation()[:8])  # the static features of every group
+        self.core.reset()
+        return np.concatenate(rows).astype(np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._seed_action_space(seed)
+        self.core.reset()
+        return self._context.copy(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        values = np.asarray(action, dtype=np.float64).reshape(-1)
+        if values.size != self.core.n_groups:
+            raise AutoPruneError(
+                f"got {values.size} keep-ratio actions for {self.core.n_groups} searched groups; give one per group"
+            )
+        self.core.reset()
+        for value in values:
+            self.core.step(float(value))
+        reward, info = self._finish()
+        return self._context.copy(), reward, True, False, info
