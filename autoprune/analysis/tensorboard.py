@@ -61,6 +61,7 @@ class TensorBoardLogger:
             self.best = r.accuracy
         if self.best is not None:
             self.writer.add_scalar("search/best_accuracy", self.best, step)
+        self.writer.flush()  # callers may never close the logger; a flush per trial is cheap
 
     def log_history(self, history: TrainHistory, *, prefix: str = "train") -> None:
         """Per-epoch ``{prefix}/train_loss`` and ``{prefix}/val_accuracy`` of a finished training run."""
@@ -87,3 +88,7 @@ class TensorBoardLogger:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+#: The name the search command uses.
+TrialLogger = TensorBoardLogger

@@ -1,0 +1,274 @@
+"""``autoprune sample`` (sub-model sampling), ``autoprune sensitivity`` and ``autoprune report``."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from autoprune.cli import options as opt
+from autoprune.cli.app import _metrics_table, _train, app, out_console
+from autoprune.cli.common import Setup, console, setup, user_errors
+from autoprune.engine.export import export_onnx, save_weights
+from autoprune.engine.importance import IMPORTANCES
+from autoprune.errors import AutoPruneError
+from autoprune.metrics.accuracy import evaluate_accuracy
+from autoprune.report import RunReport, model_metrics
+from autoprune.training import TrainConfig
+
+Space = Annotated[
+    str | None,
+    typer.Option("--space", help="Search space: a YAML file, a bundled name (resnet20, ...), or 'auto'. "
+                 "Default: the bundled space of --model if there is one, else auto."),
+]
+Criterion = Annotated[str, typer.Option("--criterion", help="Channel ranking: which channels a pruned group keeps.")]
+BnBatches = Annotated[int, typer.Option("--bn-batches", help="Calibration batches for adaptive BatchNorm.")]
+ValBatches = Annotated[
+    int | None, typer.Option("--val-batches", help="Score on at most this many validation batches (default: all).")
+]
+TrainEpochs = Annotated[
+    int, typer.Option("--train-epochs", help="Epochs to train the dense model first when no --checkpoint.")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size")]
+TensorBoard = Annotated[
+    bool, typer.Option("--tensorboard", help="Also write TensorBoard scalars to OUT/tensorboard.")
+]
+
+
+def _prepare(s: Setup, checkpoint: Path | None, train_epochs: int, batch_size: int, seed: int,
+             progress: bool, report: RunReport) -> None:  # fmt: skip
+    if checkpoint is None:
+        console.print(f"no --checkpoint: training the model for {train_epochs} epochs first")
+        report.set(training=_train(s, train_epochs, 0.05, batch_size, seed, progress))
+    s.model.eval()
+
+
+def _val(s: Setup, val_batches: int | None) -> list[Any]:
+    if val_batches is not None and val_batches < 1:
+        raise AutoPruneError(f"--val-batches {val_batches} must be >= 1")
+    return [(x.to(s.device), y.to(s.device)) for x, y in islice(s.splits.val_loader(), val_batches)]
+
+
+def _tensorboard(enabled: bool, out: Path) -> Any:
+    if not enabled:
+        return nullcontext(None)
+    from autoprune.analysis.tensorboard import TensorBoardLogger
+
+    return TensorBoardLogger(out / "tensorboard")
+
+
+@app.command("sample")
+@user_errors
+def sample_cmd(
+    model: opt.Model = "resnet20",
+    dataset: opt.Dataset = "digits",
+    data_dir: opt.DataDir = None,
+    download: opt.Download = False,
+    image_size: opt.ImageSize = None,
+    checkpoint: opt.Checkpoint = None,
+    space: Space = None,
+    target_macs: opt.TargetMacs = 0.5,
+    strategy: Annotated[str, typer.Option("--strategy", help="uniform, importance or sensitivity.")] = "uniform",
+    samples: Annotated[int, typer.Option("--samples", help="Candidates to draw and score.")] = 50,
+    top_k: Annotated[int, typer.Option("--top-k", help="Best-scored candidates to finetune.")] = 3,
+    criterion: Criterion = "l1",
+    bn_batches: BnBatches = 10,
+    no_bn_score: Annotated[
+        bool, typer.Option("--no-bn-score/--skip-no-bn-score", help="Also score without BN recalibration.")
+    ] = True,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Finetuning epochs per top-k.")] = 1,
+    finetune_lr: Annotated[float, typer.Option("--finetune-lr")] = 0.01,
+    finetune_batches: Annotated[
+        int | None, typer.Option("--finetune-batches", help="Training batches per finetuning epoch (default: all).")
+    ] = None,
+    val_batches: ValBatches = None,
+    train_epochs: TrainEpochs = 10,
+    batch_size: BatchSize = 128,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
+    tensorboard: TensorBoard = False,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    out: opt.Out = None,
+    threads: opt.Threads = None,
+    progress: opt.Progress = True,
+) -> None:
+    """Sub-model sampling (EagleEye): sample candidates at the budget, score them with adaptive BN on the
+    original weights, finetune the top k briefly and export the best."""
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.pipelines.oneshot import resolve_space
+    from autoprune.pipelines.sampling import SamplingConfig, run_sampling
+
+    if criterion not in IMPORTANCES:
+        raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
+    config = SamplingConfig(
+        samples=samples, top_k=top_k, strategy=strategy, criterion=criterion, bn_batches=bn_batches,
+        score_without_bn=no_bn_score, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
+        batch_size=batch_size), finetune_batches=finetune_batches, seed=seed,
+    )  # fmt: skip
+    s = setup(command="sample", model=model, dataset=dataset, data_dir=data_dir, download=download,
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
+    report = RunReport("sample", model, dataset, seed, s.out)
+    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, target_macs)
+    _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
+    val = _val(s, val_batches)
+    test_loader = s.splits.test_loader()
+    dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
+    dense["val_accuracy"] = evaluate_accuracy(s.model, val, device=s.device).top1
+    with _tensorboard(tensorboard, s.out) as tb:
+        result = run_sampling(
+            s.model, s.input_shape, search_space, train_loader=s.splits.train_loader(batch_size, seed=seed),
+            val_batches=val, calibration=s.splits.calibration_loader(seed=seed), config=config, device=s.device,
+            out=s.out, progress=progress, on_trial=None if tb is None else tb.on_trial,
+            log=lambda msg: console.print(msg),
+        )  # fmt: skip
+        if tb is not None:
+            tb.log_history(_history(result.best.finetune_history), prefix="finetune_best")
+            tb.log_scalars({f"sampling/spearman_{k}": v for k, v in result.correlation.items()
+                            if isinstance(v, float)})  # fmt: skip
+    pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader, device=s.device)
+    result.plan.save(s.out / "plan.json")
+    save_weights(result.model, s.out / "model.safetensors")
+    files = {"plan": "plan.json", "weights": "model.safetensors", "trials": "trials.csv"}
+    if onnx:
+        report.set(onnx_max_abs_diff=export_onnx(result.model, s.input_shape, s.out / "model.onnx"))
+        files["onnx"] = "model.onnx"
+    if result.sensitivity is not None:
+        result.sensitivity.save_csv(s.out / "sensitivity.csv")
+        files["sensitivity"] = "sensitivity.csv"
+    if tensorboard:
+        files["tensorboard"] = "tensorboard"
+    report.set(
+        dense=dense, pruned={**pruned, "val_accuracy": result.best.finetuned_val_accuracy},
+        counts=result.best.counts, keep_ratios=search_space.ratios(result.best.counts), space=search_space.to_dict(),
+        reference={"uniform": {"val_accuracy": result.uniform.accuracy, "macs_ratio": result.uniform.macs_ratio,
+                               "note": "adaptive-BN score, not finetuned"}},
+        sampling=result.summary(), config={"sampling": config.to_dict(), "device": str(s.device),
+                                           "checkpoint": None if checkpoint is None else str(checkpoint),
+                                           "val_batches": len(val)},
+        files=files, finetuned=True,
+    )  # fmt: skip
+    path = report.write()
+    out_console.print(_metrics_table(f"{model}: best of {len(result.candidates)} sampled ({strategy}), finetuned",
+                                     {"dense": dense, "pruned": pruned}))  # fmt: skip
+    corr = result.correlation.get("adaptive_bn_score_vs_finetuned")
+    out_console.print(f"MACs kept: {pruned['macs'] / dense['macs']:.3f}; Spearman(adaptive-BN score, finetuned) over "
+                      f"the top {len(result.top)}: {'-' if corr is None else f'{corr:.3f}'}\nreport: {path}")
+
+
+def _history(data: dict[str, list[float]] | None) -> Any:
+    from autoprune.training import TrainHistory
+
+    return TrainHistory(**data) if data else TrainHistory()
+
+
+def _parse_ratios(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise AutoPruneError(f"--ratios {text!r} must be comma-separated keep ratios, e.g. 0.25,0.5,0.75,1") from None
+    if not values or any(not 0.0 < v <= 1.0 for v in values):
+        raise AutoPruneError(f"--ratios {text!r}: every keep ratio must be in (0, 1], e.g. 0.25,0.5,0.75,1")
+    return values
+
+
+@app.command("sensitivity")
+@user_errors
+def sensitivity_cmd(
+    model: opt.Model = "resnet20",
+    dataset: opt.Dataset = "digits",
+    data_dir: opt.DataDir = None,
+    download: opt.Download = False,
+    image_size: opt.ImageSize = None,
+    checkpoint: opt.Checkpoint = None,
+    ratios: Annotated[
+        str, typer.Option("--ratios", help="Comma-separated keep ratios to measure per group.")
+    ] = "0.125,0.25,0.5,0.75,1",
+    criterion: Criterion = "l1",
+    bn_batches: Annotated[
+        int, typer.Option("--bn-batches", help="Adaptive BN batches per pruned model (0: dense statistics).")
+    ] = 0,
+    round_to: Annotated[int, typer.Option("--round-to", help="Kept channels are multiples of this.")] = 1,
+    max_drop: Annotated[
+        float, typer.Option("--max-drop", help="Accuracy drop tolerated by the per-group lower bounds.")
+    ] = 0.01,
+    space: Space = None,
+    target_macs: opt.TargetMacs = 0.5,
+    val_batches: ValBatches = None,
+    train_epochs: TrainEpochs = 10,
+    batch_size: BatchSize = 128,
+    tensorboard: TensorBoard = False,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    out: opt.Out = None,
+    threads: opt.Threads = None,
+    progress: opt.Progress = True,
+) -> None:
+    """Layer sensitivity: prune each group alone to each keep ratio; accuracy drop and output KL vs dense.
+
+    Writes sensitivity.csv, sensitivity.png and report.json (per-group lower bounds on the keep ratio and
+    sensitivity-guided seed candidates at --target-macs, for searches).
+    """
+    from autoprune.analysis.plots import plot_sensitivity, save_png
+    from autoprune.analysis.sensitivity import keep_ratio_lower_bounds, measure_sensitivity, sensitivity_seed_ratios
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.pipelines.oneshot import resolve_space
+
+    grid = _parse_ratios(ratios)
+    if criterion not in IMPORTANCES:
+        raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
+    if round_to < 1:
+        raise AutoPruneError(f"--round-to {round_to} must be >= 1")
+    s = setup(command="sensitivity", model=model, dataset=dataset, data_dir=data_dir, download=download,
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
+    report = RunReport("sensitivity", model, dataset, seed, s.out)
+    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, target_macs)
+    _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
+    val = _val(s, val_batches)
+    from autoprune.training import make_progress
+
+    n_groups = len(ModelStructure(s.model, s.input_shape).groups)
+    with make_progress(progress) as bar, _tensorboard(tensorboard, s.out) as tb:
+        task = bar.add_task("sensitivity", total=n_groups * len(set(grid)), status="")
+
+        def on_row(row: Any) -> None:
+            bar.update(task, advance=1, status=f"{row.group} @ {row.keep_ratio:g}: drop {row.accuracy_drop:+.3f}")
+            if tb is not None:
+                tb.log_scalars({f"sensitivity/{row.group}/accuracy_drop": row.accuracy_drop,
+                                f"sensitivity/{row.group}/kl": row.kl}, step=round(100 * row.actual_keep_ratio))
+
+        table = measure_sensitivity(s.model, s.input_shape, val, ratios=grid, criterion=criterion,
+                                    calibration=s.splits.calibration_loader(seed=seed), bn_batches=bn_batches,
+                                    round_to=round_to, device=s.device, on_row=on_row)  # fmt: skip
+    table.save_csv(s.out / "sensitivity.csv")
+    save_png(plot_sensitivity(table), s.out / "sensitivity.png")
+    bounds = keep_ratio_lower_bounds(table, max_drop=max_drop)
+    seeds = sensitivity_seed_ratios(table, search_space)
+    report.set(
+        dense={"val_accuracy": table.dense_accuracy}, lower_bounds={"max_drop": max_drop, "keep_ratio": bounds},
+        seed_ratios=seeds, space=search_space.to_dict(),
+        config={"ratios": list(grid), "criterion": criterion, "bn_batches": bn_batches, "round_to": round_to,
+                "val_batches": len(val), "device": str(s.device)},
+        files={"table": "sensitivity.csv", "figure": "sensitivity.png", **({"tensorboard": "tensorboard"}
+                                                                         if tensorboard else {})},
+    )  # fmt: skip
+    path = report.write()
+    worst = sorted(table.groups, key=lambda g: -max(r.accuracy_drop for r in table.curve(g)))[:3]
+    out_console.print(f"dense val accuracy {table.dense_accuracy:.4f}; most sensitive: {', '.join(worst)}")
+    out_console.print(f"table: {s.out / 'sensitivity.csv'}\nfigure: {s.out / 'sensitivity.png'}\nreport: {path}")
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder of search, sample, sensitivity, prune or extract.")],
+    png: Annotated[bool, typer.Option("--png/--no-png", help="Also write figures/<name>.png.")] = True,
+) -> None:
+    """Plots and one self-contained HTML page (images embedded) for a run folder: RUN_DIR/report.html."""
+    from autoprune.analysis.html import write_report
+
+    written = write_report(run_dir, png=png)
+    for name, path in written.items():
+        out_console.print(f"{name}: {path}")
