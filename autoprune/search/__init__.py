@@ -8,6 +8,7 @@ from autoprune.search.base import STATES, Searcher, Trial, TrialState, pareto_fr
 from autoprune.search.greedy import GreedySearcher
 from autoprune.search.random_search import RandomSearcher
 from autoprune.search.registry import SEARCHERS, make_searcher, register_searcher
+from autoprune.search.rl import RLSearcher as RLSearcher  # registers ddpg, td3, sac, ppo
 from autoprune.search.runner import SearchConfig, SearchResult, TrialLog, fidelity_rungs, run_search
 
 register_searcher("random", RandomSearcher)

@@ -1,0 +1,42 @@
+"""Reinforcement-learning searchers on Stable-Baselines3: ``ddpg`` (AMC), ``td3``, ``sac`` and ``ppo``.
+
+The bridge between SB3 and the ask/tell loop: **ask() rolls out one episode with the agent's policy and
+exploration; tell() feeds the rewarded transitions to the agent's own buffer and runs its own
+``train()``** (off-policy agents: the replay buffer and gradient steps after every episode; PPO: the
+rollout buffer and a PPO update whenever a rollout of episodes is full). Chosen over running
+``model.learn()`` in a background thread whose env blocks until tell() delivers a result, because
+
+- it is deterministic by construction: one thread, and every draw comes from the searcher's seed
+  (SB3's global-RNG sampling runs inside :func:`~autoprune.search.rl.common.isolated_rng`);
+- resuming is honest and simple: recorded candidates are replayed into the buffer
+  (:meth:`RLSearcher.restore`), with no thread to re-synchronize and nothing to stop in ``close()``;
+- failed or early-stopped trials need no special protocol: tell() decides what to learn from them.
+
+The cost: SB3's ``learn()`` loop (callbacks, its logging, vectorized envs) is not used. Vectorized envs
+for several cores are not supported by this bridge (one episode per ask). The episode logic is the
+environments' own (:class:`~autoprune.envs.EpisodeCore`), so every candidate is feasible by the budget
+clipping, with :meth:`SearchSpace.project` as a safety net.
+"""
+
+from autoprune.search.registry import register_searcher
+from autoprune.search.rl.common import CREDITS, Episode, RLConfig, RLSearcher, isolated_rng
+from autoprune.search.rl.off_policy import DDPGSearcher, OffPolicySearcher, SACSearcher, TD3Searcher
+from autoprune.search.rl.ppo import PPOSearcher
+
+register_searcher("ddpg", DDPGSearcher)
+register_searcher("td3", TD3Searcher)
+register_searcher("sac", SACSearcher)
+register_searcher("ppo", PPOSearcher)
+
+__all__ = [
+    "CREDITS",
+    "DDPGSearcher",
+    "Episode",
+    "OffPolicySearcher",
+    "PPOSearcher",
+    "RLConfig",
+    "RLSearcher",
+    "SACSearcher",
+    "TD3Searcher",
+    "isolated_rng",
+]

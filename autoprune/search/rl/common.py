@@ -1,0 +1,236 @@
+"""What every RL searcher shares: the episode core, rewards with a moving-average baseline, isolated RNGs.
+
+An RL searcher proposes one candidate per episode of :class:`~autoprune.envs.LayerPruningEnv`'s episode
+logic (the same :class:`~autoprune.envs.EpisodeCore`, so the same mapping, snapping and budget clipping);
+the runner evaluates it and :meth:`tell` turns the result into the episode's reward.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from autoprune.envs import EpisodeCore, LayerPruningEnv, get_reward, replay
+from autoprune.errors import AutoPruneError
+from autoprune.evaluate import EvalResult
+from autoprune.search.base import Searcher, Trial
+from autoprune.search_spaces import SearchSpace
+
+Credit = Literal["every_step", "final"]
+CREDITS: tuple[str, ...] = ("every_step", "final")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Settings of an RL searcher (recorded in ``report.json`` through :meth:`RLSearcher.state`).
+
+    Attributes:
+        reward: ``accuracy`` (budget enforced by clipping), ``accuracy_log_macs`` or ``accuracy_log_latency``.
+        warmup: Episodes of uniformly random actions before the policy acts and learns (AMC: 100).
+        credit: ``every_step``: every transition of an episode gets its final reward minus the baseline
+            (AMC); ``final``: only the last one does, and bootstrapping with ``gamma`` carries it back.
+        gamma: Discount (AMC: 1.0).
+        baseline_alpha: Weight of the newest reward in the moving-average baseline (AMC: 0.5).
+        noise: Initial standard deviation of the truncated normal exploration noise (DDPG/TD3; AMC: 0.5).
+        noise_decay: Per-episode decay of that deviation after warm-up (AMC: 0.95).
+        learning_rate: Adam learning rate of actor and critic (policy and value for PPO).
+        batch_size: Transitions per gradient step (AMC: 64).
+        gradient_steps: Gradient steps after each episode (``None``: one per searched group, as AMC).
+        net_arch: Hidden layer widths of the networks (AMC: 300, 300).
+        tau: Soft update of the target networks (off-policy; AMC: 0.01).
+        buffer_size: Replay buffer size in transitions (off-policy).
+        episodes_per_update: Episodes per PPO rollout (PPO only).
+        budget_slack: Lower clipping of the episodes (see :class:`~autoprune.envs.EpisodeCore`).
+        extra: Further keyword arguments for the SB3 model's constructor (e.g. ``policy_delay`` of TD3).
+    """
+
+    reward: str = "accuracy"
+    warmup: int = 10
+    credit: Credit = "every_step"
+    gamma: float = 1.0
+    baseline_alpha: float = 0.5
+    noise: float = 0.5
+    noise_decay: float = 0.95
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    gradient_steps: int | None = None
+    net_arch: tuple[int, ...] = (300, 300)
+    tau: float = 0.01
+    buffer_size: int = 10_000
+    episodes_per_update: int = 8
+    budget_slack: float | None = 0.02
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        get_reward(self.reward)
+        if self.credit not in CREDITS:
+            raise AutoPruneError(f"credit={self.credit!r} must be one of {', '.join(CREDITS)}")
+        checks = {
+            "warmup": self.warmup >= 0, "gamma": 0.0 <= self.gamma <= 1.0,
+            "baseline_alpha": 0.0 < self.baseline_alpha <= 1.0, "noise": self.noise >= 0.0,
+            "noise_decay": 0.0 < self.noise_decay <= 1.0, "learning_rate": self.learning_rate > 0.0,
+            "batch_size": self.batch_size >= 1, "buffer_size": self.buffer_size >= self.batch_size,
+            "episodes_per_update": self.episodes_per_update >= 1, "tau": 0.0 < self.tau <= 1.0,
+            "gradient_steps": self.gradient_steps is None or self.gradient_steps >= 0,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise AutoPruneError(
+                    f"RL option {name}={getattr(self, name)!r} is out of range; see autoprune.search.rl.RLConfig"
+                )
+        object.__setattr__(self, "net_arch", tuple(int(w) for w in self.net_arch))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Episode:
+    """One rolled-out episode: observations before each step (and after the last), actions in [0, 1]."""
+
+    counts: dict[str, int]
+    observations: list[np.ndarray]
+    actions: list[float]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Seed Python, NumPy and torch's global RNGs for a block (SB3 samples from them), then restore them.
+
+    The searcher's proposals then depend on its own seed only, whatever else runs between ask and tell.
+    """
+    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+
+
+def _never(counts: dict[str, int]) -> EvalResult:
+    raise AutoPruneError("internal error: an RL searcher's template env evaluated a candidate")
+
+
+class RLSearcher(Searcher):
+    """Base of the Stable-Baselines3 searchers: one episode per :meth:`ask`, learning in :meth:`tell`.
+
+    Subclasses build the SB3 model (:meth:`_build_model`), choose actions (:meth:`_act`) and learn from a
+    rewarded episode (:meth:`_learn_episode`).
+
+    Args:
+        space: The search space.
+        seed: Seeds the searcher, its networks and its exploration.
+        **options: Fields of :class:`RLConfig`.
+    """
+
+    algorithm: str = "rl"
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, **options: Any) -> None:
+        super().__init__(space, seed=seed)
+        valid = sorted(RLConfig.__dataclass_fields__)
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise AutoPruneError(f"unknown {self.name} option(s) {unknown}; valid options: {', '.join(valid)}")
+        self.config = RLConfig(**options)
+        self.reward_fn = get_reward(self.config.reward)
+        self.core = EpisodeCore(space, budget_slack=self.config.budget_slack)
+        self.template_env = LayerPruningEnv(space, _never, budget_slack=self.config.budget_slack)
+        self.episodes = 0
+        self.baseline: float | None = None
+        self.rewards: list[float] = []
+        self._pending: Episode | None = None
+        with isolated_rng(seed):
+            self.model = self._build_model()
+
+    # ------------------------------------------------------------------ hooks
+    @abc.abstractmethod
+    def _build_model(self) -> Any:
+        """The SB3 model over :attr:`template_env` (its spaces only; it never steps)."""
+
+    @abc.abstractmethod
+    def _act(self, obs: np.ndarray, episode: Episode) -> float:
+        """The action in [0, 1] for ``obs`` after warm-up (may record extras in ``episode``)."""
+
+    @abc.abstractmethod
+    def _learn_episode(self, episode: Episode, rewards: list[float]) -> None:
+        """Learn from an episode with one reward per transition."""
+
+    # ------------------------------------------------------------------ ask / tell
+    @property
+    def warming_up(self) -> bool:
+        return self.episodes < self.config.warmup
+
+    def _seed(self) -> int:
+        return int(self.rng.integers(2**31 - 1))
+
+    def ask(self) -> dict[str, int]:
+        self.core.reset()
+        episode = Episode({}, [], [])
+        while not self.core.done:
+            obs = self.core.observation()
+            action = float(self.rng.uniform()) if self.warming_up else self._act(obs, episode)
+            episode.observations.append(obs)
+            episode.actions.append(float(np.clip(action, 0.0, 1.0)))
+            self.core.step(action)
+        episode.observations.append(self.core.observation())
+        episode.counts, _ = self.core.final_counts()
+        self._pending = episode
+        return dict(episode.counts)
+
+    def _learn(self, trial: Trial) -> None:
+        episode = self._pending
+        self._pending = None
+        if episode is None or episode.counts != trial.counts:
+            episode = self._replayed(trial.counts)
+        self.episodes += 1
+        if trial.state == "failed" or trial.result is None:
+            return  # nothing to learn: the episode is dropped, the exploration schedule moves on
+        reward = float(self.reward_fn(trial.result, self.space))
+        self.rewards.append(reward)
+        self.baseline = reward if self.baseline is None else (
+            self.baseline + self.config.baseline_alpha * (reward - self.baseline)
+        )  # fmt: skip
+        advantage = reward - self.baseline
+        steps = len(episode.actions)
+        every = self.config.credit == "every_step"
+        rewards = [advantage] * steps if every else [0.0] * (steps - 1) + [advantage]
+        self._learn_episode(episode, rewards)
+
+    def _replayed(self, counts: dict[str, int]) -> Episode:
+        """An episode that yields ``counts`` (for trials this searcher did not propose in this process)."""
+        observations, actions = replay(self.core, counts)
+        return Episode(dict(counts), observations, actions)
+
+    def restore(self, trials: Sequence[Trial]) -> None:
+        """Rebuild the agent from an earlier run's trials: replay each as an episode, learn as :meth:`tell` did.
+
+        Approximate: the recorded candidates are replayed with the actions that map exactly onto their
+        counts (the continuous actions before snapping are not recorded), the networks are retrained on
+        those transitions with fresh random batches (not bit-identical weights), and the searcher's RNG
+        does not replay the draws of the earlier proposals. Exact: episode count (hence warm-up and noise
+        schedule), reward baseline, replay buffer contents up to the snapping, history and best trial.
+        """
+        for trial in trials:
+            self._pending = None
+            self.tell(trial)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "episodes": self.episodes,
+            "baseline": self.baseline,
+            "last_rewards": self.rewards[-5:],
+            "config": self.config.to_dict(),
+        }
