@@ -90,7 +90,7 @@ def test_replay_reproduces_counts(digits_supernet) -> None:  # type: ignore[no-u
     for counts in (space.uniform(1.0), space.smallest(), space.sample(np.random.default_rng(1))):
         observations, actions = replay(core, counts)
         assert core.counts == counts and len(actions) == len(space.groups) == len(observations) - 1
-        assert all(o.shape == (len(FEATURES),) and 0 <= o.min() and o.max() <= 1 for o in observations)
+        assert all(o.shape == (len(FEATURES),) and o.min() >= 0 and o.max() <= 1 for o in observations)
 
 
 def test_layer_env_observation_tracks_episode(digits_supernet) -> None:  # type: ignore[no-untyped-def]
