@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -57,8 +58,9 @@ def _get(data: Mapping[str, Any] | None, *keys: str) -> Any:
 
 def plot_accuracy_vs_macs(points: Sequence[TrialPoint], report: Mapping[str, Any] | None = None) -> Figure:
     """Accuracy against MACs ratio for every evaluated candidate, with the Pareto front and references."""
-    fig = _figure()
+    fig = _figure(8.5, 4.5)
     ax = fig.add_subplot()
+
     def xy(keep: Any) -> tuple[list[float], list[float]]:
         sel = [p for p in points if p.accuracy is not None and p.macs_ratio is not None and keep(p)]
         return [p.macs_ratio or 0.0 for p in sel], [p.accuracy or 0.0 for p in sel]
@@ -92,11 +94,11 @@ def plot_accuracy_vs_macs(points: Sequence[TrialPoint], report: Mapping[str, Any
     if isinstance(target, (int, float)):
         ax.axvline(float(target), color="tab:red", ls=":", lw=1, label="budget")
     ax.set_xlabel("MACs (fraction of dense)")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy (trials: validation score)")
     ax.set_title("Accuracy vs MACs of every evaluated candidate")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -146,11 +148,13 @@ def plot_sensitivity(table: SensitivityTable) -> Figure:
     """Accuracy drop (left) and KL divergence (right) against keep ratio, one curve per group."""
     fig = _figure(11.0, 4.5)
     left, right = fig.subplots(1, 2)
-    for name in table.groups:
+    colors = matplotlib.colormaps["tab20"]
+    for i, name in enumerate(table.groups):
         curve = table.curve(name)
         xs = [r.actual_keep_ratio for r in curve]
-        left.plot(xs, [r.accuracy_drop for r in curve], "-o", ms=3, label=name)
-        right.plot(xs, [r.kl for r in curve], "-o", ms=3, label=name)
+        style = {"color": colors(i % 20), "ls": ("-", "--", ":")[(i // 20) % 3], "marker": "o", "ms": 3}
+        left.plot(xs, [r.accuracy_drop for r in curve], label=name, **style)
+        right.plot(xs, [r.kl for r in curve], label=name, **style)
     left.set_ylabel("validation accuracy drop")
     right.set_ylabel("KL(dense || pruned), nats")
     for ax in (left, right):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from itertools import islice
 from pathlib import Path
@@ -101,6 +102,7 @@ def sample_cmd(
     from autoprune.pipelines.oneshot import resolve_space
     from autoprune.pipelines.sampling import SamplingConfig, run_sampling
 
+    started = time.perf_counter()
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
     config = SamplingConfig(
@@ -110,7 +112,7 @@ def sample_cmd(
     )  # fmt: skip
     s = setup(command="sample", model=model, dataset=dataset, data_dir=data_dir, download=download,
               image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("sample", model, dataset, seed, s.out)
+    report = RunReport("sample", model, dataset, seed, s.out, started=started)
     search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, target_macs)
     _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
     val = _val(s, val_batches)
@@ -216,6 +218,7 @@ def sensitivity_cmd(
     from autoprune.engine.structure import ModelStructure
     from autoprune.pipelines.oneshot import resolve_space
 
+    started = time.perf_counter()
     grid = _parse_ratios(ratios)
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
@@ -223,7 +226,7 @@ def sensitivity_cmd(
         raise AutoPruneError(f"--round-to {round_to} must be >= 1")
     s = setup(command="sensitivity", model=model, dataset=dataset, data_dir=data_dir, download=download,
               image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("sensitivity", model, dataset, seed, s.out)
+    report = RunReport("sensitivity", model, dataset, seed, s.out, started=started)
     search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, target_macs)
     _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
     val = _val(s, val_batches)
