@@ -6,7 +6,7 @@ samplers and the Stable-Baselines3 agents register themselves from their own mod
 
 from autoprune.search.base import STATES, Searcher, Trial, TrialState, pareto_front
 from autoprune.search.greedy import GreedySearcher
-from autoprune.search.optuna_search import search_supernet as search_supernet  # registers tpe, cmaes, gp, qmc, nsga2
+from autoprune.search.optuna_searchers import search_candidates as search_candidates  # tpe, cmaes, gp, qmc, nsga2
 from autoprune.search.random_search import RandomSearcher
 from autoprune.search.registry import SEARCHERS, make_searcher, register_searcher
 from autoprune.search.rl import RLSearcher as RLSearcher  # registers ddpg, td3, sac, ppo
