@@ -36,6 +36,7 @@ _PRUNER_NAMES: Registry[str] = Registry("pruner")
 for _name in PRUNERS:
     _PRUNER_NAMES.register(_name, _name)
 
+_DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "pymysql"}
 STORAGE_HINT = (
     "use an Optuna storage URL: sqlite:///PATH/study.db, postgresql://USER:PASSWORD@HOST:PORT/DB, "
     "mysql+pymysql://USER:PASSWORD@HOST/DB, or journal:PATH for a journal file"
@@ -126,7 +127,7 @@ def open_storage(
     except ModuleNotFoundError as exc:
         raise AutoPruneError(
             f"storage {redact(url)} needs the database driver {exc.name!r}: pip install "
-            f"{'psycopg2-binary' if exc.name == 'psycopg2' else exc.name}"
+            f"{_DRIVERS.get(str(exc.name), exc.name)}"
         ) from None
     except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError and Optuna's ValueError
         message = f"cannot open storage {redact(url)}: {type(exc).__name__}: {exc}"
