@@ -1,6 +1,9 @@
 """The ``autoprune`` command line."""
 
-from autoprune.cli import supernet_cmds  # noqa: F401  (registers `supernet` and `extract`)
+from autoprune.cli import (
+    analysis_cmds,  # noqa: F401  (registers `sample`, `sensitivity` and `report`)
+    supernet_cmds,  # noqa: F401  (registers `supernet` and `extract`)
+)
 from autoprune.cli.app import app, main
 
 __all__ = ["app", "main"]
