@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,7 +37,7 @@ MASKS_DO_NOT_SPEED_UP = (
 )
 
 
-def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
+def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
     table = Table(title=title)
     table.add_column("model")
     for col in ("accuracy", "MACs", "params", "latency (ms, batch 1)"):

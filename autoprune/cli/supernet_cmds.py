@@ -9,11 +9,12 @@ from typing import Annotated, Any
 import torch
 import torch.distributed as dist
 import typer
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from autoprune.cli import options as opt
 from autoprune.cli.app import _metrics_table, _train, app, out_console
-from autoprune.cli.common import console, parse_keep_ratios, setup, user_errors
+from autoprune.cli.common import Setup, console, parse_keep_ratios, setup, user_errors
 from autoprune.engine.export import export_onnx, save_weights
 from autoprune.engine.importance import IMPORTANCES
 from autoprune.errors import AutoPruneError
@@ -162,18 +163,26 @@ def extract_cmd(
     pruned_model = net.extract(counts, calibration=s.splits.calibration_loader(seed=seed), bn_batches=bn_batches)
     pruned = model_metrics(pruned_model.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
     dense.update(latency_ms=model_metrics(dense_model, s.input_shape)["latency_ms"])
-    net.plan(counts).save(s.out / "plan.json")
-    save_weights(pruned_model, s.out / "model.safetensors")
-    files = {"plan": "plan.json", "weights": "model.safetensors"}
-    if onnx:
-        report.set(onnx_max_abs_diff=export_onnx(pruned_model, s.input_shape, s.out / "model.onnx"))
-        files["onnx"] = "model.onnx"
+    files = export_subnet(net, counts, pruned_model, s, report, onnx=onnx)
     report.set(dense=dense, pruned=pruned, counts=counts, keep_ratios=space.ratios(counts), files=files,
                supernet=str(supernet), finetuned=False)
     path = report.write()
     out_console.print(_metrics_table(f"{model}: sub-network of {supernet.name} (no finetuning)",
                                      {"pruned": pruned}))
     out_console.print(f"MACs kept: {pruned['macs'] / dense['macs']:.3f}\nreport: {path}")
+
+
+def export_subnet(
+    net: Supernet, counts: dict[str, int], model: nn.Module, s: Setup, report: RunReport, *, onnx: bool
+) -> dict[str, str]:
+    """Write plan.json, model.safetensors (and model.onnx, checked against PyTorch) of a sub-network."""
+    net.plan(counts).save(s.out / "plan.json")
+    save_weights(model, s.out / "model.safetensors")
+    files = {"plan": "plan.json", "weights": "model.safetensors"}
+    if onnx:
+        report.set(onnx_max_abs_diff=export_onnx(model, s.input_shape, s.out / "model.onnx"))
+        files["onnx"] = "model.onnx"
+    return files
 
 
 def _init_distributed(device: str) -> tuple[int, int]:

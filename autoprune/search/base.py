@@ -110,6 +110,14 @@ def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
     return front
 
 
+def best_trial(trials: Sequence[Trial]) -> Trial | None:
+    """The complete, feasible trial with the highest accuracy (ties: fewer MACs, then earlier); None if none."""
+    done = [t for t in trials if t.state == "complete" and t.feasible and t.result is not None]
+    if not done:
+        return None
+    return max(done, key=lambda t: (t.result.accuracy, -t.result.macs, -t.number))  # type: ignore[union-attr]
+
+
 class Searcher(abc.ABC):
     """Proposes candidates of a search space and learns from their evaluations.
 
@@ -185,10 +193,7 @@ class Searcher(abc.ABC):
     @property
     def best(self) -> Trial | None:
         """The complete, feasible trial with the highest accuracy (ties: fewer MACs, then earlier)."""
-        done = [t for t in self._history if t.state == "complete" and t.feasible and t.result is not None]
-        if not done:
-            return None
-        return max(done, key=lambda t: (t.result.accuracy, -t.result.macs, -t.number))  # type: ignore[union-attr]
+        return best_trial(self._history)
 
     @property
     def pareto(self) -> list[Trial]:

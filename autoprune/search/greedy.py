@@ -19,6 +19,9 @@ from typing import Any
 from autoprune.search.base import Searcher, Trial
 from autoprune.search_spaces import SearchSpace
 
+# Larger automatic steps make slimming too coarse to be worth it; a small trial budget ends with a projection.
+_MAX_AUTO_STEP = 2
+
 
 class GreedySearcher(Searcher):
     """Greedy slimming over a search space.
@@ -26,8 +29,9 @@ class GreedySearcher(Searcher):
     Args:
         space: The search space.
         seed: Unused by the algorithm (it is deterministic); kept for the common interface.
-        step: Choices to step down per move; ``None`` picks the smallest step that lets the slimming finish
-            within the trial budget the runner announces (see :meth:`plan_budget`), at least 1.
+        step: Choices to step down per move; ``None`` picks the smallest step (1 or 2) that lets the slimming
+            finish within the trial budget the runner announces (see :meth:`plan_budget`). Slimming costs
+            about one trial per searched group per move; a budget too small for it ends with a projection.
     """
 
     name = "greedy"
@@ -63,8 +67,8 @@ class GreedySearcher(Searcher):
         probes_per_round = max(1, len(self.space.groups))
         for step in range(1, 1 + max(len(g.choices) for g in self.space.groups)):
             if 1 + math.ceil(moves / step) * probes_per_round <= trials:
-                return step
-        return max(len(g.choices) for g in self.space.groups)
+                return min(step, _MAX_AUTO_STEP)
+        return _MAX_AUTO_STEP
 
     # ------------------------------------------------------------------ ask / tell
     def ask(self) -> dict[str, int] | None:

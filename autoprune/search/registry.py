@@ -9,7 +9,6 @@ from autoprune._registry import Registry
 from autoprune.search.base import Searcher
 from autoprune.search_spaces import SearchSpace
 
-
 #: Builds a searcher: ``factory(space, seed=..., **options)``; searcher-specific options are keywords.
 SearcherFactory = Callable[..., Searcher]
 

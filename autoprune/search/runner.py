@@ -287,7 +287,7 @@ def _run_trial(
                 return Trial(number, counts, "pruned", result, time.perf_counter() - start, feasible)
     except (KeyboardInterrupt, AutoPruneError):
         raise
-    except Exception as exc:  # noqa: BLE001  (a failed evaluation is a failed trial, the search goes on)
+    except Exception as exc:  # a failed evaluation is a failed trial; the search goes on
         return Trial(number, counts, "failed", None, time.perf_counter() - start, feasible,
                      error=f"{type(exc).__name__}: {exc}")
     assert result is not None
@@ -303,9 +303,8 @@ class _Progress:
         self.enabled = enabled
         if not enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         console = Console(stderr=True)
         self.progress = Progress(

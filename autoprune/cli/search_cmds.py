@@ -1,0 +1,299 @@
+"""``autoprune search``: search per-group keep ratios over a supernet and export the winner, no finetuning."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from torch import nn
+
+from autoprune.cli import options as opt
+from autoprune.cli.app import _metrics_table, _train, app, out_console
+from autoprune.cli.common import Setup, console, setup, user_errors
+from autoprune.cli.supernet_cmds import BnBatches, Space, export_subnet
+from autoprune.engine.structure import ModelStructure
+from autoprune.errors import AutoPruneError
+from autoprune.pipelines.oneshot import build_supernet, resolve_space
+from autoprune.pipelines.search import search_supernet
+from autoprune.report import RunReport, model_metrics
+from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs, pareto_front
+from autoprune.search.base import best_trial
+from autoprune.search_spaces import SearchSpace
+from autoprune.supernet import Supernet, SupernetConfig
+from autoprune.training import TrainConfig, train
+
+SearcherName = Annotated[
+    str, typer.Option("--searcher", help="random, greedy, tpe, cmaes, gp, nsga2, ddpg, td3, sac, ppo (see --help).")
+]
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    """``--searcher-option key=value`` (value parsed as JSON when it can be, else kept as text)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AutoPruneError(f"--searcher-option {item!r} must look like key=value, e.g. warmup=10")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _study_based(searcher: str) -> bool:
+    factory = SEARCHERS.get(searcher)
+    return bool(getattr(factory, "study_based", False))
+
+
+@app.command("search")
+@user_errors
+def search_cmd(
+    model: opt.Model = "resnet20",
+    dataset: opt.Dataset = "digits",
+    data_dir: opt.DataDir = None,
+    download: opt.Download = False,
+    image_size: opt.ImageSize = None,
+    checkpoint: opt.Checkpoint = None,
+    supernet: Annotated[
+        Path | None, typer.Option("--supernet", help="supernet.pt from `autoprune supernet`; default: build one.")
+    ] = None,
+    space: Space = None,
+    target_macs: opt.TargetMacs = 0.5,
+    target_params: Annotated[
+        float | None, typer.Option("--target-params", help="Budget on parameters instead (fraction kept).")
+    ] = None,
+    target_latency: Annotated[
+        float | None,
+        typer.Option("--target-latency", help="Budget on latency predicted by a per-layer table measured here "
+                     "(fraction of the dense latency at --latency-batch-size)."),
+    ] = None,
+    latency_batch_size: Annotated[int, typer.Option("--latency-batch-size")] = 1,
+    searcher: SearcherName = "random",
+    trials: Annotated[int, typer.Option("--trials", help="Candidate evaluations (pruned/failed ones count).")] = 50,
+    rungs: Annotated[
+        int, typer.Option("--rungs", help="Fidelity rungs for early stopping (1 = full validation only).")
+    ] = 1,
+    pruner: Annotated[
+        str | None, typer.Option("--pruner", help="Optuna searchers: none, median, sha, hyperband.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db); "
+                                 "postgresql://... for workers on many machines.")
+    ] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name", help="Optuna study name.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes on one Optuna study (this machine).")] = 1,
+    searcher_option: Annotated[
+        list[str] | None, typer.Option("--searcher-option", help="key=value passed to the searcher; repeatable.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the search recorded in --out.")] = False,
+    supernet_epochs: Annotated[int, typer.Option("--supernet-epochs", help="Sandwich epochs if no --supernet.")] = 3,
+    train_epochs: Annotated[
+        int, typer.Option("--train-epochs", help="Dense training epochs if neither --checkpoint nor --supernet.")
+    ] = 10,
+    finetune_epochs: Annotated[
+        int, typer.Option("--finetune-epochs", help="Optional finetuning of the winner (0: none, the default).")
+    ] = 0,
+    bn_batches: BnBatches = 10,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Log trials to OUT/tensorboard.")] = False,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    out: opt.Out = None,
+    threads: opt.Threads = None,
+    progress: opt.Progress = True,
+) -> None:
+    """Search per-group keep ratios over a weight-sharing supernet; export the winner without finetuning.
+
+    Builds the supernet first (in OUT/supernet.pt, resumable) unless --supernet is given. Every candidate
+    evaluated meets the budget; trials are appended to OUT/trials.csv as they finish; rerun with --resume to
+    continue an interrupted search.
+    """
+    started = time.perf_counter()
+    SEARCHERS.get(searcher)  # an unknown name fails before any work
+    if workers < 1:
+        raise AutoPruneError(f"--workers {workers} must be >= 1")
+    study = _study_based(searcher)
+    if workers > 1 and not study:
+        raise AutoPruneError(f"--workers {workers} needs an Optuna searcher (tpe, cmaes, gp, nsga2) that shares "
+                             f"a study; {searcher!r} runs in one process")
+    options = _parse_options(searcher_option or [])
+    if pruner is not None:
+        if not study:
+            raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
+        options["pruner"] = pruner
+    s = setup(command="search", model=model, dataset=dataset, data_dir=data_dir, download=download,
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
+    log = TrialLog(s.out)
+    if log.jsonl.exists() and not resume and not worker:
+        raise AutoPruneError(f"{s.out} already holds {len(log.read())} trials of a search: pass --resume to "
+                             "continue it, or a new --out to start over (nothing is overwritten)")
+    net, search_space, dense_model = _supernet_and_space(s, model, dataset, supernet, space, checkpoint, seed, progress,
+                                            supernet_epochs, train_epochs, bn_batches)
+    search_space = _retarget(s, search_space, target_macs, target_params, target_latency, latency_batch_size,
+                             resume or worker)
+    if study:
+        options.setdefault("storage", storage or f"sqlite:///{(s.out / 'study.db').resolve()}")
+        options.setdefault("study_name", study_name or f"autoprune-{searcher}")
+        options.setdefault("total_trials", trials)
+    elif storage is not None or study_name is not None:
+        raise AutoPruneError(f"--storage/--study-name apply to Optuna searchers; {searcher!r} keeps no study")
+    procs = []
+    if workers > 1 and not worker:
+        if not resume:
+            log.reset()
+        procs = _spawn_workers(workers - 1, s.out, options)
+    on_trial = _tensorboard(s.out) if tensorboard else None
+    n_val = len(s.splits.val_loader())
+    outcome = search_supernet(
+        net, search_space, s.splits, searcher=searcher, trials=trials, seed=seed,
+        rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
+        out=s.out, resume=resume or worker or workers > 1, progress=progress and not worker, on_trial=on_trial,
+        latency_batch_size=latency_batch_size if target_latency is not None else None, device=s.device,
+    )  # fmt: skip
+    if worker:
+        return
+    _wait(procs)
+    all_trials = log.read()
+    best = best_trial(all_trials)
+    if best is None or best.result is None:
+        raise AutoPruneError(f"no trial of the search completed ({len(all_trials)} trials, see {log.csv}); "
+                             "check the errors there, then rerun with --resume")
+    counts = best.result.counts
+    winner = net.extract(counts, calibration=s.splits.calibration_loader(seed=seed), bn_batches=bn_batches)
+    report = RunReport("search", model, dataset, seed, s.out, started=started)
+    test_loader = s.splits.test_loader()
+    dense = (model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
+             if dense_model is not None else {"macs": net.structure.dense_macs, "params": net.structure.dense_params})
+    pruned = model_metrics(winner.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
+    files = export_subnet(net, counts, winner, s, report, onnx=onnx)
+    front = pareto_front(all_trials)
+    (s.out / "pareto.json").write_text(json.dumps([t.to_dict() for t in front], indent=1))
+    files["pareto"] = "pareto.json"
+    files.update(trials="trials.csv", trials_log="trials.jsonl")
+    if finetune_epochs > 0:
+        tuned = copy.deepcopy(winner)
+        train(tuned, s.splits.train_loader(128, seed=seed), TrainConfig(epochs=finetune_epochs, lr=0.01),
+              val_loader=s.splits.val_loader(), device=s.device, progress=progress, description="finetune")
+        report.set(finetuned=model_metrics(tuned, s.input_shape, test_loader=test_loader, device=s.device),
+                   finetune_epochs=finetune_epochs)
+    summary = outcome.result.summary()
+    summary.update(trials=len(all_trials), best=best.to_dict(), pareto=[t.to_dict() for t in front])
+    report.set(
+        dense=dense, pruned=pruned, counts=counts, keep_ratios=search_space.ratios(
+            {k: v for k, v in counts.items() if k in search_space.names}),
+        reference=outcome.reference, search=summary, searcher_state=outcome.searcher_state,
+        evaluator=outcome.evaluator, space=search_space.to_dict(), files=files, finetuned_winner=finetune_epochs > 0,
+        config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": _jsonable(options),
+                "workers": workers, "bn_batches": bn_batches, "supernet": str(supernet or s.out / "supernet.pt"),
+                "device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)},
+    )
+    path = report.write()
+    _plot(s.out)
+    rows: dict[str, dict[str, Any]] = {"dense": dense, "pruned": pruned} if "accuracy" in dense else {"pruned": pruned}
+    out_console.print(_metrics_table(f"{model}: best of {len(all_trials)} trials ({searcher}), no finetuning", rows))
+    uni = outcome.reference["uniform"]
+    out_console.print(f"val accuracy: best {best.result.accuracy:.4f} vs uniform {uni['val_accuracy']:.4f} "
+                      f"at {search_space.metric} {search_space.cost(counts):.3f} (target {search_space.target})\n"
+                      f"report: {path}")
+
+
+def _supernet_and_space(
+    s: Setup, model: str, dataset: str, supernet: Path | None, space: str | None, checkpoint: Path | None,
+    seed: int, progress: bool, supernet_epochs: int, train_epochs: int, bn_batches: int,
+) -> tuple[Supernet, SearchSpace, nn.Module | None]:
+    """Load the given supernet, or build one in OUT/supernet.pt (training the dense model first if needed).
+
+    Also returns a copy of the dense model (trained or from --checkpoint) for the report, if there is one.
+    """
+    if supernet is not None:
+        dense = copy.deepcopy(s.model) if checkpoint is not None else None
+        net, meta = Supernet.load(supernet, s.model)
+        if space is not None or "space" not in meta:
+            return net, resolve_space(net.structure, model, space, None), dense
+        return net, SearchSpace.from_dict(meta["space"], net.structure), dense
+    ckpt = s.out / "supernet.pt"
+    if checkpoint is None and not ckpt.exists():
+        console.print(f"no --checkpoint: training {model} for {train_epochs} epochs first")
+        _train(s, train_epochs, 0.05, 128, seed, progress)
+    dense = copy.deepcopy(s.model) if checkpoint is not None or not ckpt.exists() else None
+    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, None)
+    run = build_supernet(
+        s.model, s.input_shape, search_space, s.splits.train_loader(128, seed=seed),
+        SupernetConfig(epochs=supernet_epochs, seed=seed), calibration=s.splits.calibration_loader(seed=seed),
+        checkpoint=ckpt, device=s.device, progress=progress,
+        meta={"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
+              "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)},
+    )  # fmt: skip
+    return run.supernet, run.space, dense
+
+
+def _retarget(
+    s: Setup, space: SearchSpace, target_macs: float, target_params: float | None, target_latency: float | None,
+    batch_size: int, reuse_table: bool,
+) -> SearchSpace:
+    """The space with the budget the user asked for (a latency table is measured once and kept in OUT)."""
+    given = [name for name, v in (("--target-params", target_params), ("--target-latency", target_latency))
+             if v is not None]
+    if len(given) > 1:
+        raise AutoPruneError(f"give one budget, not {' and '.join(given)}")
+    macs_space = dataclasses.replace(space, metric="macs", target=1.0, latency_table=None)
+    if target_params is not None:
+        return dataclasses.replace(macs_space, metric="params", target=target_params)
+    if target_latency is None:
+        return dataclasses.replace(macs_space, target=target_macs)
+    from autoprune.engine.latency_table import LatencyTable, build_latency_table
+
+    path = s.out / "latency_table.json"
+    if reuse_table and path.exists():
+        table = LatencyTable.load(path)
+    else:
+        console.print(f"measuring the per-layer latency table (batch {batch_size}) ...")
+        table = build_latency_table(space.structure, macs_space.choices, batch_size=batch_size)
+        table.save(path)
+    return dataclasses.replace(macs_space, metric="latency", target=target_latency, latency_table=table)
+
+
+def _spawn_workers(n: int, out: Path, options: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
+    """N more processes of this same command on the same study (they skip export and report)."""
+    argv = [a for a in sys.argv[1:]]
+    extra = ["--worker", "--no-progress", "--supernet", str(out / "supernet.pt"), "--out", str(out),
+             "--storage", str(options["storage"]), "--study-name", str(options["study_name"])]
+    procs = []
+    for i in range(n):
+        log = (out / f"worker-{i + 1}.log").open("wb")
+        procs.append(subprocess.Popen([sys.executable, "-m", "autoprune", *argv, *extra], stdout=log, stderr=log))
+    return procs
+
+
+def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
+    failed = [p.args for p in procs if p.wait() != 0]
+    if failed:
+        console.print(f"[yellow]warning:[/] {len(failed)} worker(s) failed; see worker-*.log in the run folder")
+
+
+def _tensorboard(out: Path) -> Any:
+    from autoprune.analysis.tensorboard import TrialLogger
+
+    return TrialLogger(out / "tensorboard").on_trial
+
+
+def _plot(out: Path) -> None:
+    try:
+        from autoprune.analysis.plots import plot_run
+    except ImportError:
+        return
+    plot_run(out)
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
+            for k, v in options.items()}

@@ -1,0 +1,92 @@
+"""``autoprune search`` end to end on digits: a feasible winner, exported files, report, resume, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoprune.engine.export import load_pruned
+from autoprune.metrics import count_cost
+from autoprune.models import build_model
+from autoprune.search import TrialLog
+
+from .conftest import FAST, Invoke, _run_ok
+
+pytestmark = pytest.mark.slow
+
+SMALL = ("--supernet-epochs", "1", "--bn-batches", "2")
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
+    """One random search (builds its supernet from the shared trained checkpoint)."""
+    threads = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("search")
+    try:
+        _run_ok(["search", "--searcher", "random", "--trials", "6", "--checkpoint", str(trained / "model.pt"),
+                 "--out", str(out), *SMALL, *FAST])
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_search_exports_a_feasible_winner_and_reports_it(searched: Path) -> None:
+    report = json.loads((searched / "report.json").read_text())
+    assert report["command"] == "search" and report["search"]["trials"] == 6
+    assert report["pruned"]["macs"] <= 0.5 * report["dense"]["macs"] + 1  # the budget, counted on the export
+    for name in ("plan.json", "model.safetensors", "model.onnx", "trials.csv", "trials.jsonl", "pareto.json"):
+        assert (searched / name).is_file(), name
+    trials = TrialLog(searched).read()
+    best = max((t for t in trials if t.state == "complete"), key=lambda t: (t.accuracy, -t.result.macs))  # type: ignore[union-attr]
+    assert report["search"]["best"]["number"] == best.number
+    # the exported model is rebuilt without pickle and has exactly the MACs the evaluator predicted
+    model = load_pruned(build_model("resnet20", num_classes=10, in_channels=1), searched / "plan.json",
+                        searched / "model.safetensors")
+    assert count_cost(model, (1, 1, 8, 8)).macs == best.result.macs == report["pruned"]["macs"]  # type: ignore[union-attr]
+    assert report["reference"]["uniform"]["macs_ratio"] <= 0.5
+
+
+def test_rerun_without_resume_refuses_and_with_resume_continues(searched: Path, invoke: Invoke,
+                                                                 fast: tuple[str, ...]) -> None:
+    again = invoke(["search", "--searcher", "random", "--trials", "8", "--out", str(searched), *SMALL, *fast])
+    assert again.exit_code == 2 and "--resume" in again.output
+    before = TrialLog(searched).read()
+    resumed = invoke(["search", "--searcher", "random", "--trials", "8", "--out", str(searched), "--resume",
+                      *SMALL, *fast])
+    assert resumed.exit_code == 0, resumed.output
+    after = TrialLog(searched).read()
+    assert len(after) == 8 and [t.to_dict() for t in after[:6]] == [t.to_dict() for t in before]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--searcher", "tpee"], "Did you mean"),
+        (["--searcher", "random", "--workers", "2"], "needs an Optuna searcher"),
+        (["--searcher", "random", "--trials", "0"], "trials=0"),
+        (["--searcher", "random", "--target-macs", "0.01"], "cannot be met"),
+        (["--searcher", "random", "--searcher-option", "nonsense"], "key=value"),
+        (["--searcher", "random", "--target-params", "0.5", "--target-latency", "0.5"], "one budget"),
+    ],
+)
+def test_bad_search_input_gives_one_clear_line(
+    searched: Path, invoke: Invoke, fast: tuple[str, ...], tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = invoke(["search", *args, "--supernet", str(searched / "supernet.pt"), "--out", str(tmp_path / "x"),
+                     *SMALL, *fast])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_search_over_a_latency_budget_measures_and_keeps_a_table(searched: Path, run_ok: Invoke,
+                                                                 fast: tuple[str, ...], tmp_path: Path) -> None:
+    out = tmp_path / "lat"
+    run_ok(["search", "--searcher", "random", "--trials", "3", "--supernet", str(searched / "supernet.pt"),
+            "--target-latency", "0.9", "--out", str(out), "--no-onnx", *SMALL, *fast])
+    report = json.loads((out / "report.json").read_text())
+    assert report["space"]["metric"] == "latency" and (out / "latency_table.json").is_file()
+    assert all(t.result is None or t.result.latency_ms is not None for t in TrialLog(out).read())

@@ -1,0 +1,161 @@
+"""The search runner: budget, memo, failures, the trial log and resume, independent of any one searcher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoprune.errors import AutoPruneError
+from autoprune.evaluate import EvalResult, Evaluator, EvaluatorStats
+from autoprune.search import RandomSearcher, SearchConfig, Searcher, Trial, TrialLog, fidelity_rungs, run_search
+from autoprune.search.base import best_trial, pareto_front
+
+
+class Recording(Evaluator):
+    """Wraps an evaluator and records every call; can fail on chosen calls."""
+
+    def __init__(self, inner: Evaluator, fail_on: set[int] | None = None, nan_on: set[int] | None = None) -> None:
+        self.inner = inner
+        self.max_fidelity = inner.max_fidelity
+        self.calls: list[tuple[dict[str, int], int | None]] = []
+        self.fail_on = fail_on or set()
+        self.nan_on = nan_on or set()
+
+    def evaluate(self, counts: Mapping[str, int], fidelity: int | None = None) -> EvalResult:
+        self.calls.append((dict(counts), fidelity))
+        if len(self.calls) - 1 in self.fail_on:
+            raise RuntimeError("boom")
+        result = self.inner.evaluate(counts, fidelity)
+        if len(self.calls) - 1 in self.nan_on:
+            return EvalResult(**{**result.to_dict(), "loss": float("nan")})
+        return result
+
+    @property
+    def stats(self) -> EvaluatorStats:
+        return self.inner.stats
+
+
+class Fixed(Searcher):
+    """Proposes a fixed list of candidates, then stops."""
+
+    name = "fixed"
+
+    def __init__(self, space: Any, candidates: list[dict[str, int]], *, seed: int = 0) -> None:
+        super().__init__(space, seed=seed)
+        self.candidates = list(candidates)
+
+    def ask(self) -> dict[str, int] | None:
+        return self.candidates.pop(0) if self.candidates else None
+
+
+def test_every_evaluated_candidate_meets_the_budget_and_the_log_matches(digits_supernet: Any, tmp_path: Path) -> None:
+    space = digits_supernet.space
+    ev = Recording(digits_supernet.evaluator())
+    result = run_search(RandomSearcher(space, seed=1), ev, SearchConfig(trials=8), out=tmp_path, progress=False)
+    assert len(result.trials) == 8
+    assert all(space.feasible(c) for c, _ in ev.calls)
+    logged = TrialLog(tmp_path).read()
+    assert [t.to_dict() for t in logged] == [t.to_dict() for t in result.trials]
+    rows = (tmp_path / "trials.csv").read_text().splitlines()
+    assert len(rows) == 9 and rows[0].startswith("number,state")
+    assert result.best is not None and result.best == best_trial(result.trials)
+    assert result.best.accuracy == max(t.accuracy for t in result.trials if t.accuracy is not None)
+
+
+def test_repeated_candidates_are_not_evaluated_again(digits_supernet: Any) -> None:
+    space = digits_supernet.space
+    a, b = space.uniform(1.0), space.smallest()
+    ev = Recording(digits_supernet.evaluator())
+    result = run_search(Fixed(space, [a, b, a, a]), ev, SearchConfig(trials=4), progress=False)
+    assert len(ev.calls) == 2  # the two repeats of `a` came from the memo
+    assert result.evaluations == 2
+    assert [t.info.get("memoized", False) for t in result.trials] == [False, False, True, True]
+    assert result.trials[2].result == result.trials[0].result
+
+
+def test_failed_and_non_finite_evaluations_become_failed_trials(digits_supernet: Any) -> None:
+    space = digits_supernet.space
+    ev = Recording(digits_supernet.evaluator(), fail_on={0}, nan_on={1})
+    candidates = [space.uniform(1.0), space.smallest(), space.uniform(0.8)]
+    result = run_search(Fixed(space, candidates), ev, SearchConfig(trials=3), progress=False)
+    assert [t.state for t in result.trials] == ["failed", "failed", "complete"]
+    assert "boom" in (result.trials[0].error or "") and "non-finite" in (result.trials[1].error or "")
+    assert result.best is result.trials[2]
+
+
+def test_an_infeasible_proposal_is_refused_before_evaluation(digits_supernet: Any) -> None:
+    space = digits_supernet.space
+    ev = Recording(digits_supernet.evaluator())
+    with pytest.raises(RuntimeError, match="misses the budget"):
+        run_search(Fixed(space, [space.largest()]), ev, SearchConfig(trials=1), progress=False)
+    assert ev.calls == []
+
+
+def test_resume_continues_the_count_without_repeating_finished_trials(digits_supernet: Any, tmp_path: Path) -> None:
+    space = digits_supernet.space
+    first = run_search(RandomSearcher(space, seed=3), digits_supernet.evaluator(), SearchConfig(trials=4),
+                       out=tmp_path, progress=False)
+    ev = Recording(digits_supernet.evaluator())
+    second = run_search(RandomSearcher(space, seed=3), ev, SearchConfig(trials=7), out=tmp_path, resume=True,
+                        progress=False)
+    assert second.resumed_trials == 4 and len(second.trials) == 7
+    assert [t.number for t in second.trials] == list(range(7))
+    assert [t.to_dict() for t in second.trials[:4]] == [t.to_dict() for t in first.trials]
+    assert len(TrialLog(tmp_path).read()) == 7
+    # the restored searcher continues its stream instead of proposing the first 4 again
+    assert len(ev.calls) <= 3
+
+
+def test_a_torn_last_line_is_ignored_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
+    log = TrialLog(tmp_path)
+    good = Trial(0, {"a": 1}, "failed", None, error="x")
+    log.append(good)
+    with log.jsonl.open("a") as f:
+        f.write('{"number": 1, "cou')
+    with pytest.raises(AutoPruneError, match="line 2"):
+        log.read()
+    log.jsonl.write_text(good.to_json() + "\n")
+    assert log.read()[0].to_dict() == good.to_dict()
+
+
+def test_fidelity_rungs_and_early_stopping_hook(digits_supernet: Any) -> None:
+    assert fidelity_rungs(24, 3) == (6, 12, 24)
+    assert fidelity_rungs(3, 3) == (1, 2, 3)
+
+    class StopAll(Fixed):
+        def should_prune(self, counts: Mapping[str, int], partial: EvalResult, rung: int) -> bool:
+            return True
+
+    space = digits_supernet.space
+    ev = digits_supernet.evaluator()
+    result = run_search(StopAll(space, [space.uniform(1.0)]), ev, SearchConfig(trials=1, rungs=(1,)),
+                        progress=False)
+    (trial,) = result.trials
+    assert trial.state == "pruned" and trial.result is not None and trial.result.fidelity == 1
+    assert best_trial(result.trials) is None  # a pruned trial is never the best
+
+
+def test_pareto_front_is_exactly_the_non_dominated_trials() -> None:
+    def trial(n: int, acc: float, macs: int) -> Trial:
+        r = EvalResult({}, acc, 0.1, macs, macs / 100, 1, None, 1, 1, 0.0, False)
+        return Trial(n, {}, "complete", r)
+
+    trials = [trial(0, 0.9, 50), trial(1, 0.8, 60), trial(2, 0.95, 70), trial(3, 0.7, 30), trial(4, 0.95, 80)]
+    front = pareto_front(trials)
+    assert [t.number for t in front] == [3, 0, 2]
+    for t in trials:
+        dominated = any(o.accuracy >= t.accuracy and o.result.macs <= t.result.macs and o is not t  # type: ignore[operator,union-attr]
+                        and (o.accuracy, o.result.macs) != (t.accuracy, t.result.macs) for o in trials)  # type: ignore[union-attr]
+        assert (t in front) == (not dominated)
+
+
+def test_trial_round_trips_through_json() -> None:
+    r = EvalResult({"a": 3}, 0.5, 1.0, 10, 0.5, 7, 1.5, 2, 128, 0.1, True)
+    t = Trial(5, {"a": 3}, "pruned", r, 0.2, True, {"x": [1, 2]})
+    assert Trial.from_dict(json.loads(t.to_json())) == t
+    with pytest.raises(ValueError, match="needs a result"):
+        Trial(0, {}, "complete", None)
