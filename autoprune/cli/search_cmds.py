@@ -197,7 +197,9 @@ def search_cmd(
                 "device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)},
     )
     path = report.write()
-    _plot(s.out)
+    files.update(_plot(s.out))
+    report.set(files=files)
+    path = report.write()
     rows: dict[str, dict[str, Any]] = {"dense": dense, "pruned": pruned} if "accuracy" in dense else {"pruned": pruned}
     out_console.print(_metrics_table(f"{model}: best of {len(all_trials)} trials ({searcher}), no finetuning", rows))
     uni = outcome.reference["uniform"]
@@ -281,17 +283,16 @@ def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _tensorboard(out: Path) -> Any:
-    from autoprune.analysis.tensorboard import TrialLogger
+    from autoprune.analysis.tensorboard import TensorBoardLogger
 
-    return TrialLogger(out / "tensorboard").on_trial
+    return TensorBoardLogger(out / "tensorboard").on_trial
 
 
-def _plot(out: Path) -> None:
-    try:
-        from autoprune.analysis.plots import plot_run
-    except ImportError:
-        return
-    plot_run(out)
+def _plot(out: Path) -> dict[str, str]:
+    """Figures of the run (accuracy vs MACs with the Pareto front, keep ratios, best so far) in OUT/figures."""
+    from autoprune.analysis.plots import plot_run
+
+    return {f"figure_{name}": str(path.relative_to(out)) for name, path in plot_run(out).items()}
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:

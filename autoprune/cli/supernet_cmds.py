@@ -132,6 +132,13 @@ def extract_cmd(
     keep_ratios: Annotated[
         str | None, typer.Option("--keep-ratios", help="Per-group keep ratios (JSON object or .json file).")
     ] = None,
+    from_run: Annotated[
+        Path | None, typer.Option("--from-run", help="A search run folder: export one of its trials.")
+    ] = None,
+    trial: Annotated[
+        int | None, typer.Option("--trial", help="With --from-run: the trial number (default: the best; any "
+                                 "Pareto point of pareto.json works).")
+    ] = None,
     bn_batches: BnBatches = 10,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
     seed: opt.Seed = 0,
@@ -151,7 +158,13 @@ def extract_cmd(
 
     space = _Space.from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
         net.structure, model, None, target_macs)
-    if keep_ratios is not None:
+    if from_run is not None:
+        if keep_ratios is not None:
+            raise AutoPruneError("give --from-run (with --trial) or --keep-ratios, not both")
+        counts = _trial_counts(from_run, trial)
+    elif trial is not None:
+        raise AutoPruneError("--trial needs --from-run RUN_DIR (the search run folder holding trials.jsonl)")
+    elif keep_ratios is not None:
         counts = space.structure.keep_counts(parse_keep_ratios(keep_ratios), round_to=space.round_to)
         counts = space.project(space.ratios(counts))
     else:
@@ -170,6 +183,26 @@ def extract_cmd(
     out_console.print(_metrics_table(f"{model}: sub-network of {supernet.name} (no finetuning)",
                                      {"pruned": pruned}))
     out_console.print(f"MACs kept: {pruned['macs'] / dense['macs']:.3f}\nreport: {path}")
+
+
+def _trial_counts(run: Path, number: int | None) -> dict[str, int]:
+    """The kept counts of trial ``number`` (default: the best) of the search recorded in ``run``."""
+    from autoprune.search import TrialLog
+    from autoprune.search.base import best_trial
+
+    trials = TrialLog(run).read()
+    if not trials:
+        raise AutoPruneError(f"--from-run {run}: no trials.jsonl there; pass the folder of an `autoprune search`")
+    if number is None:
+        chosen = best_trial(trials)
+    else:
+        chosen = next((t for t in trials if t.number == number), None)
+        if chosen is None:
+            raise AutoPruneError(f"--trial {number}: {run} has trials 0..{len(trials) - 1}")
+    if chosen is None or chosen.result is None:
+        raise AutoPruneError(f"trial {number} of {run} has no result ({'failed' if chosen else 'none complete'}); "
+                             "pick a complete trial from trials.csv or pareto.json")
+    return dict(chosen.result.counts)
 
 
 def export_subnet(

@@ -90,3 +90,28 @@ def test_search_over_a_latency_budget_measures_and_keeps_a_table(searched: Path,
     report = json.loads((out / "report.json").read_text())
     assert report["space"]["metric"] == "latency" and (out / "latency_table.json").is_file()
     assert all(t.result is None or t.result.latency_ms is not None for t in TrialLog(out).read())
+
+
+def test_any_trial_of_a_search_exports_without_finetuning(searched: Path, run_ok: Invoke, invoke: Invoke,
+                                                         fast: tuple[str, ...], tmp_path: Path) -> None:
+    front = json.loads((searched / "pareto.json").read_text())
+    point = front[0]
+    out = tmp_path / "point"
+    run_ok(["extract", "--supernet", str(searched / "supernet.pt"), "--from-run", str(searched),
+            "--trial", str(point["number"]), "--out", str(out), "--no-onnx", *fast[1:]])
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"] == point["result"]["counts"] and report["pruned"]["macs"] == point["result"]["macs"]
+    bad = invoke(["extract", "--supernet", str(searched / "supernet.pt"), "--from-run", str(searched),
+                  "--trial", "999", "--out", str(tmp_path / "bad"), *fast[1:]])
+    assert bad.exit_code == 2 and "--trial 999" in bad.output
+
+
+def test_search_writes_its_figures_and_tensorboard_events(searched: Path, run_ok: Invoke, fast: tuple[str, ...],
+                                                          tmp_path: Path) -> None:
+    report = json.loads((searched / "report.json").read_text())
+    figures = {k: v for k, v in report["files"].items() if k.startswith("figure_")}
+    assert figures and all((searched / v).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for v in figures.values())
+    out = tmp_path / "tb"
+    run_ok(["search", "--searcher", "random", "--trials", "2", "--supernet", str(searched / "supernet.pt"),
+            "--tensorboard", "--no-onnx", "--out", str(out), *SMALL, *fast])
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
