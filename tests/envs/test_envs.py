@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import gymnasium
@@ -117,6 +118,11 @@ def test_rewards_and_errors(digits_supernet) -> None:  # type: ignore[no-untyped
     env = _make("autoprune/LayerPruning-v0", digits_supernet, reward="accuracy_log_macs")
     reward, info = _episode(env, np.random.default_rng(0))
     assert reward < 0 and reward == pytest.approx(-(1 - info["accuracy"]) * np.log(env.last_result.macs))
+    ev = digits_supernet.evaluator()
+    timed = LayerPruningEnv(digits_supernet.space, lambda c: dataclasses.replace(ev.evaluate(c, 1), latency_ms=2.0),
+                            reward="accuracy_log_latency")
+    reward, info = _episode(timed, np.random.default_rng(0))
+    assert info["latency_ms"] == 2.0 and reward == pytest.approx(-(1 - info["accuracy"]) * np.log(2000.0))
     with pytest.raises(AutoPruneError, match="unknown reward"):
         LayerPruningEnv(digits_supernet.space, digits_supernet.evaluator(), reward="acc")
     with pytest.raises(AutoPruneError, match="needs a latency"):

@@ -67,6 +67,11 @@ def test_options_are_checked(digits_supernet) -> None:  # type: ignore[no-untype
         make_searcher("ddpg", digits_supernet.space, credit="all")
     with pytest.raises(AutoPruneError, match="unknown reward"):
         make_searcher("td3", digits_supernet.space, reward="acc")
+    with pytest.raises(AutoPruneError, match="warmup"):
+        make_searcher("ddpg", digits_supernet.space, warmup="many")
+    searcher = make_searcher("sac", digits_supernet.space, warmup="4", net_arch="16,16", budget_slack="none")
+    assert isinstance(searcher, RLSearcher)
+    assert searcher.config.warmup == 4 and searcher.config.net_arch == (16, 16) and searcher.core.budget_slack is None
 
 
 def test_tell_without_ask_replays_the_candidate(digits_supernet) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,10 @@ from autoprune.evaluate import EvalResult
 from autoprune.search.base import Searcher, Trial
 from autoprune.search_spaces import SearchSpace
 
+_INTS = ("warmup", "batch_size", "buffer_size", "episodes_per_update", "gradient_steps")
+_FLOATS = ("gamma", "baseline_alpha", "noise", "noise_decay", "learning_rate", "tau", "budget_slack")
+_OPTIONAL = ("gradient_steps", "budget_slack")
+
 Credit = Literal["every_step", "final"]
 CREDITS: tuple[str, ...] = ("every_step", "final")
 
@@ -69,6 +73,7 @@ class RLConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._coerce()
         get_reward(self.reward)
         if self.credit not in CREDITS:
             raise AutoPruneError(f"credit={self.credit!r} must be one of {', '.join(CREDITS)}")
@@ -85,7 +90,27 @@ class RLConfig:
                 raise AutoPruneError(
                     f"RL option {name}={getattr(self, name)!r} is out of range; see autoprune.search.rl.RLConfig"
                 )
-        object.__setattr__(self, "net_arch", tuple(int(w) for w in self.net_arch))
+
+    def _coerce(self) -> None:
+        """Accept numbers given as text (``--option warmup=20`` on a command line)."""
+        kinds: dict[str, type] = {n: int for n in _INTS} | {n: float for n in _FLOATS}
+        for name, kind in kinds.items():
+            value = getattr(self, name)
+            if name in _OPTIONAL and (value is None or str(value).lower() == "none"):
+                object.__setattr__(self, name, None)
+                continue
+            try:
+                object.__setattr__(self, name, kind(value))
+            except (TypeError, ValueError):
+                raise AutoPruneError(f"RL option {name}={value!r} must be a {kind.__name__}") from None
+        arch = self.net_arch
+        try:
+            widths = tuple(int(w) for w in (arch.split(",") if isinstance(arch, str) else arch))
+        except (TypeError, ValueError):
+            widths = ()
+        if not widths or min(widths) < 1:
+            raise AutoPruneError(f"RL option net_arch={arch!r} must be hidden layer widths, e.g. (300, 300) or '64,64'")
+        object.__setattr__(self, "net_arch", widths)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
