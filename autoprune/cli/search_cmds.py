@@ -162,6 +162,10 @@ def search_cmd(
     if worker:
         return
     _wait(procs)
+    if outcome.result.interrupted:
+        console.print(f"[yellow]interrupted[/] after {len(outcome.result.trials)} trials; every finished trial is in "
+                      f"{log.csv}. Continue with the same command plus --resume (and --out {s.out}).")
+        raise typer.Exit(130)
     all_trials = log.read()
     best = best_trial(all_trials)
     if best is None or best.result is None:

@@ -12,6 +12,9 @@ import csv
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -76,6 +79,7 @@ class SearchResult:
     wall_time_s: float
     resumed_trials: int
     evaluations: int
+    interrupted: bool = False
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready counts and the best trial, for ``report.json``."""
@@ -87,6 +91,7 @@ class SearchResult:
             "resumed_trials": self.resumed_trials,
             "evaluations": self.evaluations,
             "wall_time_s": round(self.wall_time_s, 3),
+            "interrupted": self.interrupted,
             "best": None if self.best is None else self.best.to_dict(),
             "pareto": [t.to_dict() for t in self.pareto],
         }
@@ -213,8 +218,9 @@ def run_search(
     evaluations = 0
     searcher.plan_budget(config.trials - len(previous))
     bar = _Progress(config.trials, len(previous), searcher, enabled=progress)
+    stop = _StopOnSigint()
     try:
-        while len(trials) < config.trials:
+        while len(trials) < config.trials and not stop.requested:
             counts = searcher.ask()
             if counts is None:
                 break
@@ -228,6 +234,7 @@ def run_search(
                 on_trial(trial)
             bar.update(trial)
     finally:
+        stop.restore()
         bar.close()
         searcher.close()
     return SearchResult(
@@ -238,7 +245,29 @@ def run_search(
         wall_time_s=time.perf_counter() - start,
         resumed_trials=len(previous),
         evaluations=evaluations,
+        interrupted=stop.requested,
     )
+
+
+class _StopOnSigint:
+    """The first Ctrl-C asks the loop to stop after the current trial (which is logged); a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after the current trial (Ctrl-C again to abort now)", file=sys.stderr)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _rungs(config: SearchConfig, max_fidelity: int) -> tuple[int, ...]:
