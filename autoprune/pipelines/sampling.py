@@ -162,8 +162,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-class _Limited:
-    """At most ``n`` batches of a loader per pass (a subset epoch), with a length for progress bars."""
+class LimitedLoader:
+    """At most ``n`` batches of a loader per pass (a subset epoch); sized, so LR schedules see the real length."""
 
     def __init__(self, loader: Iterable[Batch], n: int | None) -> None:
         self.loader, self.n = loader, n
@@ -254,7 +254,7 @@ def run_sampling(
         sub = supernet.extract(cand.counts, calibration=calib if config.bn_batches > 0 else None,
                                bn_batches=config.bn_batches).to(device)  # fmt: skip
         torch.manual_seed(config.seed + rank)
-        history = train(sub, _Limited(train_loader, config.finetune_batches), config.finetune, val_loader=val,
+        history = train(sub, LimitedLoader(train_loader, config.finetune_batches), config.finetune, val_loader=val,
                         device=device, progress=progress, description=f"finetune {rank + 1}/{len(top)}")  # fmt: skip
         acc = history.val_accuracy[-1] if history.val_accuracy else evaluate_accuracy(sub, val, device=device).top1
         cand.finetuned_val_accuracy, cand.finetune_history = acc, history.to_dict()
