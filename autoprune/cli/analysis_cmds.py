@@ -77,8 +77,10 @@ def sample_cmd(
     top_k: Annotated[int, typer.Option("--top-k", help="Best-scored candidates to finetune.")] = 3,
     criterion: Criterion = "l1",
     bn_batches: BnBatches = 10,
-    no_bn_score: Annotated[
-        bool, typer.Option("--no-bn-score/--skip-no-bn-score", help="Also score without BN recalibration.")
+    score_without_bn: Annotated[
+        bool,
+        typer.Option("--score-without-bn/--no-score-without-bn",
+                     help="Also score every candidate with the dense BN statistics (shows what adaptive BN adds)."),
     ] = True,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Finetuning epochs per top-k.")] = 1,
     finetune_lr: Annotated[float, typer.Option("--finetune-lr")] = 0.01,
@@ -107,7 +109,7 @@ def sample_cmd(
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
     config = SamplingConfig(
         samples=samples, top_k=top_k, strategy=strategy, criterion=criterion, bn_batches=bn_batches,
-        score_without_bn=no_bn_score, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
+        score_without_bn=score_without_bn, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
         batch_size=batch_size), finetune_batches=finetune_batches, seed=seed,
     )  # fmt: skip
     s = setup(command="sample", model=model, dataset=dataset, data_dir=data_dir, download=download,
