@@ -132,3 +132,15 @@ def test_csv_round_trip_and_damage(tmp_path, table, digits_supernet) -> None:  #
     (tmp_path / "bad.csv").write_text("group,kept\nx,1\n")
     with pytest.raises(AutoPruneError, match=r"not a sensitivity\.csv"):
         SensitivityTable.load_csv(tmp_path / "bad.csv")
+
+
+def test_seeds_are_the_first_candidates_of_an_optuna_search(digits_supernet, table) -> None:  # type: ignore[no-untyped-def]
+    """The hand-off to the Optuna searchers: ``seed_ratios`` are evaluated first, unchanged."""
+    from autoprune.search import SearchConfig, make_searcher, run_search
+
+    space = digits_supernet.space
+    seeds = sensitivity_seed_ratios(table, space, max_drops=(0.05, 0.5))
+    searcher = make_searcher("tpe", space, seed=0, seed_ratios=seeds, seed_uniform=False)
+    result = run_search(searcher, digits_supernet.evaluator(), SearchConfig(trials=len(seeds)), progress=False)
+    assert [t.counts for t in result.trials] == [space.counts(s) for s in seeds]
+    assert all(t.feasible for t in result.trials)
