@@ -131,3 +131,17 @@ def test_rewards_and_errors(digits_supernet) -> None:  # type: ignore[no-untyped
         RatioVectorEnv(digits_supernet.space, digits_supernet.evaluator(), budget_slack=0.9)
     with pytest.raises(AutoPruneError, match="one per group"):
         RatioVectorEnv(digits_supernet.space, digits_supernet.evaluator()).step(np.zeros(2, dtype=np.float32))
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_sb3_learns_on_env_unchanged(env_id: str, digits_supernet) -> None:  # type: ignore[no-untyped-def]
+    """SB3's own learn() loop runs on both environments (PPO over episodes, or as a bandit)."""
+    from stable_baselines3 import PPO
+
+    env = gymnasium.make(env_id, space=digits_supernet.space, evaluator=digits_supernet.evaluator(), fidelity=1)
+    steps = len(digits_supernet.space.groups) if env_id.endswith("LayerPruning-v0") else 4
+    model = PPO("MlpPolicy", env, n_steps=steps, batch_size=steps, n_epochs=1, seed=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.learn(total_timesteps=2 * steps)
+    assert model.num_timesteps == 2 * steps
