@@ -66,6 +66,8 @@ def _facts(report: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     if isinstance(report.get("wall_time_s"), (int, float)):
         facts.append(("wall time of the run (s)", f"{report['wall_time_s']:.1f}"))
     search = report.get("search")
+    if isinstance(search, Mapping) and search.get("searcher"):
+        facts.append(("searcher", str(search["searcher"])))
     if isinstance(search, Mapping) and isinstance(search.get("wall_time_s"), (int, float)):
         facts.append(("search wall time (s)", f"{search['wall_time_s']:.1f}"))
         if "evaluations" in search:
