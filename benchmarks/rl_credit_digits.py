@@ -62,11 +62,14 @@ def main() -> None:
     uniform = evaluator().evaluate(run.space.uniform(1.0)).accuracy
     val_samples = sum(y.numel() for _, y in splits.val_loader(64))
     results: dict[str, dict[str, object]] = {}
-    for credit in ("every_step", "final"):
+    for credit in ("every_step", "final", "random"):  # random search: a reference, not a credit
         curves, seconds = [], []
         for seed in range(args.seeds):
             t = time.perf_counter()
-            searcher = make_searcher("ddpg", run.space, seed=seed, warmup=args.warmup, credit=credit)
+            if credit == "random":
+                searcher = make_searcher("random", run.space, seed=seed)
+            else:
+                searcher = make_searcher("ddpg", run.space, seed=seed, warmup=args.warmup, credit=credit)
             res = run_search(searcher, evaluator(), SearchConfig(trials=args.episodes), progress=False)
             seconds.append(time.perf_counter() - t)
             curves.append([tr.accuracy or 0.0 for tr in res.trials])
@@ -96,7 +99,7 @@ def main() -> None:
         f"uniform keep ratios at the budget: {uniform:.4f}.", "",
     ]
     for credit, r in results.items():
-        lines.append(f"## credit = {credit}")
+        lines.append("## random search (reference)" if credit == "random" else f"## DDPG, credit = {credit}")
         lines.append("")
         lines.append("| | " + " | ".join(str(k) for k in r["best_after"]) + " |")  # type: ignore[attr-defined]
         lines.append("|---" * (1 + len(r["best_after"])) + "|")  # type: ignore[arg-type]
@@ -111,7 +114,8 @@ def main() -> None:
         lines.append(f"{r['seconds_per_search']:.1f} s per search; best per seed: "
                      + ", ".join(f"{b:.4f}" for b in r["per_seed_best"]) + ".")  # type: ignore[attr-defined]
         lines.append("")
-    last = {c: list(r["mean_accuracy_by_window"].values())[-1] for c, r in results.items()}  # type: ignore[attr-defined]
+    last = {c: list(r["mean_accuracy_by_window"].values())[-1]  # type: ignore[attr-defined]
+            for c, r in results.items() if c != "random"}
     winner = max(last, key=lambda c: last[c])
     lines.append(f"Learns faster: **{winner}** (mean accuracy of the last {args.window} episodes: "
                  + ", ".join(f"{c} {v:.4f}" for c, v in last.items()) + "). The DDPG searcher's default credit is "
