@@ -24,6 +24,7 @@ Each searcher drives one Optuna study through the ask-and-tell API:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -194,16 +195,36 @@ class OptunaSearcher(Searcher):
 
     # ------------------------------------------------------------------ ask / prune / tell
     def ask(self) -> dict[str, int] | None:
+        """The next candidate, or None once the study holds ``total_trials`` trials.
+
+        With a heartbeat storage, a worker that has nothing left to ask waits while other workers' trials
+        run: if one of them died, its trial goes stale, is re-queued, and this worker runs it.
+        """
         study = self.study
         assert self._lock is not None
-        with self._lock, quiet_optuna():
-            fail_stale(study)
-            if not self._seeded:
-                self._seed(study)
-            count, waiting = budget_count(study.get_trials(deepcopy=False))
-            if self._total is not None and count >= self._total and not waiting:
+        last, deadline = None, math.inf
+        while True:
+            with self._lock, quiet_optuna():
+                fail_stale(study)
+                if not self._seeded:
+                    self._seed(study)
+                trials = study.get_trials(deepcopy=False)
+                count, waiting = budget_count(trials)
+                if self._total is None or count < self._total or waiting:
+                    trial = study.ask()
+                    # The first heartbeat before the lock is released: a worker dying now leaves a trial that
+                    # can go stale.
+                    self._heartbeat = Heartbeat(self._storage, trial._trial_id)  # as Optuna's optimize loop
+                    break
+            running = {t.number for t in trials if t.state == TrialState.RUNNING}
+            interval = self._heartbeat_interval()
+            if not running or interval is None:
                 return None
-            trial = study.ask()
+            if running != last:  # progress: wait up to a full grace period again
+                last, deadline = running, time.monotonic() + self._grace_period(interval) + 2 * interval
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(min(1.0, interval))
         raw = {name: trial.suggest_float(name, d.low, d.high) for name, d in self.distributions.items()}
         counts = self.space.project(raw)
         raw_cost = self.space.cost(self.space.counts(raw))
@@ -212,8 +233,15 @@ class OptunaSearcher(Searcher):
         trial.set_user_attr("raw_cost", raw_cost)
         self._mark(trial, raw_cost)
         self._pending = trial
-        self._heartbeat = Heartbeat(self._storage, trial._trial_id)  # Optuna's own optimize loop does the same
         return counts
+
+    def _heartbeat_interval(self) -> int | None:
+        storage = self._storage
+        return storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
+
+    def _grace_period(self, interval: int) -> float:
+        grace = self._storage_options["grace_period"]
+        return 2.0 * interval if grace is None else float(grace)
 
     def should_prune(self, counts: Mapping[str, int], partial: EvalResult, rung: int) -> bool:
         """Report the partial accuracy at step = validation batches and ask the study's pruner."""

@@ -276,12 +276,13 @@ class Heartbeat:
         if not interval:
             return
 
+        with contextlib.suppress(Exception):  # the first beat now, so the trial can go stale from the start
+            rdb.record_heartbeat(trial_id)
+
         def beat() -> None:
-            while True:
+            while not self._stop.wait(interval):
                 with contextlib.suppress(Exception):  # a transient database error: try again next beat
                     rdb.record_heartbeat(trial_id)
-                if self._stop.wait(interval):
-                    return
 
         self._thread = threading.Thread(target=beat, name=f"autoprune-heartbeat-{trial_id}", daemon=True)
         self._thread.start()
