@@ -244,12 +244,15 @@ class RLSearcher(Searcher):
         Approximate: the recorded candidates are replayed with the actions that map exactly onto their
         counts (the continuous actions before snapping are not recorded), the networks are retrained on
         those transitions with fresh random batches (not bit-identical weights), and the searcher's RNG
-        does not replay the draws of the earlier proposals. Exact: episode count (hence warm-up and noise
-        schedule), reward baseline, replay buffer contents up to the snapping, history and best trial.
+        does not replay the draws of the earlier proposals (it continues from a stream seeded by the seed and
+        the number of restored trials, so a resumed search is reproducible but differs from an uninterrupted
+        one). Exact: episode count (hence warm-up and noise schedule), reward baseline, replay buffer
+        contents up to the snapping, history and best trial.
         """
         for trial in trials:
             self._pending = None
             self.tell(trial)
+        self.rng = np.random.default_rng([self.seed, len(trials)])
 
     def state(self) -> dict[str, Any]:
         return {
