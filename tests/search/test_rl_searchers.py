@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,15 +50,20 @@ class _Flaky:
 @pytest.mark.parametrize("name", ["ddpg", "ppo"])
 def test_failed_trials_and_resume(name: str, digits_supernet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     space = digits_supernet.space
-    flaky = _Flaky(digits_supernet.evaluator())
-    first = run_search(make_searcher(name, space, seed=0, **FAST), flaky, SearchConfig(trials=6), out=tmp_path,
-                       progress=False)
+    first = run_search(make_searcher(name, space, seed=0, **FAST), _Flaky(digits_supernet.evaluator()),
+                       SearchConfig(trials=6), out=tmp_path / "a", progress=False)
     assert sum(t.state == "failed" for t in first.trials) == 2
-    searcher = make_searcher(name, space, seed=0, **FAST)
-    second = run_search(searcher, flaky, SearchConfig(trials=10), out=tmp_path, resume=True, progress=False)
-    assert second.resumed_trials == 6 and [t.number for t in second.trials] == list(range(10))
-    assert isinstance(searcher, RLSearcher) and searcher.episodes == 10
-    assert all(space.feasible(t.counts) for t in second.trials)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    resumed = []
+    for folder in ("a", "b"):  # the same log resumed twice: the same continuation
+        searcher = make_searcher(name, space, seed=0, **FAST)
+        second = run_search(searcher, _Flaky(digits_supernet.evaluator()), SearchConfig(trials=10),
+                            out=tmp_path / folder, resume=True, progress=False)
+        assert second.resumed_trials == 6 and [t.number for t in second.trials] == list(range(10))
+        assert isinstance(searcher, RLSearcher) and searcher.episodes == 10
+        assert all(space.feasible(t.counts) for t in second.trials)
+        resumed.append([t.counts for t in second.trials])
+    assert resumed[0] == resumed[1]
 
 
 def test_options_are_checked(digits_supernet) -> None:  # type: ignore[no-untyped-def]
