@@ -1,0 +1,298 @@
+"""Every method side by side: same model, same data, same budgets; accuracy, MACs, real latency, cost.
+
+Setting: ResNet-20 on Fashion-MNIST (``../shared/data/fashion-mnist DIR``), budgets 50% and 30% of the
+dense MACs, fixed seeds. Methods, each at every budget:
+
+- ``uniform-l1+ft`` / ``global-l1+ft``: the engine's standard pipeline (prune, finetune ``--finetune-epochs``);
+- ``sampling+ft``: the sub-model sampling pipeline (adaptive-BN scores, top-k finetuned, same epochs);
+- ``<searcher>``: every searcher over the shared supernet (trained once, counted once), winner exported
+  **without finetuning**; ``<best searcher>+ft``: that winner finetuned with the baselines' epochs.
+
+Columns: test accuracy, MACs ratio, params, latency at batch 1 and 64 (ratio to dense, median of
+round-robin passes), candidate evaluations, search wall time, training epochs spent. Results go to
+``OUT/compare.json`` and ``OUT/compare.md``; ``--readme`` renders the table into README.md between
+``<!-- compare:start -->`` and ``<!-- compare:end -->``.
+
+Run (full):  .venv/bin/python benchmarks/compare.py --data-dir /tmp/autoprune-fmnist \\
+                 --checkpoint DENSE.pt --supernet SUPERNET.pt --readme
+Run (quick, digits, a few minutes; what the tests run):  .venv/bin/python benchmarks/compare.py --quick
+Scaling (evaluation cost vs depth):  .venv/bin/python benchmarks/compare.py --scaling
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.data import DataSplits, load_dataset
+from autoprune.engine.pruner import PruneConfig
+from autoprune.engine.structure import ModelStructure
+from autoprune.evaluate import SupernetEvaluator
+from autoprune.metrics import count_cost, evaluate_accuracy, measure_latency
+from autoprune.models import build_model, load_checkpoint_into
+from autoprune.pipelines.oneshot import build_supernet, resolve_space
+from autoprune.pipelines.sampling import SamplingConfig, run_sampling
+from autoprune.pipelines.search import search_supernet
+from autoprune.pipelines.standard import StandardConfig, run_standard
+from autoprune.search_spaces import SearchSpace
+from autoprune.seed import seed_everything
+from autoprune.supernet import Supernet, SupernetConfig
+from autoprune.training import TrainConfig, train
+
+SEARCHERS = ("ddpg", "ppo", "tpe", "cmaes", "nsga2", "greedy", "random")
+MARK_START, MARK_END = "<!-- compare:start -->", "<!-- compare:end -->"
+
+
+@dataclass
+class Settings:
+    dataset: str
+    data_dir: Path | None
+    targets: tuple[float, ...]
+    searchers: tuple[str, ...]
+    trials: int
+    finetune_epochs: int
+    train_epochs: int
+    supernet_epochs: int
+    samples: int
+    top_k: int
+    val_batches: int | None
+    bn_batches: int
+    latency_repeats: int
+    seed: int
+
+
+def _latency(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int, repeats: int) -> dict[str, float]:
+    """Median latency per model over 3 round-robin passes (so load changes hit every model alike)."""
+    runs: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(3):
+        for name, model in models.items():
+            runs[name].append(measure_latency(model, shape, batch_size=batch, repeats=repeats).median_ms)
+    return {k: sorted(v)[1] for k, v in runs.items()}
+
+
+def _val(splits: DataSplits, limit: int | None) -> list[Any]:
+    batches = list(splits.val_loader(256))
+    return batches if limit is None else batches[:limit]
+
+
+def _dense(splits: DataSplits, s: Settings, checkpoint: Path | None) -> tuple[nn.Module, int]:
+    model = build_model("resnet20", num_classes=splits.num_classes, in_channels=splits.in_channels)
+    if checkpoint is not None:
+        load_checkpoint_into(model, checkpoint)
+        return model, 0
+    train(model, splits.train_loader(128, seed=s.seed), TrainConfig(epochs=s.train_epochs), progress=False)
+    return model, s.train_epochs
+
+
+def _supernet(dense: nn.Module, splits: DataSplits, space: SearchSpace, s: Settings,
+              path: Path | None) -> tuple[Supernet, int, float]:
+    start = time.perf_counter()
+    if path is not None:
+        net, _ = Supernet.load(path, copy.deepcopy(dense))
+        return net, 0, 0.0
+    run = build_supernet(copy.deepcopy(dense), splits.input_shape(), space, splits.train_loader(128, seed=s.seed),
+                         SupernetConfig(epochs=s.supernet_epochs, seed=s.seed), progress=False)
+    return run.supernet, s.supernet_epochs, time.perf_counter() - start
+
+
+def _finetune(model: nn.Module, splits: DataSplits, s: Settings) -> nn.Module:
+    tuned = copy.deepcopy(model)
+    train(tuned, splits.train_loader(128, seed=s.seed), TrainConfig(epochs=s.finetune_epochs, lr=0.01),
+          progress=False)
+    return tuned
+
+
+def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None) -> dict[str, Any]:
+    seed_everything(s.seed)
+    splits = load_dataset(s.dataset, s.data_dir)
+    shape = splits.input_shape()
+    test = splits.test_loader()
+    dense, dense_epochs = _dense(splits, s, checkpoint)
+    base_space = resolve_space(ModelStructure(dense, shape), "resnet20", None, 0.5)
+    net, sn_epochs, sn_seconds = _supernet(dense, splits, base_space, s, supernet_path)
+    rows: list[dict[str, Any]] = []
+    models: dict[str, nn.Module] = {"dense": dense.eval()}
+
+    def add(name: str, target: float | None, model: nn.Module, **extra: Any) -> None:
+        key = name if target is None else f"{name}@{target}"
+        models[key] = model.eval()
+        cost = count_cost(model, shape)
+        rows.append({"method": name, "target": target, "accuracy": evaluate_accuracy(model, test).top1,
+                     "macs": cost.macs, "params": cost.params, **extra, "key": key})
+
+    add("dense", None, dense, evaluations=0, search_s=0.0, epochs=dense_epochs)
+    for target in s.targets:
+        space = SearchSpace(base_space.groups, "macs", target, base_space.round_to, base_space.structure)
+        for scope in ("local", "global"):
+            start = time.perf_counter()
+            res = run_standard(dense, shape, StandardConfig(
+                prune=PruneConfig(target_macs=target, criterion="l1", scope=scope),  # type: ignore[arg-type]
+                finetune=TrainConfig(epochs=s.finetune_epochs, lr=0.01)),
+                train_loader=splits.train_loader(128, seed=s.seed), val_loader=_val(splits, s.val_batches),
+                calibration=splits.calibration_loader(seed=s.seed), progress=False)
+            add(f"{'uniform' if scope == 'local' else 'global'}-l1+ft", target, res.model, evaluations=0,
+                search_s=round(time.perf_counter() - start, 1), epochs=s.finetune_epochs)
+        start = time.perf_counter()
+        sres = run_sampling(dense, shape, space, train_loader=splits.train_loader(128, seed=s.seed),
+                            val_batches=_val(splits, s.val_batches), calibration=splits.calibration_loader(seed=s.seed),
+                            config=SamplingConfig(samples=s.samples, top_k=s.top_k, bn_batches=s.bn_batches,
+                                                  finetune=TrainConfig(epochs=s.finetune_epochs, lr=0.01),
+                                                  seed=s.seed))
+        add("sampling+ft", target, sres.model, evaluations=s.samples, search_s=round(time.perf_counter() - start, 1),
+            epochs=s.finetune_epochs * s.top_k, spearman=sres.correlation.get("adaptive_bn_score_vs_finetuned"))
+        best: tuple[float, str, nn.Module] | None = None
+        for name in s.searchers:
+            start = time.perf_counter()
+            out = search_supernet(net, space, splits, searcher=name, trials=s.trials, seed=s.seed,
+                                  bn_batches=s.bn_batches, progress=False, val_batch_size=256)
+            if out.model is None or out.best is None or out.best.result is None:
+                rows.append({"method": name, "target": target, "failed": True})
+                continue
+            add(name, target, out.model, evaluations=out.result.evaluations,
+                search_s=round(time.perf_counter() - start, 1), epochs=0,
+                val_accuracy=out.best.result.accuracy, uniform_val_accuracy=out.reference["uniform"]["val_accuracy"])
+            if best is None or out.best.result.accuracy > best[0]:
+                best = (out.best.result.accuracy, name, out.model)
+        if best is not None and s.finetune_epochs > 0:
+            add(f"{best[1]}+ft", target, _finetune(best[2], splits, s), evaluations=0, search_s=0.0,
+                epochs=s.finetune_epochs)
+    for batch in (1, 64):
+        lat = _latency(models, shape, batch, s.latency_repeats)
+        for row in rows:
+            if "key" in row:
+                row[f"latency_b{batch}_ms"] = round(lat[row["key"]], 4)
+                row[f"latency_b{batch}_ratio"] = round(lat[row["key"]] / lat["dense"], 4)
+    dense_row = rows[0]
+    for row in rows:
+        if "macs" in row:
+            row["macs_ratio"] = round(row["macs"] / dense_row["macs"], 4)
+    return {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()},
+        "supernet": {"epochs": sn_epochs, "seconds": round(sn_seconds, 1),
+                     "from": None if supernet_path is None else str(supernet_path)},
+        "rows": rows, "command": " ".join(sys.argv),
+        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__},
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "| method | MACs target | test acc | MACs ratio | params | latency b1 (× dense) | latency b64 (× dense) "
+        "| evaluations | search s | train epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        if r.get("failed"):
+            lines.append(f"| {r['method']} | {r['target']} | failed | | | | | | | |")
+            continue
+        lines.append(
+            f"| {r['method']} | {r['target'] or '-'} | {r['accuracy']:.4f} | {r['macs_ratio']:.3f} | "
+            f"{r['params'] / 1e3:.1f}k | {r.get('latency_b1_ratio', float('nan')):.2f} | "
+            f"{r.get('latency_b64_ratio', float('nan')):.2f} | {r['evaluations']} | {r['search_s']} | {r['epochs']} |"
+        )
+    sn = result["supernet"]
+    lines.append("")
+    source = f" (loaded from {sn['from']})" if sn["from"] else ""
+    machine = result["machine"]
+    lines.append(
+        f"Supernet: {sn['epochs']} sandwich epochs ({sn['seconds']} s) trained once, shared by every searcher and "
+        f"budget{source}. Searchers export **without finetuning**; `+ft` rows finetune "
+        f"{result['settings']['finetune_epochs']} epochs. Command: `{result['command']}`; {machine['platform']}, "
+        f"{machine['torch_threads']} torch threads."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def scaling(depths: tuple[str, ...] = ("resnet20", "resnet32", "resnet56"), evals: int = 5) -> list[dict[str, Any]]:
+    """Wall time per full evaluation and peak memory growth vs depth (untrained weights: cost only)."""
+    splits = load_dataset("digits")
+    rows = []
+    for name in depths:
+        model = build_model(name, num_classes=10, in_channels=1)
+        net = Supernet(model, splits.input_shape())
+        space = resolve_space(net.structure, name, None, 0.5)
+        ev = SupernetEvaluator(net, splits.val_loader(64), splits.calibration_loader(64, seed=0), bn_batches=5)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        start = time.perf_counter()
+        for _ in range(evals):
+            ev.evaluate(space.sample(rng))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rows.append({"model": name, "groups": len(space.groups),
+                     "seconds_per_evaluation": round((time.perf_counter() - start) / evals, 4),
+                     "peak_rss_mb": round(rss / 1024, 1), "peak_rss_growth_mb": round((rss - rss0) / 1024, 1)})
+    return rows
+
+
+def render_readme(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if MARK_START not in text or MARK_END not in text:
+        raise SystemExit(f"{readme} has no {MARK_START} ... {MARK_END} block to fill")
+    head, rest = text.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    readme.write_text(f"{head}{MARK_START}\n{table}{MARK_END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="digits, tiny budgets: a few minutes (the tests run it)")
+    p.add_argument("--scaling", action="store_true", help="only the evaluation-cost-vs-depth table")
+    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
+    p.add_argument("--checkpoint", type=Path, help="trained dense ResNet-20 (else trained here)")
+    p.add_argument("--supernet", type=Path, help="trained supernet of that model (else trained here)")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.3])
+    p.add_argument("--searchers", nargs="+", default=list(SEARCHERS))
+    p.add_argument("--trials", type=int, default=60)
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--train-epochs", type=int, default=10)
+    p.add_argument("--supernet-epochs", type=int, default=3)
+    p.add_argument("--samples", type=int, default=30)
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--val-batches", type=int, default=None, help="limit validation batches of 256 (speed)")
+    p.add_argument("--bn-batches", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--readme", action="store_true", help="render the table into README.md")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    a.out.mkdir(parents=True, exist_ok=True)
+    if a.scaling:
+        rows = scaling()
+        (a.out / "scaling.json").write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=1))
+        print(json.dumps(rows, indent=1))
+        return {"scaling": rows}
+    if a.quick:
+        s = Settings("digits", None, (0.5,), tuple(a.searchers), trials=6, finetune_epochs=1, train_epochs=3,
+                     supernet_epochs=1, samples=4, top_k=1, val_batches=None, bn_batches=2, latency_repeats=3,
+                     seed=a.seed)
+    else:
+        s = Settings("fashion-mnist", a.data_dir, tuple(a.targets), tuple(a.searchers), a.trials, a.finetune_epochs,
+                     a.train_epochs, a.supernet_epochs, a.samples, a.top_k, a.val_batches, a.bn_batches, 20, a.seed)
+    result = compare(s, a.checkpoint, a.supernet)
+    name = "compare_quick" if a.quick else "compare"
+    (a.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    table = markdown(result)
+    (a.out / f"{name}.md").write_text(f"# Every method side by side ({s.dataset})\n\n{table}")
+    print(table)
+    if a.readme:
+        render_readme(Path(__file__).resolve().parents[1] / "README.md", table)
+    return result
+
+
+if __name__ == "__main__":
+    main()
