@@ -122,6 +122,10 @@ class OptunaSearcher(Searcher):
         self.distributions = {
             g.name: FloatDistribution(g.ratio(g.min_count), g.ratio(g.max_count)) for g in space.groups
         }
+        if isinstance(seed_ratios, (Mapping, str)):
+            raise AutoPruneError(
+                f"seed_ratios={seed_ratios!r} must be a list of {{group: keep_ratio}} mappings, e.g. [{{'conv1': 0.5}}]"
+            )
         seeds = [space.uniform(1.0)] if seed_uniform else []
         for i, ratios in enumerate(seed_ratios or ()):
             if not isinstance(ratios, Mapping):

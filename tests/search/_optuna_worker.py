@@ -3,7 +3,7 @@
 Usage: python _optuna_worker.py STORAGE STUDY_NAME TOTAL OUT_DIR SEED BARRIER_DIR WORKERS
 
 Runs :func:`run_search` with the ``tpe`` searcher on the shared study, scoring candidates with a cheap
-synthetic evaluator (a smooth function of the keep ratios; 20 ms per call) so that only the study's
+synthetic evaluator (a smooth function of the keep ratios; 50 ms per call) so that only the study's
 bookkeeping is under test. All workers wait at a file barrier first, so that they really run together.
 """
 
@@ -37,13 +37,13 @@ class Synthetic(Evaluator):
         return self._stats
 
     def evaluate(self, counts: Mapping[str, int], fidelity: int | None = None) -> EvalResult:
-        time.sleep(0.02)
+        time.sleep(0.05)
         fidelity = fidelity or self.max_fidelity
         ratios = list(self.space.ratios(counts).values())
         accuracy = sum(r * (1 + i % 3) for i, r in enumerate(ratios)) / (2 * len(ratios))
         macs = self.space.structure.predict_macs(dict(counts))
         return EvalResult(dict(counts), accuracy, 1 - accuracy, macs, macs / self.space.structure.dense_macs, 0,
-                          None, fidelity, 64 * fidelity, 0.02, False)  # fmt: skip
+                          None, fidelity, 64 * fidelity, 0.05, False)  # fmt: skip
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
     Path(barrier, f"ready-{seed}").touch()
     deadline = time.time() + 60
     while len(list(Path(barrier).glob("ready-*"))) < int(workers) and time.time() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.05)
     result = run_search(searcher, Synthetic(space), SearchConfig(trials=int(total)), out=Path(out), progress=False)
     print(json.dumps({"trials": len(result.trials)}))
 
