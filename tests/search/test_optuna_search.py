@@ -23,7 +23,7 @@ from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, Evaluator, EvaluatorStats
 from autoprune.search import SearchConfig, make_searcher, run_search, search_candidates
 from autoprune.search.optuna_search import OptunaSearcher
-from autoprune.search.optuna_storage import PRUNERS, budget_count
+from autoprune.search.optuna_storage import PRUNERS, budget_count, default_storage
 
 
 class Recording(Evaluator):
@@ -206,3 +206,11 @@ def test_search_inside_your_own_optuna_objective(shared: tuple[Any, Evaluator]) 
     outer = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     outer.optimize(objective, n_trials=2)
     assert len(outer.trials) == 2 and all(t.state == TrialState.COMPLETE for t in outer.trials)
+
+
+def test_the_study_total_caps_the_search(shared: tuple[Any, Evaluator], tmp_path: Path) -> None:
+    space, inner = shared
+    searcher = _optuna(make_searcher("qmc", space, seed=0, total_trials=3))
+    result = run_search(searcher, inner, SearchConfig(trials=5), progress=False)
+    assert len(result.trials) == 3 and searcher.ask() is None
+    assert default_storage(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'study.db'}"
