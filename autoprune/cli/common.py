@@ -106,11 +106,29 @@ def setup(
     dev = resolve_device(device)
     splits = load_dataset(dataset, data_dir, download=download, image_size=image_size)
     net = build_model(model, num_classes=splits.num_classes, in_channels=splits.in_channels)
+    check_input_fits(net, model, splits.input_shape(2))
     meta: dict[str, Any] = {}
     if checkpoint is not None:
         meta = load_checkpoint_into(net, checkpoint)
     folder = run_folder(out, command)
     return Setup(splits=splits, model=net.to(dev), device=dev, out=folder, checkpoint_meta=meta)
+
+
+def check_input_fits(net: nn.Module, name: str, input_shape: tuple[int, ...]) -> None:
+    """One forward pass on zeros of the data's shape, so a model that cannot take it fails now, clearly."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(input_shape))
+    except Exception as exc:  # any failure of the user's forward on this shape
+        raise AutoPruneError(
+            f"model {name!r} does not accept inputs of shape {tuple(input_shape)} (N, C, H, W) from this dataset: "
+            f"{type(exc).__name__}: {str(exc)[:200]}. Use --image-size to resize the images, or a model built "
+            "for this input size"
+        ) from None
+    finally:
+        net.train(was_training)
 
 
 def parse_keep_ratios(value: str) -> dict[str, float]:

@@ -181,7 +181,7 @@ class ModelStructure:
         except Exception as exc:  # tracing runs arbitrary model code
             raise AutoPruneError(
                 f"could not trace {type(model).__name__} on input shape {self.input_shape}: "
-                f"{type(exc).__name__}: {exc}. Check --input-size/--dataset match the model."
+                f"{type(exc).__name__}: {exc}. Check that --dataset and --image-size match the model."
             ) from exc
         finally:
             model.train(was_training)

@@ -184,3 +184,17 @@ def test_interrupt_keeps_files_and_exits_130(
     assert result.exit_code == 130
     assert "interrupted" in _plain(result.output)
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "search", "sample"])
+def test_a_model_that_cannot_take_the_data_shape_fails_before_work(invoke: Invoke, tmp_path: Path,
+                                                                   command: str) -> None:
+    user = tmp_path / "fixed.py"
+    user.write_text(
+        "import torch.nn as nn\n"
+        "def make(num_classes=10, in_channels=3):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.Flatten(), nn.Linear(8 * 30 * 30, num_classes))\n"
+    )
+    out = tmp_path / "run"
+    result = invoke([command, "--model", f"{user}:make", "--out", str(out), "--no-progress"])
+    _check_user_error(result, out, "(2, 1, 8, 8)", "--image-size")
