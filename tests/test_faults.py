@@ -63,16 +63,9 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(supernet_file: Path, tmp_
     _wait_for_trials(proc, log, 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    lines = log.jsonl.read_text().splitlines()
-    # a kill mid-write may leave a torn last line; what is whole is what was finished
-    finished = []
-    for line in lines:
-        try:
-            finished.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    if len(finished) < len(lines):
-        log.jsonl.write_text("".join(line + "\n" for line in lines[: len(finished)]))
+    text = log.jsonl.read_text()
+    # what is whole is what was finished; a torn last line (killed mid-write) is the resume's to drop
+    finished = [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]

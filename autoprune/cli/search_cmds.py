@@ -148,7 +148,9 @@ def search_cmd(
         raise AutoPruneError(f"--storage/--study-name apply to Optuna searchers; {searcher!r} keeps no study")
     procs = []
     if workers > 1 and not worker:
-        if not resume:
+        if resume:
+            log.repair()
+        else:
             log.reset()
         procs = _spawn_workers(workers - 1, s.out, options)
     on_trial = _tensorboard(s.out) if tensorboard else None
@@ -158,6 +160,7 @@ def search_cmd(
         rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
         out=s.out, resume=resume or worker or workers > 1, progress=progress and not worker, on_trial=on_trial,
         latency_batch_size=latency_batch_size if target_latency is not None else None, device=s.device,
+        repair_log=not worker and workers == 1,
     )  # fmt: skip
     if worker:
         return

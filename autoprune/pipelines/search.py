@@ -73,6 +73,7 @@ def search_supernet(
     on_trial: Callable[[Trial], None] | None = None,
     latency_batch_size: int | None = None,
     device: torch.device | str = "cpu",
+    repair_log: bool = True,
 ) -> SupernetSearch:
     """Search ``space`` over a trained ``supernet`` and extract the best sub-network.
 
@@ -93,6 +94,7 @@ def search_supernet(
         on_trial: Called after each trial.
         latency_batch_size: Measure every candidate's latency at this batch size (latency rewards).
         device: Where to evaluate.
+        repair_log: See :func:`autoprune.search.run_search` (False in processes that share ``out``).
 
     Raises:
         AutoPruneError: unknown searcher or option, bad trial count or rungs.
@@ -110,7 +112,8 @@ def search_supernet(
         engine = make_searcher(searcher, space, seed=seed, **dict(options or {}))
     except TypeError as exc:  # an option this searcher does not take
         raise AutoPruneError(f"searcher {searcher!r} does not accept these options ({exc}); see its docs") from None
-    result = run_search(engine, evaluator, config, out=out, resume=resume, progress=progress, on_trial=on_trial)
+    result = run_search(engine, evaluator, config, out=out, resume=resume, progress=progress, on_trial=on_trial,
+                        repair_log=repair_log)
     best_counts = None if result.best is None else result.best.counts
     model = None
     if best_counts is not None:

@@ -106,11 +106,19 @@ class TrialLog:
         self.csv = self.folder / "trials.csv"
 
     def read(self) -> list[Trial]:
-        """Trials of earlier runs; a torn last line (a crash mid-write) is ignored."""
+        """Trials of earlier runs.
+
+        A torn last line (a process killed mid-write: no final newline) is skipped: the trial it was recording
+        did not finish. Any other bad line is an error naming it. See :meth:`repair`.
+        """
         if not self.jsonl.exists():
             return []
+        text = self.jsonl.read_text()
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()
         trials = []
-        for i, line in enumerate(self.jsonl.read_text().splitlines()):
+        for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
@@ -120,6 +128,19 @@ class TrialLog:
                     f"{self.jsonl}: line {i + 1} is not a trial ({exc}); remove that line or start a new --out"
                 ) from None
         return trials
+
+    def repair(self) -> None:
+        """Cut a torn last line off both files, so that appends start on a clean line.
+
+        Only while no other process appends (before workers start): a line being written looks torn.
+        """
+        for path in (self.jsonl, self.csv):
+            if not path.exists():
+                continue
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with path.open("r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
 
     def reset(self) -> None:
         for path in (self.jsonl, self.csv):
@@ -181,6 +202,7 @@ def run_search(
     resume: bool = False,
     progress: bool = True,
     on_trial: Callable[[Trial], None] | None = None,
+    repair_log: bool = True,
 ) -> SearchResult:
     """Drive ``searcher`` over ``evaluator`` for ``config.trials`` trials.
 
@@ -192,6 +214,8 @@ def run_search(
         resume: Continue the trials recorded in ``out`` instead of starting over.
         progress: Show a progress bar with the best accuracy so far.
         on_trial: Called after every finished trial (reports, TensorBoard, tests).
+        repair_log: When resuming, cut a torn last line off the log first (set False in worker processes
+            that share the log with others; repair it before they start, see :meth:`TrialLog.repair`).
 
     Returns:
         The trials of this search (earlier runs' included when resuming), the best and the Pareto front.
@@ -206,6 +230,8 @@ def run_search(
     previous: list[Trial] = []
     if log is not None:
         if resume:
+            if repair_log:
+                log.repair()
             previous = log.read()
         else:
             log.reset()

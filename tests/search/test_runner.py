@@ -110,16 +110,18 @@ def test_resume_continues_the_count_without_repeating_finished_trials(digits_sup
     assert len(ev.calls) <= 3
 
 
-def test_a_torn_last_line_is_ignored_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
+def test_a_torn_last_line_is_dropped_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
     log = TrialLog(tmp_path)
     good = Trial(0, {"a": 1}, "failed", None, error="x")
     log.append(good)
     with log.jsonl.open("a") as f:
-        f.write('{"number": 1, "cou')
+        f.write('{"number": 1, "cou')  # killed mid-write: no newline
+    assert [t.to_dict() for t in log.read()] == [good.to_dict()]
+    log.repair()
+    assert log.jsonl.read_text() == good.to_json() + "\n"  # appends start on a clean line again
+    log.jsonl.write_text(good.to_json() + "\n" + "garbage\n" + good.to_json() + "\n")
     with pytest.raises(AutoPruneError, match="line 2"):
         log.read()
-    log.jsonl.write_text(good.to_json() + "\n")
-    assert log.read()[0].to_dict() == good.to_dict()
 
 
 def test_fidelity_rungs_and_early_stopping_hook(digits_supernet: Any) -> None:
