@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/autoprune demo --out runs/demo
+	$(BIN)/autoprune search --dataset digits --model resnet20 --searcher tpe --target-macs 0.5 --trials 40 \
+		--train-epochs 15 --supernet-epochs 5 --out runs/demo --resume
+	$(BIN)/autoprune report runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
