@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 import time
@@ -30,7 +31,8 @@ from autoprune.supernet import Supernet, SupernetConfig
 from autoprune.training import TrainConfig, train
 
 SearcherName = Annotated[
-    str, typer.Option("--searcher", help="random, greedy, tpe, cmaes, gp, nsga2, ddpg, td3, sac, ppo (see --help).")
+    str, typer.Option("--searcher", help="tpe, cmaes, gp, qmc, nsga2 (Optuna; nsga2: Pareto front), ddpg, td3, sac, "
+                      "ppo (Stable-Baselines3), greedy (slimming), random.")
 ]
 
 
@@ -76,11 +78,12 @@ def search_cmd(
                      "(fraction of the dense latency at --latency-batch-size)."),
     ] = None,
     latency_batch_size: Annotated[int, typer.Option("--latency-batch-size")] = 1,
-    searcher: SearcherName = "random",
+    searcher: SearcherName = "tpe",
     trials: Annotated[int, typer.Option("--trials", help="Candidate evaluations (pruned/failed ones count).")] = 50,
     rungs: Annotated[
-        int, typer.Option("--rungs", help="Fidelity rungs for early stopping (1 = full validation only).")
-    ] = 1,
+        int | None, typer.Option("--rungs", help="Fidelity rungs for early stopping (1 = full validation only; "
+                                 "default 3 with a --pruner, else 1).")
+    ] = None,
     pruner: Annotated[
         str | None, typer.Option("--pruner", help="Optuna searchers: none, median, sha, hyperband.")
     ] = None,
@@ -102,6 +105,10 @@ def search_cmd(
         int, typer.Option("--finetune-epochs", help="Optional finetuning of the winner (0: none, the default).")
     ] = 0,
     bn_batches: BnBatches = 10,
+    val_batch_size: Annotated[
+        int | None, typer.Option("--val-batch-size", help="Validation batch = one fidelity unit (default: 256, "
+                                 "smaller for small validation sets so that there are at least 8 batches).")
+    ] = None,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Log trials to OUT/tensorboard.")] = False,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
@@ -126,6 +133,10 @@ def search_cmd(
         raise AutoPruneError(f"--workers {workers} needs an Optuna searcher (tpe, cmaes, gp, nsga2) that shares "
                              f"a study; {searcher!r} runs in one process")
     options = _parse_options(searcher_option or [])
+    if rungs is None:
+        rungs = 3 if pruner not in (None, "none") else 1
+    if rungs < 1:
+        raise AutoPruneError(f"--rungs {rungs} must be >= 1 (1: full validation only)")
     if pruner is not None:
         if not study:
             raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
@@ -154,10 +165,16 @@ def search_cmd(
             log.reset()
         procs = _spawn_workers(workers - 1, s.out, options)
     on_trial = _tensorboard(s.out) if tensorboard else None
-    n_val = len(s.splits.val_loader())
+    n_samples = len(s.splits.val)  # type: ignore[arg-type]
+    if val_batch_size is None:
+        val_batch_size = min(256, max(16, math.ceil(n_samples / 8)))
+    if val_batch_size < 1:
+        raise AutoPruneError(f"--val-batch-size {val_batch_size} must be >= 1")
+    n_val = math.ceil(n_samples / val_batch_size)
     outcome = search_supernet(
         net, search_space, s.splits, searcher=searcher, trials=trials, seed=seed,
         rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
+        val_batch_size=val_batch_size,
         out=s.out, resume=resume or worker or workers > 1, progress=progress and not worker, on_trial=on_trial,
         latency_batch_size=latency_batch_size if target_latency is not None else None, device=s.device,
         repair_log=not worker and workers == 1,
@@ -200,7 +217,8 @@ def search_cmd(
         reference=outcome.reference, search=summary, searcher_state=outcome.searcher_state,
         evaluator=outcome.evaluator, space=search_space.to_dict(), files=files, finetuned_winner=finetune_epochs > 0,
         config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": _jsonable(options),
-                "workers": workers, "bn_batches": bn_batches, "supernet": str(supernet or s.out / "supernet.pt"),
+                "workers": workers, "bn_batches": bn_batches, "val_batch_size": val_batch_size,
+                "supernet": str(supernet or s.out / "supernet.pt"),
                 "device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)},
     )
     path = report.write()

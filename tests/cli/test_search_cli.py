@@ -115,3 +115,17 @@ def test_search_writes_its_figures_and_tensorboard_events(searched: Path, run_ok
     run_ok(["search", "--searcher", "random", "--trials", "2", "--supernet", str(searched / "supernet.pt"),
             "--tensorboard", "--no-onnx", "--out", str(out), *SMALL, *fast])
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_pruner_stops_weak_trials_early_through_the_cli(searched: Path, run_ok: Invoke, fast: tuple[str, ...],
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "pruned"
+    run_ok(["search", "--searcher", "tpe", "--pruner", "median", "--trials", "16", "--supernet",
+            str(searched / "supernet.pt"), "--no-onnx", "--out", str(out), *SMALL, *fast])
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["rungs"] == 3 and report["config"]["val_batch_size"] < 256
+    trials = TrialLog(out).read()
+    assert len(trials) == 16
+    pruned = [t for t in trials if t.state == "pruned"]
+    full = max(t.result.fidelity for t in trials if t.result is not None)
+    assert pruned and all(t.result is not None and t.result.fidelity < full for t in pruned)
