@@ -17,7 +17,8 @@ from autoprune.cli import app
 
 Invoke = Callable[[Sequence[str]], Result]
 
-COMMANDS = ("train", "prune", "groups", "demo", "supernet", "extract")
+COMMANDS = ("train", "prune", "groups", "demo", "supernet", "extract", "sample", "sensitivity")
+RUN_FOLDER_COMMANDS = ("report",)  # take a run folder, not --model/--out
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,7 +31,7 @@ def _flat(text: str) -> str:
 
 def test_registered_commands_are_the_documented_ones() -> None:
     names = {c.name for c in app.registered_commands}
-    assert names == set(COMMANDS)
+    assert names == set(COMMANDS) | set(RUN_FOLDER_COMMANDS)
 
 
 def test_root_help_lists_every_command(invoke: Invoke) -> None:
@@ -38,7 +39,7 @@ def test_root_help_lists_every_command(invoke: Invoke) -> None:
     assert result.exit_code == 0, result.output
     text = _flat(result.stdout)
     assert "Usage: autoprune" in text
-    for command in COMMANDS:
+    for command in (*COMMANDS, *RUN_FOLDER_COMMANDS):
         assert f" {command} " in text
 
 
