@@ -17,7 +17,7 @@ from autoprune.cli import app
 
 Invoke = Callable[[Sequence[str]], Result]
 
-COMMANDS = ("train", "prune", "groups", "demo", "supernet", "extract", "sample", "sensitivity")
+COMMANDS = ("train", "prune", "groups", "demo", "supernet", "extract", "search", "sample", "sensitivity")
 RUN_FOLDER_COMMANDS = ("report",)  # take a run folder, not --model/--out
 REPO = Path(__file__).resolve().parents[2]
 
