@@ -105,6 +105,13 @@ def render_html(run: RunData, images: Mapping[str, bytes]) -> str:
         parts.append("<table>")
         parts += [f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in facts]
         parts.append("</table>")
+    bounds = (report or {}).get("lower_bounds")
+    if isinstance(bounds, Mapping) and isinstance(bounds.get("keep_ratio"), Mapping):
+        parts.append(f"<h2>Keep-ratio lower bounds (accuracy drop ≤ {html.escape(str(bounds.get('max_drop')))})"
+                     "</h2><table><tr><th>group</th><th>lowest keep ratio</th></tr>")  # fmt: skip
+        parts += [f"<tr><td>{html.escape(str(g))}</td><td>{_fmt(v, 'x')}</td></tr>"
+                  for g, v in bounds["keep_ratio"].items()]  # fmt: skip
+        parts.append("</table>")
     for name, data in images.items():
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         label = html.escape(_TITLES.get(name, name))

@@ -134,3 +134,11 @@ def test_bad_settings_are_user_errors() -> None:
         SamplingConfig(strategy="unifrom")
     with pytest.raises(AutoPruneError, match="top_k=5"):
         SamplingConfig(samples=3, top_k=5)
+
+
+def test_same_seed_same_candidates(digits_supernet) -> None:  # type: ignore[no-untyped-def]
+    space = digits_supernet.space
+    probs = choice_probabilities(space)
+    first = draw_candidates(space, probs, 8, np.random.default_rng(3))
+    assert first == draw_candidates(space, probs, 8, np.random.default_rng(3))
+    assert first != draw_candidates(space, probs, 8, np.random.default_rng(4))
