@@ -104,6 +104,7 @@ class SampledCandidate:
     score_without_bn: float | None = None
     finetuned_val_accuracy: float | None = None
     finetune_history: dict[str, list[float]] | None = None
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "counts": self.counts, "score": self.result.accuracy,
@@ -239,10 +240,10 @@ def run_sampling(
         t0 = time.perf_counter()
         result = evaluator.evaluate(counts)
         no_bn = plain.evaluate(counts).accuracy if plain is not None else None
-        cand = SampledCandidate(i, result.counts, result, no_bn)
+        cand = SampledCandidate(i, result.counts, result, no_bn, seconds=time.perf_counter() - t0)
         candidates.append(cand)
         if on_trial is not None:
-            on_trial(_trial(cand, space, time.perf_counter() - t0, config.strategy))
+            on_trial(_trial(cand, space, config.strategy))
     scoring_s = time.perf_counter() - started
     uniform = evaluator.evaluate(space.uniform(1.0))
     ranked = sorted(candidates, key=lambda c: (-c.result.accuracy, c.result.macs, c.index))
@@ -266,7 +267,7 @@ def run_sampling(
         trial_log = TrialLog(out)
         trial_log.reset()
         for cand in candidates:
-            trial_log.append(_trial(cand, space, 0.0, config.strategy))
+            trial_log.append(_trial(cand, space, config.strategy))
     return SamplingResult(
         candidates=candidates, top=top, best=best, model=finetuned[best.index], plan=supernet.plan(best.counts),
         uniform=uniform, correlation=_correlations(candidates, top), sensitivity=table,
@@ -280,11 +281,11 @@ def _copy_to(model: nn.Module, device: torch.device | str) -> nn.Module:
     return copy.deepcopy(model).to(device).eval()
 
 
-def _trial(cand: SampledCandidate, space: SearchSpace, seconds: float, strategy: str) -> Trial:
+def _trial(cand: SampledCandidate, space: SearchSpace, strategy: str) -> Trial:
     info: dict[str, Any] = {"strategy": strategy, "score_without_bn": cand.score_without_bn}
     if cand.finetuned_val_accuracy is not None:
         info["finetuned_val_accuracy"] = cand.finetuned_val_accuracy
-    return Trial(cand.index, cand.counts, "complete", cand.result, seconds, space.feasible(cand.counts), info)
+    return Trial(cand.index, cand.counts, "complete", cand.result, cand.seconds, space.feasible(cand.counts), info)
 
 
 def _correlations(candidates: list[SampledCandidate], top: list[int]) -> dict[str, Any]:
