@@ -100,6 +100,12 @@ def main() -> None:
             "all_feasible": all(space.feasible(t.counts) for t in res.trials),
         }
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "best_counts"}), flush=True)
+        _write(args, start, val, results, marks, [n for n in args.searchers if n in results])
+
+
+def _write(args: argparse.Namespace, start: float, val: list[Any], results: dict[str, Any], marks: list[int],
+           names: list[str]) -> None:
+    """Write the results so far (after every searcher, so an interrupted run keeps what it measured)."""
     meta_out = {
         "command": " ".join(["OMP_NUM_THREADS=1", Path(sys.executable).name, *sys.argv]),
         "supernet": str(args.supernet), "episodes": args.episodes, "target": args.target,
@@ -109,7 +115,7 @@ def main() -> None:
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rl_fashion_mnist.json").write_text(json.dumps({"meta": meta_out, **results}, indent=2) + "\n")
-    _write_markdown(args.out / "rl_fashion_mnist.md", meta_out, results, marks, args.searchers)
+    _write_markdown(args.out / "rl_fashion_mnist.md", meta_out, results, marks, names)
 
 
 def _write_markdown(path: Path, meta: dict[str, Any], results: dict[str, Any], marks: list[int],
