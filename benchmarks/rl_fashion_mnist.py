@@ -9,7 +9,7 @@ candidate within the budget (``space.uniform(1.0)``) is scored the same way for 
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rl_fashion_mnist.py --supernet /tmp/fm-bench/sn/supernet.pt \
           --threads 1 --episodes 60
-Writes benchmarks/results/rl_fashion_mnist.{json,md}.
+Writes benchmarks/results/rl_fashion_mnist.{json,md} (``--name`` changes the file stem).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--name", default="rl_fashion_mnist", help="file stem of the results in --out")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -114,8 +115,8 @@ def _write(args: argparse.Namespace, start: float, val: list[Any], results: dict
         "machine": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rl_fashion_mnist.json").write_text(json.dumps({"meta": meta_out, **results}, indent=2) + "\n")
-    _write_markdown(args.out / "rl_fashion_mnist.md", meta_out, results, marks, names)
+    (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta_out, **results}, indent=2) + "\n")
+    _write_markdown(args.out / f"{args.name}.md", meta_out, results, marks, names)
 
 
 def _write_markdown(path: Path, meta: dict[str, Any], results: dict[str, Any], marks: list[int],
