@@ -48,7 +48,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from the recorded .json")
     args = p.parse_args()
+    if args.render:
+        data = json.loads((args.out / "optuna_fashion_mnist.json").read_text())
+        text = _markdown(data["meta"], data["searchers"], max(r["trials"] for r in data["searchers"]))
+        (args.out / "optuna_fashion_mnist.md").write_text(text)
+        print(text)
+        return
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed_everything(args.seed)
@@ -67,11 +74,12 @@ def main() -> None:
         start = time.perf_counter()
         result = run_search(searcher, evaluator, SearchConfig(trials=args.trials, seed=args.seed), progress=False)
         wall = time.perf_counter() - start
-        best_so_far, curve = 0.0, []
+        best_so_far: float | None = None  # None until a feasible trial is complete (greedy's probes are not)
+        curve: list[float | None] = []
         for t in result.trials:
             if t.state == "complete" and t.feasible and t.accuracy is not None:
-                best_so_far = max(best_so_far, t.accuracy)
-            curve.append(round(best_so_far, 4))
+                best_so_far = max(best_so_far or 0.0, t.accuracy)
+            curve.append(None if best_so_far is None else round(best_so_far, 4))
         best = result.best
         assert best is not None and best.result is not None
         model = net.extract(best.counts, calibration=calib, bn_batches=args.bn_batches)
@@ -115,7 +123,7 @@ def _markdown(meta: dict[str, Any], rows: list[dict[str, Any]], trials: int) -> 
     ]
     for r in rows:
         curve = r["best_so_far"]
-        at = [f"{curve[m - 1]:.4f}" if len(curve) >= m else "-" for m in marks]
+        at = [f"{curve[m - 1]:.4f}" if len(curve) >= m and curve[m - 1] is not None else "-" for m in marks]
         lines.append(
             f"| {r['searcher']} | {r['trials']} | {r['evaluations']} | {r['wall_time_s']:.0f} | "
             f"{r['best_val_accuracy']:.4f} | {r['best_macs_ratio']:.3f} | {r['test_accuracy']:.4f} | "
@@ -125,7 +133,9 @@ def _markdown(meta: dict[str, Any], rows: list[dict[str, Any]], trials: int) -> 
         "",
         "Evaluations < trials: repeated candidates served by the memo. Greedy slimming stops when it reaches the "
         "budget, and its probes above the budget are never the best. NSGA-II optimizes (accuracy, MACs): its row "
-        "is its most accurate feasible trial; `pareto_size` in the JSON is its front.",
+        "is its most accurate feasible trial; `pareto_size` in the JSON is its front. \"-\": no feasible trial "
+        "yet, or fewer trials run. With 6000 validation samples one standard error of an accuracy near 0.92 is about 0.0035: "
+        "differences between the searchers' best validation accuracies below that are not meaningful.",
     ]
     return "\n".join(lines) + "\n"
 
