@@ -134,8 +134,8 @@ def _markdown(meta: dict[str, Any], rows: list[dict[str, Any]], trials: int) -> 
         "Evaluations < trials: repeated candidates served by the memo. Greedy slimming stops when it reaches the "
         "budget, and its probes above the budget are never the best. NSGA-II optimizes (accuracy, MACs): its row "
         "is its most accurate feasible trial; `pareto_size` in the JSON is its front. \"-\": no feasible trial "
-        "yet, or fewer trials run. With 6000 validation samples one standard error of an accuracy near 0.92 is about 0.0035: "
-        "differences between the searchers' best validation accuracies below that are not meaningful.",
+        "yet, or fewer trials run. With 6000 validation samples one standard error of an accuracy near 0.92 is "
+        "about 0.0035: differences between the searchers' best validation accuracies below that are not meaningful.",
     ]
     return "\n".join(lines) + "\n"
 
