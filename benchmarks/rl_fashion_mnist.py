@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=60)
     p.add_argument("--warmup", type=int, default=15, help="DDPG warm-up episodes")
     p.add_argument("--target", type=float, default=0.5)
+    p.add_argument("--budget-slack", default="0.02", help="RL episodes' lower clipping ('none': above only)")
     p.add_argument("--val-batches", type=int, default=8, help="validation batches of 256 per evaluation")
     p.add_argument("--bn-batches", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -76,6 +77,8 @@ def main() -> None:
     marks = sorted({m for m in (10, 20, 30, 45, 60, 80, 100, 150, 200) if m < args.episodes} | {args.episodes})
     for name in args.searchers:
         options: dict[str, Any] = {"warmup": args.warmup} if name in ("ddpg", "td3") else {}
+        if name in ("ddpg", "td3", "sac", "ppo"):
+            options["budget_slack"] = args.budget_slack
         searcher = make_searcher(name, space, seed=args.seed, **options)
         curve: list[tuple[float, float]] = []  # (best so far, seconds since start)
         t0 = time.perf_counter()
