@@ -54,7 +54,7 @@ def _wait_for_trials(proc: subprocess.Popen[str], log: TrialLog, n: int, timeout
     pytest.fail(f"no {n} trials within {timeout} s")
 
 
-@pytest.mark.parametrize("searcher", ["random", "ddpg"])
+@pytest.mark.parametrize("searcher", ["random", "tpe", "ddpg"])
 def test_sigkill_then_resume_loses_and_repeats_nothing(supernet_file: Path, tmp_path: Path, searcher: str) -> None:
     out, total = tmp_path / "run", 30
     cmd = _command(supernet_file, out, searcher, total)

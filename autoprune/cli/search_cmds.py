@@ -126,6 +126,9 @@ def search_cmd(
     """
     started = time.perf_counter()
     SEARCHERS.get(searcher)  # an unknown name fails before any work
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial drowns the progress bar
     if workers < 1:
         raise AutoPruneError(f"--workers {workers} must be >= 1")
     study = _study_based(searcher)
@@ -163,7 +166,7 @@ def search_cmd(
             log.repair()
         else:
             log.reset()
-        procs = _spawn_workers(workers - 1, s.out, options)
+        procs = _spawn_workers(workers - 1, s.out, supernet or s.out / "supernet.pt", options)
     on_trial = _tensorboard(s.out) if tensorboard else None
     n_samples = len(s.splits.val)  # type: ignore[arg-type]
     if val_batch_size is None:
@@ -289,10 +292,10 @@ def _retarget(
     return dataclasses.replace(macs_space, metric="latency", target=target_latency, latency_table=table)
 
 
-def _spawn_workers(n: int, out: Path, options: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
+def _spawn_workers(n: int, out: Path, supernet: Path, options: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
     """N more processes of this same command on the same study (they skip export and report)."""
-    argv = [a for a in sys.argv[1:]]
-    extra = ["--worker", "--no-progress", "--supernet", str(out / "supernet.pt"), "--out", str(out),
+    argv = list(sys.argv[1:])
+    extra = ["--worker", "--no-progress", "--supernet", str(supernet.resolve()), "--out", str(out),
              "--storage", str(options["storage"]), "--study-name", str(options["study_name"])]
     procs = []
     for i in range(n):

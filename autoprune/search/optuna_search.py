@@ -37,13 +37,16 @@ from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult
 from autoprune.search.base import Searcher, Trial
 from autoprune.search.optuna_storage import (
+    WORKER_ATTR,
     Heartbeat,
     StudyLock,
     budget_count,
+    fail_dead_local,
     fail_stale,
     make_pruner,
     open_storage,
     quiet_optuna,
+    worker_tag,
 )
 from autoprune.search_spaces import SearchSpace
 
@@ -210,12 +213,14 @@ class OptunaSearcher(Searcher):
         while True:
             with self._lock, quiet_optuna():
                 fail_stale(study)
+                fail_dead_local(study)
                 if not self._seeded:
                     self._seed(study)
                 trials = study.get_trials(deepcopy=False)
                 count, waiting = budget_count(trials)
                 if self._total is None or count < self._total or waiting:
                     trial = study.ask()
+                    trial.set_user_attr(WORKER_ATTR, worker_tag())
                     # The first heartbeat before the lock is released: a worker dying now leaves a trial that
                     # can go stale.
                     self._heartbeat = Heartbeat(self._storage, trial._trial_id)  # as Optuna's optimize loop

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -298,3 +299,45 @@ def fail_stale(study: optuna.Study) -> None:
     """Fail the running trials of dead workers (stale heartbeat) and re-queue them (public Optuna API)."""
     with quiet_optuna():
         optuna.storages.fail_stale_trials(study)
+
+
+#: User attribute naming the process that runs a trial (host and pid), so that a rerun on the same machine can
+#: fail the trials of a dead process at once instead of waiting for their heartbeat to go stale.
+WORKER_ATTR = "worker"
+
+
+def worker_tag() -> dict[str, Any]:
+    """This process, as recorded on the trials it runs."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_dead_local(study: optuna.Study) -> int:
+    """Fail and re-queue running trials whose process, on this machine, no longer exists; returns how many.
+
+    Call only when this process runs no trial itself (a running trial tagged with this pid is then from an
+    earlier process that had the same pid). Trials of other machines are left to the heartbeat.
+    """
+    me = worker_tag()
+    n = 0
+    with quiet_optuna():
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            tag = t.user_attrs.get(WORKER_ATTR)
+            if not isinstance(tag, dict) or tag.get("host") != me["host"]:
+                continue
+            pid = int(tag.get("pid", -1))
+            if pid != me["pid"] and _alive(pid):
+                continue
+            frozen = study.tell(t.number, state=TrialState.FAIL)
+            optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
+            n += 1
+    return n
