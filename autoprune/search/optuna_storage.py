@@ -324,8 +324,8 @@ def _alive(pid: int) -> bool:
 def fail_dead_local(study: optuna.Study) -> int:
     """Fail and re-queue running trials whose process, on this machine, no longer exists; returns how many.
 
-    Call only when this process runs no trial itself (a running trial tagged with this pid is then from an
-    earlier process that had the same pid). Trials of other machines are left to the heartbeat.
+    Trials of this process (other searchers in other threads may share the study) and of other machines are
+    left to the heartbeat.
     """
     me = worker_tag()
     n = 0
@@ -335,7 +335,7 @@ def fail_dead_local(study: optuna.Study) -> int:
             if not isinstance(tag, dict) or tag.get("host") != me["host"]:
                 continue
             pid = int(tag.get("pid", -1))
-            if pid != me["pid"] and _alive(pid):
+            if pid == me["pid"] or _alive(pid):
                 continue
             frozen = study.tell(t.number, state=TrialState.FAIL)
             optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
