@@ -1,4 +1,4 @@
-"""Pipelines: paths through the engine (standard prune -> finetune; sampling and search come later)."""
+"""Pipelines: paths through the engine (standard prune -> finetune; sub-model sampling; supernet search)."""
 
 from autoprune.pipelines.standard import RoundResult, StandardConfig, StandardResult, run_standard
 

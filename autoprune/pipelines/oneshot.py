@@ -2,8 +2,8 @@
 
 ``build_supernet`` ranks channels of a trained model, trains the shared weights with the sandwich rule
 over a search space, and checkpoints every epoch. ``extract_subnet`` turns one candidate into a
-physically pruned model with the shared weights and recalibrated BatchNorm. Searchers (later issues)
-sit between the two and call the evaluator.
+physically pruned model with the shared weights and recalibrated BatchNorm. Searchers
+(:mod:`autoprune.pipelines.search`) sit between the two and call the evaluator.
 """
 
 from __future__ import annotations
