@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy autoprune
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test: lint typecheck unit
 

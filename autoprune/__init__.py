@@ -6,6 +6,7 @@ The public Python API in one place::
     splits = ap.load_dataset("digits")
     model = ap.build_model("resnet20", num_classes=10, in_channels=1)
     pruned, plan = ap.prune(model, splits.input_shape(), ap.PruneConfig(target_macs=0.5))
+    # search: ap.search_supernet(supernet, space, splits, searcher="tpe", trials=100)
 """
 
 __version__ = "0.1.0"
@@ -21,20 +22,33 @@ from autoprune.engine import (
     load_pruned,
     prune,
 )
+from autoprune.evaluate import SupernetEvaluator
 from autoprune.metrics import count_cost, count_macs, evaluate_accuracy, measure_latency
 from autoprune.models import build_model, load_checkpoint_into, save_checkpoint
 from autoprune.pipelines import StandardConfig, run_standard
+from autoprune.pipelines.search import search_supernet
+from autoprune.search import SEARCHERS, SearchConfig, Searcher, make_searcher, run_search
+from autoprune.search_spaces import SearchSpace, auto_space, load_space
+from autoprune.supernet import Supernet, SupernetConfig
 from autoprune.training import TrainConfig, train
 
 __all__ = [
+    "SEARCHERS",
     "DataSplits",
     "ModelStructure",
     "PruneConfig",
     "PrunePlan",
+    "SearchConfig",
+    "SearchSpace",
+    "Searcher",
     "StandardConfig",
+    "Supernet",
+    "SupernetConfig",
+    "SupernetEvaluator",
     "TrainConfig",
     "__version__",
     "apply_plan",
+    "auto_space",
     "build_model",
     "compute_plan",
     "count_cost",
@@ -44,9 +58,13 @@ __all__ = [
     "load_checkpoint_into",
     "load_dataset",
     "load_pruned",
+    "load_space",
+    "make_searcher",
     "measure_latency",
     "prune",
+    "run_search",
     "run_standard",
     "save_checkpoint",
+    "search_supernet",
     "train",
 ]
