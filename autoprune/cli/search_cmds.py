@@ -180,7 +180,7 @@ def search_cmd(
         val_batch_size=val_batch_size,
         out=s.out, resume=resume or worker or workers > 1, progress=progress and not worker, on_trial=on_trial,
         latency_batch_size=latency_batch_size if target_latency is not None else None, device=s.device,
-        repair_log=not worker and workers == 1,
+        repair_log=not worker and workers == 1, extract=False,  # the winner is read from the shared log below
     )  # fmt: skip
     if worker:
         return

@@ -36,7 +36,8 @@ class SupernetSearch:
     Attributes:
         result: The trials, the best trial and the Pareto front.
         best_counts: Kept channels per group of the winner (every group of the model).
-        model: The winner extracted with the shared weights and adaptive BN (``None`` if no trial completed).
+        model: The winner extracted with the shared weights and adaptive BN (``None`` if no trial completed
+            or ``extract=False``).
         reference: Evaluations of the uniform-ratio candidate at the budget and of the largest candidate
             (same evaluator, full fidelity), the baselines a search should beat.
         evaluator: Counters of the evaluator (calls, cache hits, batches computed).
@@ -74,6 +75,7 @@ def search_supernet(
     latency_batch_size: int | None = None,
     device: torch.device | str = "cpu",
     repair_log: bool = True,
+    extract: bool = True,
 ) -> SupernetSearch:
     """Search ``space`` over a trained ``supernet`` and extract the best sub-network.
 
@@ -95,6 +97,7 @@ def search_supernet(
         latency_batch_size: Measure every candidate's latency at this batch size (latency rewards).
         device: Where to evaluate.
         repair_log: See :func:`autoprune.search.run_search` (False in processes that share ``out``).
+        extract: Extract the winner (``model``); False when the caller picks the winner itself (workers).
 
     Raises:
         AutoPruneError: unknown searcher or option, bad trial count or rungs.
@@ -114,13 +117,13 @@ def search_supernet(
         raise AutoPruneError(f"searcher {searcher!r} does not accept these options ({exc}); see its docs") from None
     result = run_search(engine, evaluator, config, out=out, resume=resume, progress=progress, on_trial=on_trial,
                         repair_log=repair_log)
-    best_counts = None if result.best is None else result.best.counts
+    best = result.best
+    best_counts = None if best is None or best.result is None else dict(best.result.counts)
     model = None
-    if best_counts is not None:
+    if best_counts is not None and extract:
         model = evaluator.supernet.extract(
             best_counts, calibration=evaluator.calibration or None, bn_batches=bn_batches
         ).to(evaluator.device)
-        best_counts = dict(result.best.result.counts) if result.best and result.best.result else best_counts
     return SupernetSearch(
         result=result, best_counts=best_counts, model=model, reference=reference,
         evaluator=evaluator.stats.to_dict(), searcher_state=engine.state(),

@@ -9,6 +9,7 @@ continues the count; finished evaluations are never repeated (their results are 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -151,8 +152,6 @@ class TrialLog:
         _append_line(self.jsonl, trial.to_json() + "\n")
         new = not self.csv.exists() or self.csv.stat().st_size == 0
         row = csv_row(trial)
-        import io
-
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
         if new:
