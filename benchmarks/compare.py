@@ -9,9 +9,12 @@ dense MACs, fixed seeds. Methods, each at every budget:
   **without finetuning**; ``<best searcher>+ft``: that winner finetuned with the baselines' epochs.
 
 Columns: test accuracy, MACs ratio, params, latency at batch 1 and 64 (ratio to dense, median of
-round-robin passes), candidate evaluations, search wall time, training epochs spent. Results go to
-``OUT/compare.json`` and ``OUT/compare.md``; ``--readme`` renders the table into README.md between
-``<!-- compare:start -->`` and ``<!-- compare:end -->``.
+round-robin passes), speedup efficiency at batch 128 (real speedup / MACs speedup), candidate
+evaluations, search wall time, training epochs spent. Below the table, the issue's targets are checked
+from the rows. Progress goes to stderr and the finished rows to ``OUT/compare.partial.json`` after every
+method, so a stopped run keeps what it measured. Results go to ``OUT/compare.json`` and
+``OUT/compare.md``; ``--readme`` renders the table into README.md between ``<!-- compare:start -->`` and
+``<!-- compare:end -->``.
 
 Run (full):  .venv/bin/python benchmarks/compare.py --data-dir /tmp/autoprune-fmnist \\
                  --checkpoint DENSE.pt --supernet SUPERNET.pt --readme
@@ -52,6 +55,12 @@ from autoprune.training import TrainConfig, train
 
 SEARCHERS = ("ddpg", "ppo", "tpe", "cmaes", "nsga2", "greedy", "random")
 MARK_START, MARK_END = "<!-- compare:start -->", "<!-- compare:end -->"
+LATENCY_BATCHES = (1, 64, 128)
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:7.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -113,13 +122,16 @@ def _finetune(model: nn.Module, splits: DataSplits, s: Settings) -> nn.Module:
     return tuned
 
 
-def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None) -> dict[str, Any]:
+def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
+            partial: Path | None = None) -> dict[str, Any]:
     seed_everything(s.seed)
     splits = load_dataset(s.dataset, s.data_dir)
     shape = splits.input_shape()
     test = splits.test_loader()
+    log(f"dense model ({'loaded' if checkpoint else f'training {s.train_epochs} epochs'})")
     dense, dense_epochs = _dense(splits, s, checkpoint)
     base_space = resolve_space(ModelStructure(dense, shape), "resnet20", None, 0.5)
+    log(f"supernet ({'loaded' if supernet_path else f'training {s.supernet_epochs} sandwich epochs'})")
     net, sn_epochs, sn_seconds = _supernet(dense, splits, base_space, s, supernet_path)
     rows: list[dict[str, Any]] = []
     models: dict[str, nn.Module] = {"dense": dense.eval()}
@@ -130,19 +142,25 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None) ->
         cost = count_cost(model, shape)
         rows.append({"method": name, "target": target, "accuracy": evaluate_accuracy(model, test).top1,
                      "macs": cost.macs, "params": cost.params, **extra, "key": key})
+        log(f"{key}: test {rows[-1]['accuracy']:.4f}, MACs {cost.macs / rows[0]['macs']:.3f} of dense, "
+            f"{extra.get('search_s', 0)} s")
+        if partial is not None:
+            partial.write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=1))
 
     add("dense", None, dense, evaluations=0, search_s=0.0, epochs=dense_epochs)
     for target in s.targets:
         space = SearchSpace(base_space.groups, "macs", target, base_space.round_to, base_space.structure)
         for scope in ("local", "global"):
+            log(f"{scope} L1 + {s.finetune_epochs} finetune epochs at {target} MACs")
             start = time.perf_counter()
             res = run_standard(dense, shape, StandardConfig(
-                prune=PruneConfig(target_macs=target, criterion="l1", scope=scope),  # type: ignore[arg-type]
+                prune=PruneConfig(target_macs=target, criterion="l1", scope=scope),
                 finetune=TrainConfig(epochs=s.finetune_epochs, lr=0.01)),
                 train_loader=splits.train_loader(128, seed=s.seed), val_loader=_val(splits, s.val_batches),
                 calibration=splits.calibration_loader(seed=s.seed), progress=False)
             add(f"{'uniform' if scope == 'local' else 'global'}-l1+ft", target, res.model, evaluations=0,
                 search_s=round(time.perf_counter() - start, 1), epochs=s.finetune_epochs)
+        log(f"sampling {s.samples} sub-models, top {s.top_k} finetuned, at {target} MACs")
         start = time.perf_counter()
         sres = run_sampling(dense, shape, space, train_loader=splits.train_loader(128, seed=s.seed),
                             val_batches=_val(splits, s.val_batches), calibration=splits.calibration_loader(seed=s.seed),
@@ -153,6 +171,7 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None) ->
             epochs=s.finetune_epochs * s.top_k, spearman=sres.correlation.get("adaptive_bn_score_vs_finetuned"))
         best: tuple[float, str, nn.Module] | None = None
         for name in s.searchers:
+            log(f"{name}: {s.trials} trials over the supernet at {target} MACs")
             start = time.perf_counter()
             out = search_supernet(net, space, splits, searcher=name, trials=s.trials, seed=s.seed,
                                   bn_batches=s.bn_batches, progress=False, val_batch_size=256)
@@ -167,8 +186,10 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None) ->
         if best is not None and s.finetune_epochs > 0:
             add(f"{best[1]}+ft", target, _finetune(best[2], splits, s), evaluations=0, search_s=0.0,
                 epochs=s.finetune_epochs)
-    for batch in (1, 64):
-        lat = _latency(models, shape, batch, s.latency_repeats)
+    for batch in LATENCY_BATCHES:
+        log(f"latency of {len(models)} models at batch {batch}")
+        repeats = s.latency_repeats if batch < 128 else max(3, s.latency_repeats // 2)
+        lat = _latency(models, shape, batch, repeats)
         for row in rows:
             if "key" in row:
                 row[f"latency_b{batch}_ms"] = round(lat[row["key"]], 4)
@@ -177,11 +198,13 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None) ->
     for row in rows:
         if "macs" in row:
             row["macs_ratio"] = round(row["macs"] / dense_row["macs"], 4)
+            # real speedup as a share of the speedup the MACs promise (1.0: latency falls like MACs)
+            row["speedup_efficiency_b128"] = round(row["macs_ratio"] / row["latency_b128_ratio"], 4)
     return {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()},
         "supernet": {"epochs": sn_epochs, "seconds": round(sn_seconds, 1),
                      "from": None if supernet_path is None else str(supernet_path)},
-        "rows": rows, "command": " ".join(sys.argv),
+        "rows": rows, "targets": check_targets(rows, s.searchers), "command": " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__},
     }
@@ -190,17 +213,18 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None) ->
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "| method | MACs target | test acc | MACs ratio | params | latency b1 (× dense) | latency b64 (× dense) "
-        "| evaluations | search s | train epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| speedup efficiency b128 | evaluations | search s | train epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         if r.get("failed"):
-            lines.append(f"| {r['method']} | {r['target']} | failed | | | | | | | |")
+            lines.append(f"| {r['method']} | {r['target']} | failed | | | | | | | | |")
             continue
         lines.append(
             f"| {r['method']} | {r['target'] or '-'} | {r['accuracy']:.4f} | {r['macs_ratio']:.3f} | "
             f"{r['params'] / 1e3:.1f}k | {r.get('latency_b1_ratio', float('nan')):.2f} | "
-            f"{r.get('latency_b64_ratio', float('nan')):.2f} | {r['evaluations']} | {r['search_s']} | {r['epochs']} |"
+            f"{r.get('latency_b64_ratio', float('nan')):.2f} | {r.get('speedup_efficiency_b128', float('nan')):.2f} | "
+            f"{r['evaluations']} | {r['search_s']} | {r['epochs']} |"
         )
     sn = result["supernet"]
     lines.append("")
@@ -212,7 +236,50 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['settings']['finetune_epochs']} epochs. Command: `{result['command']}`; {machine['platform']}, "
         f"{machine['torch_threads']} torch threads."
     )
+    lines += ["", "Targets (checked from the rows above):", ""]
+    for target, check in result.get("targets", {}).items():
+        lines.append(f"- **{target} MACs:** {check['summary']}")
     return "\n".join(lines) + "\n"
+
+
+def check_targets(rows: list[dict[str, Any]], searchers: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The issue's targets per budget, computed from the measured rows (nothing here is hand-entered)."""
+    dense = next(r for r in rows if r["method"] == "dense")
+    out: dict[str, dict[str, Any]] = {}
+    for target in sorted({r["target"] for r in rows if r.get("target") is not None}, reverse=True):
+        here = [r for r in rows if r.get("target") == target and not r.get("failed")]
+        supernet = [r for r in here if r["method"] in searchers]
+        baselines = [r for r in here if r["method"] in ("uniform-l1+ft", "global-l1+ft")]
+        structured = [r for r in here if "speedup_efficiency_b128" in r]
+        if not supernet or not baselines:
+            continue
+        best_sn = max(supernet, key=lambda r: r["accuracy"])
+        best_base = max(baselines, key=lambda r: r["accuracy"])
+        gap = dense["accuracy"] - best_sn["accuracy"]
+        slowest = max(supernet, key=lambda r: r["search_s"])
+        eff = {r["method"]: r["speedup_efficiency_b128"] for r in structured}
+        check = {
+            "best_supernet": best_sn["method"], "best_supernet_accuracy": best_sn["accuracy"],
+            "best_baseline": best_base["method"], "best_baseline_accuracy": best_base["accuracy"],
+            "beats_baseline": best_sn["accuracy"] >= best_base["accuracy"],
+            "gap_to_dense_points": round(100 * gap, 2), "within_0_3_of_dense": gap <= 0.003,
+            "speedup_efficiency_b128": eff,
+            "methods_at_0_85_efficiency": sorted(m for m, e in eff.items() if e >= 0.85),
+            "slowest_search": slowest["method"], "slowest_search_s": slowest["search_s"],
+            "searches_under_20_min": slowest["search_s"] < 1200,
+        }
+        check["summary"] = (
+            f"best supernet searcher without finetuning (by test accuracy) {best_sn['method']} "
+            f"{best_sn['accuracy']:.4f} vs best L1+finetune {best_base['method']} {best_base['accuracy']:.4f} "
+            f"({'met' if check['beats_baseline'] else 'not met'}); {check['gap_to_dense_points']:.2f} points "
+            f"below dense ({'met' if check['within_0_3_of_dense'] else 'not met'}, goal ≤ 0.3); speedup "
+            f"efficiency at batch 128 ≥ 0.85 for {len(check['methods_at_0_85_efficiency'])} of {len(eff)} pruned "
+            f"models (range {min(eff.values()):.2f}–{max(eff.values()):.2f}); slowest search "
+            f"{slowest['method']} {slowest['search_s']} s ({'met' if check['searches_under_20_min'] else 'not met'}, "
+            "goal < 20 min)"
+        )
+        out[str(target)] = check
+    return out
 
 
 def scaling(depths: tuple[str, ...] = ("resnet20", "resnet32", "resnet56"), evals: int = 5) -> list[dict[str, Any]]:
@@ -283,9 +350,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         s = Settings("fashion-mnist", a.data_dir, tuple(a.targets), tuple(a.searchers), a.trials, a.finetune_epochs,
                      a.train_epochs, a.supernet_epochs, a.samples, a.top_k, a.val_batches, a.bn_batches, 20, a.seed)
-    result = compare(s, a.checkpoint, a.supernet)
     name = "compare_quick" if a.quick else "compare"
+    partial = a.out / f"{name}.partial.json"
+    result = compare(s, a.checkpoint, a.supernet, partial=partial)
     (a.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    partial.unlink(missing_ok=True)
     table = markdown(result)
     (a.out / f"{name}.md").write_text(f"# Every method side by side ({s.dataset})\n\n{table}")
     print(table)

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compare.py"
 
 
@@ -24,6 +22,7 @@ def _load() -> object:
     return module
 
 
+@pytest.mark.slow
 def test_quick_comparison_has_every_method_within_budget(tmp_path: Path) -> None:
     threads = torch.get_num_threads()
     try:
@@ -40,8 +39,34 @@ def test_quick_comparison_has_every_method_within_budget(tmp_path: Path) -> None
             continue
         assert row["macs_ratio"] <= 0.5 + 1e-3, name  # every method meets the budget, counted on its model
         assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_b1_ratio"] > 0
+        assert row["speedup_efficiency_b128"] == pytest.approx(row["macs_ratio"] / row["latency_b128_ratio"], rel=1e-3)
         if name in {"tpe", "greedy", "ddpg"}:
             assert row["epochs"] == 0  # exported without finetuning
+    assert set(result["targets"]["0.5"]) >= {"beats_baseline", "within_0_3_of_dense", "searches_under_20_min"}
+    assert not (tmp_path / "compare_quick.partial.json").exists()  # removed once the full result is written
     saved = json.loads((tmp_path / "compare_quick.json").read_text())
     assert saved["rows"] == result["rows"]
     assert (tmp_path / "compare_quick.md").read_text().count("\n|") >= len(expected)
+
+
+def _row(method: str, target: float | None, accuracy: float, macs_ratio: float, latency_ratio: float,
+         search_s: float = 0.0) -> dict[str, object]:
+    return {"method": method, "target": target, "accuracy": accuracy, "macs_ratio": macs_ratio,
+            "latency_b128_ratio": latency_ratio, "speedup_efficiency_b128": round(macs_ratio / latency_ratio, 4),
+            "search_s": search_s}
+
+
+def test_targets_are_read_off_the_rows() -> None:
+    rows = [
+        _row("dense", None, 0.930, 1.0, 1.0),
+        _row("uniform-l1+ft", 0.5, 0.920, 0.50, 0.55),  # 2x fewer MACs, 1.82x faster: efficiency 0.91
+        _row("global-l1+ft", 0.5, 0.925, 0.50, 0.80),  # efficiency 0.625
+        _row("tpe", 0.5, 0.928, 0.49, 0.52, search_s=300.0),
+        _row("greedy", 0.5, 0.921, 0.50, 0.50, search_s=1500.0),
+    ]
+    check = _load().check_targets(rows, ("tpe", "greedy"))["0.5"]  # type: ignore[attr-defined]
+    assert check["best_supernet"] == "tpe" and check["best_baseline"] == "global-l1+ft"
+    assert check["beats_baseline"] is True
+    assert check["gap_to_dense_points"] == pytest.approx(0.2) and check["within_0_3_of_dense"] is True
+    assert check["methods_at_0_85_efficiency"] == ["greedy", "tpe", "uniform-l1+ft"]
+    assert check["slowest_search"] == "greedy" and check["searches_under_20_min"] is False
