@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import platform
 import resource
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from autoprune.data import DataSplits, load_dataset
+from autoprune.engine.latency_table import build_latency_table
 from autoprune.engine.pruner import PruneConfig
 from autoprune.engine.structure import ModelStructure
 from autoprune.evaluate import SupernetEvaluator
@@ -79,6 +81,7 @@ class Settings:
     bn_batches: int
     latency_repeats: int
     seed: int
+    latency_searcher: str | None = None  # also search with a latency budget (table at batch 128)
 
 
 def _latency(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int, repeats: int) -> dict[str, float]:
@@ -148,6 +151,12 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
             partial.write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=1))
 
     add("dense", None, dense, evaluations=0, search_s=0.0, epochs=dense_epochs)
+    table, table_s = None, 0.0
+    if s.latency_searcher:
+        log("per-layer latency table at batch 128 (for the latency-budget search)")
+        start = time.perf_counter()
+        table = build_latency_table(base_space.structure, base_space.choices, batch_size=128)
+        table_s = round(time.perf_counter() - start, 1)
     for target in s.targets:
         space = SearchSpace(base_space.groups, "macs", target, base_space.round_to, base_space.structure)
         for scope in ("local", "global"):
@@ -183,6 +192,21 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
                 val_accuracy=out.best.result.accuracy, uniform_val_accuracy=out.reference["uniform"]["val_accuracy"])
             if best is None or out.best.result.accuracy > best[0]:
                 best = (out.best.result.accuracy, name, out.model)
+        if table is not None and s.latency_searcher:
+            # budget: the predicted batch-128 latency of the uniform network at this MACs budget, so the row
+            # shows what a latency-aware search buys at the speed of uniform pruning
+            lspace = dataclasses.replace(space, metric="latency", target=1.0, latency_table=table)
+            lat_target = round(lspace.cost(space.uniform(1.0)), 4)
+            lspace = dataclasses.replace(lspace, target=lat_target)
+            log(f"{s.latency_searcher}: {s.trials} trials, latency budget {lat_target} of dense (uniform's, batch 128)")
+            start = time.perf_counter()
+            out = search_supernet(net, lspace, splits, searcher=s.latency_searcher, trials=s.trials, seed=s.seed,
+                                  bn_batches=s.bn_batches, progress=False, val_batch_size=256)
+            if out.model is not None and out.best is not None and out.best.result is not None:
+                add(f"{s.latency_searcher}-latency-budget", target, out.model, evaluations=out.result.evaluations,
+                    search_s=round(time.perf_counter() - start, 1), epochs=0, table_s=table_s,
+                    latency_target=lat_target,
+                    val_accuracy=out.best.result.accuracy)
         if best is not None and s.finetune_epochs > 0:
             add(f"{best[1]}+ft", target, _finetune(best[2], splits, s), evaluations=0, search_s=0.0,
                 epochs=s.finetune_epochs)
@@ -323,6 +347,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--supernet", type=Path, help="trained supernet of that model (else trained here)")
     p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.3])
     p.add_argument("--searchers", nargs="+", default=list(SEARCHERS))
+    p.add_argument("--latency-searcher", default="tpe",
+                   help="also run this searcher with a latency budget (table at batch 128); 'none' to skip")
     p.add_argument("--trials", type=int, default=60)
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--train-epochs", type=int, default=10)
@@ -343,13 +369,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (a.out / "scaling.json").write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=1))
         print(json.dumps(rows, indent=1))
         return {"scaling": rows}
+    latency_searcher = None if a.latency_searcher.lower() == "none" else a.latency_searcher
     if a.quick:
         s = Settings("digits", None, (0.5,), tuple(a.searchers), trials=6, finetune_epochs=1, train_epochs=3,
                      supernet_epochs=1, samples=4, top_k=1, val_batches=None, bn_batches=2, latency_repeats=3,
-                     seed=a.seed)
+                     seed=a.seed, latency_searcher=latency_searcher)
     else:
         s = Settings("fashion-mnist", a.data_dir, tuple(a.targets), tuple(a.searchers), a.trials, a.finetune_epochs,
-                     a.train_epochs, a.supernet_epochs, a.samples, a.top_k, a.val_batches, a.bn_batches, 20, a.seed)
+                     a.train_epochs, a.supernet_epochs, a.samples, a.top_k, a.val_batches, a.bn_batches, 20, a.seed,
+                     latency_searcher)
     name = "compare_quick" if a.quick else "compare"
     partial = a.out / f"{name}.partial.json"
     result = compare(s, a.checkpoint, a.supernet, partial=partial)
