@@ -58,6 +58,9 @@ class SamplingConfig:
         sensitivity_ratios: Keep ratios probed per group by the ``sensitivity`` strategy.
         finetune: Finetuning of each of the top k.
         finetune_batches: Limit each finetuning epoch to this many training batches (None: all).
+        include_uniform: Make the uniform network (one keep ratio everywhere, widest within the budget)
+            one of the ``samples`` candidates, so the pipeline never returns worse than uniform pruning
+            would have scored (it replaces the last draw when the draws missed it).
         seed: Seeds the sampling and finetuning.
     """
 
@@ -71,6 +74,7 @@ class SamplingConfig:
     sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
     finetune_batches: int | None = None
+    include_uniform: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -105,11 +109,12 @@ class SampledCandidate:
     finetuned_val_accuracy: float | None = None
     finetune_history: dict[str, list[float]] | None = None
     seconds: float = 0.0
+    is_uniform: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "counts": self.counts, "score": self.result.accuracy,
                 "macs_ratio": self.result.macs_ratio, "score_without_bn": self.score_without_bn,
-                "finetuned_val_accuracy": self.finetuned_val_accuracy}  # fmt: skip
+                "finetuned_val_accuracy": self.finetuned_val_accuracy, "uniform": self.is_uniform}  # fmt: skip
 
 
 @dataclass
@@ -234,18 +239,23 @@ def run_sampling(
         damage = group_damage(table, space, "kl")
     probs = choice_probabilities(space, damage, config.temperature)
     drawn = draw_candidates(space, probs, config.samples, rng)
+    uniform_counts = {**space.largest(), **space.uniform(1.0)}
+    key = [uniform_counts[n] for n in space.names]
+    if config.include_uniform and all([c[n] for n in space.names] != key for c in drawn):
+        drawn = [*drawn[: config.samples - 1], uniform_counts]
     log(f"scoring {len(drawn)} candidates ({config.strategy} sampling, adaptive BN on {config.bn_batches} batches)")
     candidates: list[SampledCandidate] = []
     for i, counts in enumerate(drawn):
         t0 = time.perf_counter()
         result = evaluator.evaluate(counts)
         no_bn = plain.evaluate(counts).accuracy if plain is not None else None
-        cand = SampledCandidate(i, result.counts, result, no_bn, seconds=time.perf_counter() - t0)
+        cand = SampledCandidate(i, result.counts, result, no_bn, seconds=time.perf_counter() - t0,
+                                is_uniform=[counts[n] for n in space.names] == key)
         candidates.append(cand)
         if on_trial is not None:
             on_trial(_trial(cand, space, config.strategy))
     scoring_s = time.perf_counter() - started
-    uniform = evaluator.evaluate(space.uniform(1.0))
+    uniform = evaluator.evaluate(uniform_counts)
     ranked = sorted(candidates, key=lambda c: (-c.result.accuracy, c.result.macs, c.index))
     top = [c.index for c in ranked[: config.top_k]]
     t_ft = time.perf_counter()
@@ -282,7 +292,8 @@ def _copy_to(model: nn.Module, device: torch.device | str) -> nn.Module:
 
 
 def _trial(cand: SampledCandidate, space: SearchSpace, strategy: str) -> Trial:
-    info: dict[str, Any] = {"strategy": strategy, "score_without_bn": cand.score_without_bn}
+    info: dict[str, Any] = {"strategy": strategy, "score_without_bn": cand.score_without_bn,
+                            "uniform": cand.is_uniform}
     if cand.finetuned_val_accuracy is not None:
         info["finetuned_val_accuracy"] = cand.finetuned_val_accuracy
     return Trial(cand.index, cand.counts, "complete", cand.result, cand.seconds, space.feasible(cand.counts), info)

@@ -53,6 +53,15 @@ def test_every_candidate_meets_the_budget_and_is_distinct(uniform_run, digits_su
         assert c.score_without_bn is not None
 
 
+def test_the_uniform_network_is_one_of_the_candidates(uniform_run, digits_supernet) -> None:  # type: ignore[no-untyped-def]
+    result, _ = uniform_run
+    space = digits_supernet.space
+    uniform = [c for c in result.candidates if c.is_uniform]
+    assert len(uniform) == 1
+    assert uniform[0].counts == {**space.largest(), **space.uniform(1.0)}
+    assert uniform[0].result.accuracy == result.uniform.accuracy  # scored like every other candidate
+
+
 def test_top_k_are_the_best_scored_and_best_is_best_finetuned(uniform_run) -> None:  # type: ignore[no-untyped-def]
     result, _ = uniform_run
     scores = sorted((c.result.accuracy for c in result.candidates), reverse=True)
