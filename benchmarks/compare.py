@@ -19,7 +19,7 @@ method, so a stopped run keeps what it measured. Results go to ``OUT/compare.jso
 Run (full):  .venv/bin/python benchmarks/compare.py --data-dir /tmp/autoprune-fmnist \\
                  --checkpoint DENSE.pt --supernet SUPERNET.pt --readme
 Run (quick, digits, a few minutes; what the tests run):  .venv/bin/python benchmarks/compare.py --quick
-Scaling (evaluation cost vs depth):  .venv/bin/python benchmarks/compare.py --scaling
+Scaling (evaluation cost vs depth):  .venv/bin/python benchmarks/compare.py --scaling --trials 10 [--quick]
 """
 
 from __future__ import annotations
@@ -311,26 +311,42 @@ def check_targets(rows: list[dict[str, Any]], searchers: tuple[str, ...]) -> dic
     return out
 
 
-def scaling(depths: tuple[str, ...] = ("resnet20", "resnet32", "resnet56"), evals: int = 5) -> list[dict[str, Any]]:
-    """Wall time per full evaluation and peak memory growth vs depth (untrained weights: cost only)."""
-    splits = load_dataset("digits")
+def scaling_one(name: str, dataset: str, data_dir: Path | None, evals: int, val_batches: int,
+                bn_batches: int) -> dict[str, Any]:
+    """Wall time per full evaluation (adaptive BN + validation) of random sub-networks and this process's
+    peak RSS, for one depth (untrained weights: cost only, not accuracy)."""
+    import numpy as np
+
+    splits = load_dataset(dataset, data_dir)
+    model = build_model(name, num_classes=splits.num_classes, in_channels=splits.in_channels)
+    net = Supernet(model, splits.input_shape())
+    space = resolve_space(net.structure, name, None, 0.5)
+    ev = SupernetEvaluator(net, _val(splits, val_batches), splits.calibration_loader(128, seed=0),
+                           bn_batches=bn_batches)
+    rng = np.random.default_rng(0)
+    ev.evaluate(space.sample(rng))  # warm-up
+    start = time.perf_counter()
+    for _ in range(evals):
+        ev.evaluate(space.sample(rng))
+    return {"model": name, "groups": len(space.groups), "dense_macs": net.structure.dense_macs,
+            "seconds_per_evaluation": round((time.perf_counter() - start) / evals, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def scaling(dataset: str, data_dir: Path | None, threads: int, evals: int = 10, val_batches: int = 10,
+            bn_batches: int = 10, depths: tuple[str, ...] = ("resnet20", "resnet32", "resnet56"),
+            ) -> list[dict[str, Any]]:
+    """:func:`scaling_one` per depth, each in a fresh process so every peak RSS is its own."""
+    import subprocess
+
     rows = []
     for name in depths:
-        model = build_model(name, num_classes=10, in_channels=1)
-        net = Supernet(model, splits.input_shape())
-        space = resolve_space(net.structure, name, None, 0.5)
-        ev = SupernetEvaluator(net, splits.val_loader(64), splits.calibration_loader(64, seed=0), bn_batches=5)
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        import numpy as np
-
-        rng = np.random.default_rng(0)
-        start = time.perf_counter()
-        for _ in range(evals):
-            ev.evaluate(space.sample(rng))
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        rows.append({"model": name, "groups": len(space.groups),
-                     "seconds_per_evaluation": round((time.perf_counter() - start) / evals, 4),
-                     "peak_rss_mb": round(rss / 1024, 1), "peak_rss_growth_mb": round((rss - rss0) / 1024, 1)})
+        log(f"scaling: {name}")
+        cmd = [sys.executable, __file__, "--scaling-one", name, "--threads", str(threads),
+               "--val-batches", str(val_batches), "--bn-batches", str(bn_batches), "--trials", str(evals),
+               *(["--quick"] if dataset == "digits" else ["--data-dir", str(data_dir)])]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return rows
 
 
@@ -346,7 +362,9 @@ def render_readme(readme: Path, table: str) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="digits, tiny budgets: a few minutes (the tests run it)")
-    p.add_argument("--scaling", action="store_true", help="only the evaluation-cost-vs-depth table")
+    p.add_argument("--scaling", action="store_true",
+                   help="only the evaluation-cost-vs-depth table (ResNet-20/32/56; --trials evaluations each)")
+    p.add_argument("--scaling-one", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
     p.add_argument("--checkpoint", type=Path, help="trained dense ResNet-20 (else trained here)")
     p.add_argument("--checkpoint-epochs", type=int, default=0,
@@ -371,8 +389,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
+    dataset = "digits" if a.quick else "fashion-mnist"
+    if a.scaling_one:
+        row = scaling_one(a.scaling_one, dataset, None if a.quick else a.data_dir, a.trials, a.val_batches or 10,
+                          a.bn_batches)
+        print(json.dumps(row))
+        return row
     if a.scaling:
-        rows = scaling()
+        rows = scaling(dataset, a.data_dir, a.threads, evals=a.trials, val_batches=a.val_batches or 10,
+                       bn_batches=a.bn_batches)
         (a.out / "scaling.json").write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=1))
         print(json.dumps(rows, indent=1))
         return {"scaling": rows}
