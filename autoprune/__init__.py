@@ -20,6 +20,7 @@ from autoprune.engine import (
     compute_plan,
     export_onnx,
     load_pruned,
+    optimize_for_inference,
     prune,
 )
 from autoprune.evaluate import SupernetEvaluator
@@ -61,6 +62,7 @@ __all__ = [
     "load_space",
     "make_searcher",
     "measure_latency",
+    "optimize_for_inference",
     "prune",
     "run_search",
     "run_standard",

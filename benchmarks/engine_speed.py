@@ -1,12 +1,15 @@
 """Does pruning really speed things up? Latency ratio vs MACs ratio on CPU.
 
-ResNet-20 (CIFAR shape 3x32x32), 50% of the dense MACs:
-- structured (channel) pruning with channel rounding 1, 4, 8 and 16;
+ResNet-20 (CIFAR shape 3x32x32 by default, ``--shape 1 28 28`` for Fashion-MNIST), 50% of the dense MACs:
+- structured (channel) pruning with channel rounding 1, 4, 8 and 16, uniform (local) and global (round 8);
+- the same in channels-last, and in the deploy form (``optimize_for_inference``: BatchNorm folded,
+  channels-last), each compared with the dense model in the same form;
 - mask granularities (kernel, fine), which keep dense shapes.
 Latency: median of repeated forward passes after warm-up, batch 1, 64 and 128, fixed threads.
 "Efficiency" = achieved speedup / ideal speedup, where ideal = dense MACs / pruned MACs.
 
-Run:  .venv/bin/python benchmarks/engine_speed.py [--threads 2] [--out benchmarks/results]
+Run:  .venv/bin/python benchmarks/engine_speed.py [--threads 2] [--shape 1 28 28 --checkpoint DENSE.pt]
+      [--name engine_speed_fmnist] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from pathlib import Path
 
 import torch
 
+from autoprune.engine.deploy import optimize_for_inference
 from autoprune.engine.pruner import PruneConfig, prune
 from autoprune.metrics import count_cost, measure_latency
-from autoprune.models import build_model
+from autoprune.models import build_model, load_checkpoint_into
 
 BATCHES = (1, 64, 128)
 
@@ -50,28 +54,40 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=5, help="round-robin repetitions per batch size")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--shape", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
+    parser.add_argument("--checkpoint", type=Path, help="trained ResNet-20 weights (default: random weights)")
+    parser.add_argument("--name", default="engine_speed", help="results file stem")
     args = parser.parse_args()
     torch.manual_seed(0)
-    shape = (1, 3, 32, 32)
-    dense = build_model("resnet20", num_classes=10, in_channels=3).eval()
+    shape = (1, *args.shape)
+    dense = build_model("resnet20", num_classes=10, in_channels=shape[1]).eval()
+    if args.checkpoint is not None:
+        load_checkpoint_into(dense, args.checkpoint)
     dense_cost = count_cost(dense, shape)
-    variants: dict[str, tuple[torch.nn.Module, int, str]] = {}
-    for round_to in (1, 4, 8, 16):
-        pruned, plan = prune(dense, shape, PruneConfig(target_macs=args.target, round_to=round_to))
-        widths = str(sorted({len(k) for k in plan.kept.values()}))
-        variants[f"channel, round_to={round_to}"] = (pruned, count_cost(pruned, shape).macs, widths)
-    pruned8 = variants["channel, round_to=8"]
-    variants["channel, round_to=8, channels_last"] = (
-        copy.deepcopy(pruned8[0]).to(memory_format=torch.channels_last), pruned8[1], pruned8[2])
+    # name -> (model, MACs, widths, the dense model it is compared with)
+    variants: dict[str, tuple[torch.nn.Module, int, str, str]] = {}
+    for scope, rounds in (("local", (1, 4, 8, 16)), ("global", (8,))):
+        for round_to in rounds:
+            pruned, plan = prune(dense, shape, PruneConfig(target_macs=args.target, round_to=round_to,
+                                                           scope=scope))  # type: ignore[arg-type]
+            widths = str(sorted({len(k) for k in plan.kept.values()}))
+            name = f"channel, {scope}, round_to={round_to}"
+            variants[name] = (pruned, count_cost(pruned, shape).macs, widths, "dense")
+    for name in ("channel, local, round_to=8", "channel, global, round_to=8"):
+        model, macs, widths, _ = variants[name]
+        variants[f"{name}, channels_last"] = (
+            copy.deepcopy(model).to(memory_format=torch.channels_last), macs, widths, "dense, channels_last")
+        variants[f"{name}, deploy form"] = (optimize_for_inference(model), macs, widths, "dense, deploy form")
     for gran in ("kernel", "fine"):
         masked, _ = prune(dense, shape, PruneConfig(target_macs=args.target, granularity=gran))
-        variants[f"{gran} masks (effective MACs)"] = (masked, count_cost(masked, shape).effective_macs, "dense")
-    models = {"dense": dense, "dense, channels_last": copy.deepcopy(dense).to(memory_format=torch.channels_last)}
+        variants[f"{gran} masks (effective MACs)"] = (masked, count_cost(masked, shape).effective_macs, "dense",
+                                                      "dense")
+    models = {"dense": dense, "dense, channels_last": copy.deepcopy(dense).to(memory_format=torch.channels_last),
+              "dense, deploy form": optimize_for_inference(dense)}
     models.update({name: v[0] for name, v in variants.items()})
     measured = {b: round_robin(models, shape, b, args.threads, args.rounds) for b in BATCHES}
     rows = []
-    for name, (_, macs, widths) in variants.items():
-        ref = "dense, channels_last" if "channels_last" in name else "dense"
+    for name, (_, macs, widths, ref) in variants.items():
         row: dict[str, object] = {"variant": name, "macs_ratio": macs / dense_cost.macs, "widths": widths}
         for b in BATCHES:
             d, p = measured[b][ref], measured[b][name]
@@ -85,7 +101,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "model": "resnet20 (3x32x32 input, random weights: latency does not depend on values)",
+        "model": f"resnet20 ({'x'.join(map(str, args.shape))} input, "
+        + (f"weights {args.checkpoint})" if args.checkpoint else "random weights: latency does not depend on values)"),
+        "dense_latency_ms": {f"b{b}": {k: round(measured[b][k], 3) for k in ("dense", "dense, channels_last",
+                                                                          "dense, deploy form")} for b in BATCHES},
         "target_macs": args.target,
         "threads": args.threads,
         "protocol": f"per batch size, {args.rounds} round-robin passes over all models; each pass takes the "
@@ -95,9 +114,10 @@ def main() -> None:
         "processor": platform.processor(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    (args.out / "engine_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [
-        f"# Latency vs MACs, ResNet-20 at {args.target:.0%} MACs ({args.threads} CPU threads)",
+        f"# Latency vs MACs, ResNet-20 ({'x'.join(map(str, args.shape))}) at {args.target:.0%} MACs "
+        f"({args.threads} CPU threads)",
         "",
         f"Command: `{meta['command']}`  ",
         f"Machine: {meta['machine']}, torch {meta['torch']}, {meta['date']}",
@@ -115,9 +135,10 @@ def main() -> None:
         )
     lines += ["", "Efficiency = (dense latency / pruned latency) / (dense MACs / pruned MACs); 1.0 is the ideal "
               "speedup. Mask rows use effective (non-zero) MACs: dense kernels do not skip zeros. "
-              "The channels_last row is compared with the dense model in channels_last.",
+              "channels_last and deploy-form rows are compared with the dense model in the same form. "
+              "Dense latency (ms) per form and batch: " + json.dumps(meta["dense_latency_ms"]),
               "", f"Protocol: {meta['protocol']}."]
-    (args.out / "engine_speed.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -3,6 +3,7 @@
 Small and exact on purpose: everything later (sampling, supernet, searchers) calls it.
 """
 
+from autoprune.engine.deploy import DeployWarning, optimize_for_inference
 from autoprune.engine.export import export_onnx, load_pruned, save_weights
 from autoprune.engine.importance import IMPORTANCES, Importance, get_importance, register_importance
 from autoprune.engine.masking import MaskEnforcer
@@ -14,6 +15,7 @@ from autoprune.engine.unstructured import make_mask_plan, mask_cost
 
 __all__ = [
     "DEFAULT_ROUND_TO",
+    "DeployWarning",
     "GRANULARITIES",
     "IMPORTANCES",
     "GroupMember",
@@ -35,6 +37,7 @@ __all__ = [
     "load_pruned",
     "make_mask_plan",
     "mask_cost",
+    "optimize_for_inference",
     "prune",
     "register_importance",
     "save_weights",

@@ -40,6 +40,8 @@ def test_quick_comparison_has_every_method_within_budget(tmp_path: Path) -> None
         assert row["macs_ratio"] <= 0.5 + 1e-3, name  # every method meets the budget, counted on its model
         assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_b1_ratio"] > 0
         assert row["speedup_efficiency_b128"] == pytest.approx(row["macs_ratio"] / row["latency_b128_ratio"], rel=1e-3)
+        assert row["deploy_speedup_efficiency_b128"] == pytest.approx(
+            row["macs_ratio"] / row["deploy_latency_b128_ratio"], rel=1e-3)  # BN folded, channels-last
         if name in {"tpe", "greedy", "ddpg"}:
             assert row["epochs"] == 0  # exported without finetuning
     assert set(result["targets"]["0.5"]) >= {"beats_baseline", "within_0_3_of_dense", "searches_under_20_min"}
