@@ -25,8 +25,9 @@ files               run-folder-relative paths of the files written (checkpoint, 
 
 Metrics objects (``dense``, ``pruned``): ``accuracy`` (test top-1, 0..1), ``top5``, ``macs``
 (conv/linear multiply-accumulates per sample), ``params``, ``latency_ms`` (median forward time at
-``latency_batch_size``), ``latency_batch_size``; mask granularities add ``effective_macs`` and
-``nonzero_params``.
+``latency_batch_size``), ``latency_batch_size``, ``deploy_latency_ms`` (the same in the deploy form,
+:func:`autoprune.engine.deploy.optimize_for_inference`; the top level then has ``deploy_latency_ratio``);
+mask granularities add ``effective_macs`` and ``nonzero_params``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.engine.deploy import DeployWarning, optimize_for_inference
 from autoprune.engine.plan import write_json_atomic
 from autoprune.metrics import count_cost, evaluate_accuracy, measure_latency
 
@@ -92,6 +95,11 @@ def model_metrics(
         out.update(effective_macs=cost.effective_macs, nonzero_params=cost.nonzero_params)
     lat = measure_latency(model, input_shape, batch_size=latency_batch_size, repeats=latency_repeats)
     out.update(latency_ms=lat.median_ms, latency_batch_size=latency_batch_size, latency_threads=lat.threads)
+    with warnings.catch_warnings():  # a model torch.fx cannot trace is timed with its BatchNorm: still honest
+        warnings.simplefilter("ignore", DeployWarning)
+        deploy = optimize_for_inference(model)
+    out["deploy_latency_ms"] = measure_latency(deploy, input_shape, batch_size=latency_batch_size,
+                                               repeats=latency_repeats).median_ms
     return out
 
 
@@ -115,7 +123,8 @@ class RunReport:
         dense, pruned = self.data.get("dense"), self.data.get("pruned")
         if not dense or not pruned:
             return
-        for key, ratio in (("macs", "macs_ratio"), ("params", "params_ratio"), ("latency_ms", "latency_ratio")):
+        for key, ratio in (("macs", "macs_ratio"), ("params", "params_ratio"), ("latency_ms", "latency_ratio"),
+                           ("deploy_latency_ms", "deploy_latency_ratio")):
             if dense.get(key) and pruned.get(key) is not None:
                 self.data[ratio] = pruned[key] / dense[key]
 

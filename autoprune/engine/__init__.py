@@ -15,9 +15,9 @@ from autoprune.engine.unstructured import make_mask_plan, mask_cost
 
 __all__ = [
     "DEFAULT_ROUND_TO",
-    "DeployWarning",
     "GRANULARITIES",
     "IMPORTANCES",
+    "DeployWarning",
     "GroupMember",
     "Importance",
     "MaskEnforcer",

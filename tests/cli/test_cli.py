@@ -119,6 +119,7 @@ def test_prune_channels_reaches_the_target_and_the_files_rebuild_the_model(
 
     assert 0.48 <= report["macs_ratio"] <= TARGET
     assert report["macs_ratio"] == pytest.approx(pruned["macs"] / dense["macs"])
+    assert report["deploy_latency_ratio"] == pytest.approx(pruned["deploy_latency_ms"] / dense["deploy_latency_ms"])
     assert report["config"]["prune"]["criterion"] == "l1"
     assert report["config"]["device"] == "cpu"
     assert report["config"]["checkpoint"] == str(trained / "model.pt")
