@@ -95,6 +95,11 @@ def _latency(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int, r
     return {k: sorted(v)[1] for k, v in runs.items()}
 
 
+def _repeats(s: Settings, batch: int) -> int:
+    """Timed passes per measurement: fewer at batch 128, where each pass is long."""
+    return s.latency_repeats if batch < 128 else max(3, s.latency_repeats // 2)
+
+
 def _val(splits: DataSplits, limit: int | None) -> list[Any]:
     batches = list(splits.val_loader(256))
     return batches if limit is None else batches[:limit]
@@ -218,15 +223,14 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
                 epochs=s.finetune_epochs)
     for batch in LATENCY_BATCHES:
         log(f"latency of {len(models)} models at batch {batch}")
-        repeats = s.latency_repeats if batch < 128 else max(3, s.latency_repeats // 2)
-        lat = _latency(models, shape, batch, repeats)
+        lat = _latency(models, shape, batch, _repeats(s, batch))
         for row in rows:
             if "key" in row:
                 row[f"latency_b{batch}_ms"] = round(lat[row["key"]], 4)
                 row[f"latency_b{batch}_ratio"] = round(lat[row["key"]] / lat["dense"], 4)
     log(f"latency of {len(models)} models in the deploy form (BatchNorm folded, channels-last) at batch 128")
     deploy = {k: optimize_for_inference(m) for k, m in models.items()}
-    dlat = _latency(deploy, shape, 128, max(3, s.latency_repeats // 2))
+    dlat = _latency(deploy, shape, 128, _repeats(s, 128))
     dense_row = rows[0]
     for row in rows:
         if "macs" in row:

@@ -59,8 +59,8 @@ class SamplingConfig:
         finetune: Finetuning of each of the top k.
         finetune_batches: Limit each finetuning epoch to this many training batches (None: all).
         include_uniform: Make the uniform network (one keep ratio everywhere, widest within the budget)
-            one of the ``samples`` candidates, so the pipeline never returns worse than uniform pruning
-            would have scored (it replaces the last draw when the draws missed it).
+            one of the ``samples`` candidates, scored and ranked like the others (it replaces the last
+            draw when the draws missed it).
         seed: Seeds the sampling and finetuning.
     """
 
@@ -239,9 +239,8 @@ def run_sampling(
         damage = group_damage(table, space, "kl")
     probs = choice_probabilities(space, damage, config.temperature)
     drawn = draw_candidates(space, probs, config.samples, rng)
-    uniform_counts = {**space.largest(), **space.uniform(1.0)}
-    key = [uniform_counts[n] for n in space.names]
-    if config.include_uniform and all([c[n] for n in space.names] != key for c in drawn):
+    uniform_counts = space.uniform(1.0)
+    if config.include_uniform and uniform_counts not in drawn:
         drawn = [*drawn[: config.samples - 1], uniform_counts]
     log(f"scoring {len(drawn)} candidates ({config.strategy} sampling, adaptive BN on {config.bn_batches} batches)")
     candidates: list[SampledCandidate] = []
@@ -250,7 +249,7 @@ def run_sampling(
         result = evaluator.evaluate(counts)
         no_bn = plain.evaluate(counts).accuracy if plain is not None else None
         cand = SampledCandidate(i, result.counts, result, no_bn, seconds=time.perf_counter() - t0,
-                                is_uniform=[counts[n] for n in space.names] == key)
+                                is_uniform=counts == uniform_counts)
         candidates.append(cand)
         if on_trial is not None:
             on_trial(_trial(cand, space, config.strategy))
