@@ -8,7 +8,8 @@ The search runner (:func:`autoprune.search.run_search`) drives every searcher th
         partial = evaluator.evaluate(counts, fidelity)
         if searcher.should_prune(counts, partial, rung):   # early stopping of weak candidates
             break
-    searcher.tell(Trial(...))                   # complete, pruned or failed
+    trial = Trial(..., info=searcher.ask_info())  # complete, pruned or failed; logged, then
+    searcher.tell(trial)
 
 so the CLI, reports and benchmarks treat random search, greedy slimming, Optuna samplers and RL agents alike.
 Subclasses implement :meth:`Searcher.ask` and usually :meth:`Searcher._learn`; :meth:`Searcher.tell`
@@ -168,6 +169,15 @@ class Searcher(abc.ABC):
         """
         for trial in trials:
             self.tell(trial)
+
+    def ask_info(self) -> dict[str, Any]:
+        """Extras about the candidate :meth:`ask` just returned, recorded in its trial's ``info``.
+
+        The runner calls it right after :meth:`ask` and writes the trial to the log before :meth:`tell`, so what
+        a resumed run needs to match a logged trial with the searcher's own record (e.g. the Optuna trial
+        number) belongs here. Empty by default.
+        """
+        return {}
 
     def plan_budget(self, trials: int) -> None:  # noqa: B027  (optional hook)
         """Called by the runner before the first :meth:`ask` with the number of trials left to run."""

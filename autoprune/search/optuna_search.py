@@ -45,6 +45,7 @@ from autoprune.search.optuna_storage import (
     fail_stale,
     make_pruner,
     open_storage,
+    orphaned,
     quiet_optuna,
     worker_tag,
 )
@@ -141,6 +142,7 @@ class OptunaSearcher(Searcher):
         self._total: int | None = total_trials
         self._seeded = False
         self._pending: optuna.Trial | None = None
+        self._pending_info: dict[str, Any] = {}
         self._heartbeat: Heartbeat | None = None
 
     # ------------------------------------------------------------------ to override
@@ -213,7 +215,7 @@ class OptunaSearcher(Searcher):
         while True:
             with self._lock, quiet_optuna():
                 fail_stale(study)
-                fail_dead_local(study)
+                fail_dead_local(study, untagged=self._lock.covers_all_workers)
                 if not self._seeded:
                     self._seed(study)
                 trials = study.get_trials(deepcopy=False)
@@ -242,7 +244,12 @@ class OptunaSearcher(Searcher):
         trial.set_user_attr("raw_cost", raw_cost)
         self._mark(trial, raw_cost)
         self._pending = trial
+        self._pending_info = {"optuna_trial": trial.number, "params": dict(trial.params)}
         return counts
+
+    def ask_info(self) -> dict[str, Any]:
+        """The Optuna trial number and raw params of the candidate just asked (how a resume matches them)."""
+        return dict(self._pending_info)
 
     def _heartbeat_interval(self) -> int | None:
         storage = self._storage
@@ -265,7 +272,12 @@ class OptunaSearcher(Searcher):
         self._stop_heartbeat()
         if pending is None:
             return
-        trial.info.update(optuna_trial=pending.number, params=dict(pending.params))
+        for key, value in self._pending_info.items():  # trials told without the runner
+            trial.info.setdefault(key, value)
+        self._pending_info = {}
+        self._tell(pending, trial)
+
+    def _tell(self, pending: optuna.Trial | int, trial: Trial) -> None:
         with quiet_optuna():
             if trial.state == "complete" and trial.result is not None:
                 self.study.tell(pending, self._values(trial.result))
@@ -285,15 +297,25 @@ class OptunaSearcher(Searcher):
 
         A study that does not (an in-memory study, or a new storage) gets them added back with their raw
         params (or their keep ratios), states and scores, so the sampler continues from them.
+
+        A logged trial whose process was killed after logging it and before telling the study is still
+        running there; it is told now, with the logged score, so it is neither lost nor run again.
         """
         self._history = list(trials)
         study = self.study
         assert self._lock is not None
         with self._lock, quiet_optuna():
-            if study.get_trials(deepcopy=False):
+            held = study.get_trials(deepcopy=False)
+            if not held:
+                for t in trials:
+                    study.add_trial(self._frozen(t))
                 return
-            for t in trials:
-                study.add_trial(self._frozen(t))
+            logged = {t.info.get("optuna_trial"): t for t in trials}
+            for frozen in held:
+                if frozen.state == TrialState.RUNNING and frozen.number in logged and orphaned(
+                    frozen, untagged=self._lock.covers_all_workers
+                ):
+                    self._tell(frozen.number, logged[frozen.number])
 
     def _frozen(self, t: Trial) -> optuna.trial.FrozenTrial:
         params = t.info.get("params") or self._params(t.counts)

@@ -162,6 +162,10 @@ class StudyLock:
     Args:
         url: The storage URL (``None``: an in-memory study, a lock within this process only).
         study_name: The study; different studies in one database do not block each other.
+
+    Attributes:
+        covers_all_workers: Whether every process that can reach the study takes this same lock (False only for
+            the local lock file of an unknown backend).
     """
 
     def __init__(self, url: str | None, study_name: str) -> None:
@@ -172,26 +176,27 @@ class StudyLock:
         self._fd: int | None = None
         self._conn: Any = None
         self._engine: Any = None
-        self.kind, self._path = self._choose(url, study_name)
+        self.kind, self._path, self.covers_all_workers = self._choose(url, study_name)
 
     @staticmethod
-    def _choose(url: str | None, study_name: str) -> tuple[str, Path | None]:
+    def _choose(url: str | None, study_name: str) -> tuple[str, Path | None, bool]:
+        # (kind, lock file, whether every process that can reach the study takes this same lock)
         if url is None:
-            return "thread", None
+            return "thread", None, True
         if url.startswith("journal:"):
-            return "file", Path(url.removeprefix("journal:").removeprefix("//") + ".autoprune.lock")
+            return "file", Path(url.removeprefix("journal:").removeprefix("//") + ".autoprune.lock"), True
         if url.startswith(("postgresql", "postgres:")):
-            return "postgresql", None
+            return "postgresql", None, True
         if url.startswith("mysql"):
-            return "mysql", None
+            return "mysql", None, True
         database = _database(url) if url.startswith("sqlite") else None
         if database:
-            return "file", Path(database + ".autoprune.lock")
+            return "file", Path(database + ".autoprune.lock"), True
         if url.startswith("sqlite"):
-            return "thread", None  # an in-memory SQLite database lives in this process only
+            return "thread", None, True  # an in-memory SQLite database lives in this process only
         # Another backend: lock a local file (exact on one machine; workers on several machines may overshoot).
         digest = hashlib.sha256(f"{url}|{study_name}".encode()).hexdigest()[:16]
-        return "file", Path(os.environ.get("TMPDIR", "/tmp")) / f"autoprune-study-{digest}.lock"
+        return "file", Path(os.environ.get("TMPDIR", "/tmp")) / f"autoprune-study-{digest}.lock", False
 
     def __enter__(self) -> StudyLock:
         self._thread_lock.acquire()
@@ -321,21 +326,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_local(study: optuna.Study) -> int:
-    """Fail and re-queue running trials whose process, on this machine, no longer exists; returns how many.
+def orphaned(trial: FrozenTrial, *, untagged: bool = False) -> bool:
+    """Whether a running ``trial`` belongs to no live process, as far as this machine can tell.
 
-    Trials of this process (other searchers in other threads may share the study) and of other machines are
+    A trial tagged with a process of this machine that no longer exists is orphaned. An untagged running trial
+    is orphaned only when ``untagged`` is True: searchers ask and tag a trial in one hold of the study lock, so
+    a caller holding a lock that every worker takes (:attr:`StudyLock.covers_all_workers`) sees an untagged
+    running trial only when its process died between the two. Trials of this process and of other machines are
     left to the heartbeat.
     """
+    tag = trial.user_attrs.get(WORKER_ATTR)
+    if not isinstance(tag, dict):
+        return untagged
     me = worker_tag()
+    if tag.get("host") != me["host"]:
+        return False
+    pid = int(tag.get("pid", -1))
+    return pid != me["pid"] and not _alive(pid)
+
+
+def fail_dead_local(study: optuna.Study, *, untagged: bool = False) -> int:
+    """Fail and re-queue the :func:`orphaned` running trials (a dead process's), at once; returns how many.
+
+    Call it holding the study lock; ``untagged``: see :func:`orphaned`.
+    """
     n = 0
     with quiet_optuna():
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            tag = t.user_attrs.get(WORKER_ATTR)
-            if not isinstance(tag, dict) or tag.get("host") != me["host"]:
-                continue
-            pid = int(tag.get("pid", -1))
-            if pid == me["pid"] or _alive(pid):
+            if not orphaned(t, untagged=untagged):
                 continue
             frozen = study.tell(t.number, state=TrialState.FAIL)
             optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)

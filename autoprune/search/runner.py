@@ -4,6 +4,10 @@ Every finished trial is appended at once to ``trials.jsonl`` (the resume log, on
 and ``trials.csv`` (for people and spreadsheets), so progress survives a crash. Rerunning with
 ``resume=True`` reads ``trials.jsonl`` back, lets the searcher :meth:`~Searcher.restore` from it and
 continues the count; finished evaluations are never repeated (their results are memoized by candidate).
+
+A trial is written to the log before the searcher is told about it: the log is the record of what finished.
+A process killed between the two leaves a trial the searcher's own store (an Optuna study) still holds as
+running; the resume tells it the logged result (:meth:`Searcher.restore`) instead of losing or repeating it.
 """
 
 from __future__ import annotations
@@ -249,12 +253,13 @@ def run_search(
             counts = searcher.ask()
             if counts is None:
                 break
-            trial = _run_trial(searcher, evaluator, dict(counts), len(trials), rungs, memo)
+            info = searcher.ask_info()
+            trial = _run_trial(searcher, evaluator, dict(counts), len(trials), rungs, memo, info)
             evaluations += 0 if trial.info.get("memoized") else 1
-            searcher.tell(trial)
             trials.append(trial)
-            if log is not None:
+            if log is not None:  # logged before told: a process killed in between is reconciled on resume
                 log.append(trial)
+            searcher.tell(trial)
             if on_trial is not None:
                 on_trial(trial)
             bar.update(trial)
@@ -317,8 +322,10 @@ def _run_trial(
     number: int,
     rungs: Sequence[int],
     memo: dict[tuple[tuple[str, int], ...], EvalResult],
+    info: dict[str, Any] | None = None,
 ) -> Trial:
     start = time.perf_counter()
+    info = dict(info or {})
     space = searcher.space
     feasible = space.feasible(counts)
     if not feasible and not searcher.proposes_infeasible:
@@ -328,7 +335,8 @@ def _run_trial(
         )
     key = _key(counts)
     if key in memo:  # subproblem pruning: a repeat of a finished candidate costs nothing
-        return Trial(number, counts, "complete", memo[key], time.perf_counter() - start, feasible, {"memoized": True})
+        info["memoized"] = True
+        return Trial(number, counts, "complete", memo[key], time.perf_counter() - start, feasible, info)
     result: EvalResult | None = None
     try:
         for rung, fidelity in enumerate(rungs):
@@ -338,15 +346,15 @@ def _run_trial(
                     f"non-finite score (accuracy {result.accuracy}, loss {result.loss}) at fidelity {fidelity}"
                 )
             if fidelity < rungs[-1] and searcher.should_prune(counts, result, rung):
-                return Trial(number, counts, "pruned", result, time.perf_counter() - start, feasible)
+                return Trial(number, counts, "pruned", result, time.perf_counter() - start, feasible, info)
     except (KeyboardInterrupt, AutoPruneError):
         raise
     except Exception as exc:  # a failed evaluation is a failed trial; the search goes on
-        return Trial(number, counts, "failed", None, time.perf_counter() - start, feasible,
+        return Trial(number, counts, "failed", None, time.perf_counter() - start, feasible, info,
                      error=f"{type(exc).__name__}: {exc}")
     assert result is not None
     memo[key] = result
-    return Trial(number, counts, "complete", result, time.perf_counter() - start, feasible)
+    return Trial(number, counts, "complete", result, time.perf_counter() - start, feasible, info)
 
 
 class _Progress:

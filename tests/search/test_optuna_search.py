@@ -182,6 +182,24 @@ def test_a_dead_workers_trial_is_failed_and_rerun(shared: tuple[Any, Evaluator],
     assert budget_count(trials) == (3, 0) and len(trials) == 4
 
 
+def test_a_trial_orphaned_between_ask_and_tag_is_rerun_at_once(shared: tuple[Any, Evaluator], tmp_path: Path) -> None:
+    """A process killed right after ``study.ask()``, before tagging the trial with its pid, leaves a running
+    trial with no owner and no heartbeat; the next run (holding the study lock) fails and re-runs it."""
+    space, inner = shared
+    options = {"storage": f"sqlite:///{tmp_path / 'study.db'}", "study_name": "s"}
+    run_search(make_searcher("tpe", space, seed=0, **options), inner, SearchConfig(trials=2), out=tmp_path,
+               progress=False)  # fmt: skip
+    orphan = _optuna(make_searcher("tpe", space, seed=0, **options)).study.ask()  # untagged, never told
+    searcher = _optuna(make_searcher("tpe", space, seed=0, **options))
+    start = time.monotonic()
+    result = run_search(searcher, inner, SearchConfig(trials=5), out=tmp_path, resume=True, progress=False)
+    assert time.monotonic() - start < 60  # no wait for a heartbeat that will never come (default grace: 60 s)
+    assert [t.number for t in result.trials] == list(range(5))
+    trials = searcher.study.get_trials(deepcopy=False)
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert budget_count(trials) == (5, 0) and len(trials) == 6
+
+
 def test_an_interrupted_trial_is_requeued_on_close(shared: tuple[Any, Evaluator]) -> None:
     searcher = _optuna(make_searcher("qmc", shared[0], seed=0))
     searcher.plan_budget(3)

@@ -66,3 +66,30 @@ def test_two_workers_on_one_journal_file(tmp_path: Path) -> None:
                     reason="set AUTOPRUNE_TEST_POSTGRES_URL (.ci/run starts a PostgreSQL server and sets it)")
 def test_two_workers_on_one_postgresql_study(tmp_path: Path) -> None:
     _run_workers(os.environ["AUTOPRUNE_TEST_POSTGRES_URL"], tmp_path)
+
+
+DIES = Path(__file__).with_name("_die_between_log_and_tell.py")
+
+
+def test_a_trial_logged_but_not_told_is_told_on_resume_not_rerun(tmp_path: Path) -> None:
+    """Killed after writing trial 3 to trials.jsonl and before telling the study: the resume tells it."""
+    storage, out, total = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "run", 8
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    died = subprocess.run([sys.executable, str(DIES), storage, str(out), str(total), "3", "0"],
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert died.returncode == 9, died.stderr[-3000:]
+    logged = [json.loads(line) for line in (out / "trials.jsonl").open()]
+    assert [t["number"] for t in logged] == [0, 1, 2, 3]
+    study = optuna.load_study(study_name="s", storage=open_storage(storage, heartbeat_interval=None))
+    assert study.trials[3].state == optuna.trial.TrialState.RUNNING  # the kill left it there
+
+    resumed = subprocess.run([sys.executable, str(DIES), storage, str(out), str(total), "-1", "1"],
+                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.strip().splitlines()[-1]) == {"trials": total, "evaluations": total - 4}
+    final = [json.loads(line) for line in (out / "trials.jsonl").open()]
+    assert [t["number"] for t in final] == list(range(total)) and final[:4] == logged
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == total and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert trials[3].values == [logged[3]["result"]["accuracy"]]  # told the logged score, not re-evaluated
+    assert [t["info"]["optuna_trial"] for t in final] == list(range(total))
