@@ -13,6 +13,7 @@ running; the resume tells it the logged result (:meth:`Searcher.restore`) instea
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -151,17 +152,32 @@ class TrialLog:
         for path in (self.jsonl, self.csv):
             path.unlink(missing_ok=True)
 
-    def append(self, trial: Trial) -> None:
+    def append(self, trial: Trial, *, renumber: bool = False) -> Trial:
+        """Write ``trial`` to both files, holding a lock on ``trials.jsonl`` (worker processes may share them).
+
+        With ``renumber``, the trial gets the next number of the log (its line count), so that trials of
+        several workers appending to one log are numbered 0, 1, 2, ... without gaps or repeats.
+        Returns the trial as written.
+        """
+        import fcntl
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        _append_line(self.jsonl, trial.to_json() + "\n")
-        new = not self.csv.exists() or self.csv.stat().st_size == 0
-        row = csv_row(trial)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        _append_line(self.csv, buf.getvalue())
+        fd = os.open(self.jsonl, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if renumber:
+                trial = dataclasses.replace(trial, number=self.jsonl.read_bytes().count(b"\n"))
+            _write_all(fd, trial.to_json() + "\n")
+            new = not self.csv.exists() or self.csv.stat().st_size == 0
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(csv_row(trial))
+            _append_line(self.csv, buf.getvalue())
+        finally:
+            os.close(fd)  # releases the lock
+        return trial
 
 
 def csv_row(trial: Trial) -> dict[str, Any]:
@@ -187,13 +203,20 @@ def csv_row(trial: Trial) -> dict[str, Any]:
 
 
 def _append_line(path: Path, text: str) -> None:
-    # One write per line with O_APPEND: several worker processes may share the file.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
+        _write_all(fd, text)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, text: str) -> None:
+    # One write per line with O_APPEND, then fsync: a finished trial survives a crash of the machine.
+    data = text.encode()
+    written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(f"short write ({written} of {len(data)} bytes): is the disk full?")
+    os.fsync(fd)
 
 
 def run_search(
@@ -256,9 +279,9 @@ def run_search(
             info = searcher.ask_info()
             trial = _run_trial(searcher, evaluator, dict(counts), len(trials), rungs, memo, info)
             evaluations += 0 if trial.info.get("memoized") else 1
-            trials.append(trial)
             if log is not None:  # logged before told: a process killed in between is reconciled on resume
-                log.append(trial)
+                trial = log.append(trial, renumber=True)  # workers sharing the log get distinct numbers
+            trials.append(trial)
             searcher.tell(trial)
             if on_trial is not None:
                 on_trial(trial)

@@ -1,0 +1,57 @@
+"""``autoprune search --workers 2``: two processes on one study, one shared log, one report.
+
+Run as a real subprocess (the command re-launches itself for the extra worker from ``sys.argv``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from autoprune.search import TrialLog
+from autoprune.search.optuna_storage import WORKER_ATTR, open_storage
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def supernet_file(digits_supernet: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sn") / "supernet.pt"
+    digits_supernet.supernet.save(path, {"space": digits_supernet.space.to_dict(), "model": "resnet20"})
+    return path
+
+
+def test_two_workers_share_the_study_and_the_log_exactly(supernet_file: Path, tmp_path: Path) -> None:
+    out, total = tmp_path / "run", 80  # enough for the second worker to start (about 6 s) and join
+    cmd = [sys.executable, "-m", "autoprune", "search", "--supernet", str(supernet_file), "--searcher", "tpe",
+           "--trials", str(total), "--workers", "2", "--out", str(out), "--no-progress", "--threads", "1",
+           "--device", "cpu", "--bn-batches", "2", "--no-onnx"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "worker(s) failed" not in proc.stdout + proc.stderr
+    assert (out / "worker-1.log").is_file()
+
+    trials = TrialLog(out).read()
+    assert [t.number for t in trials] == list(range(total))  # one numbering over both workers' trials
+    assert sorted(t.info["optuna_trial"] for t in trials) == list(range(total))  # each study trial logged once
+    csv_lines = (out / "trials.csv").read_text().splitlines()
+    assert len(csv_lines) == total + 1 and csv_lines.count(csv_lines[0]) == 1  # one header
+
+    storage = open_storage(f"sqlite:///{out / 'study.db'}", heartbeat_interval=None)
+    study = optuna.load_study(study_name="autoprune-tpe", storage=storage)
+    done = study.get_trials(deepcopy=False)
+    assert len(done) == total and all(t.state == optuna.trial.TrialState.COMPLETE for t in done)
+    pids = {t.user_attrs[WORKER_ATTR]["pid"] for t in done}
+    assert len(pids) == 2, "the second worker ran no trial"
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["search"]["trials"] == total and report["config"]["workers"] == 2
+    best = max((t for t in trials if t.state == "complete"), key=lambda t: (t.accuracy, -t.result.macs))  # type: ignore[union-attr]
+    assert report["pruned"]["macs"] == best.result.macs  # type: ignore[union-attr]
