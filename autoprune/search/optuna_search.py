@@ -43,6 +43,7 @@ from autoprune.search.optuna_storage import (
     budget_count,
     fail_dead_local,
     fail_stale,
+    heartbeat_interval,
     make_pruner,
     open_storage,
     orphaned,
@@ -252,8 +253,7 @@ class OptunaSearcher(Searcher):
         return dict(self._pending_info)
 
     def _heartbeat_interval(self) -> int | None:
-        storage = self._storage
-        return storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
+        return heartbeat_interval(self._storage)
 
     def _grace_period(self, interval: int) -> float:
         grace = self._storage_options["grace_period"]

@@ -19,6 +19,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -95,8 +96,9 @@ def open_storage(
 ) -> optuna.storages.BaseStorage | None:
     """The Optuna storage for ``url`` (``None``: a study in memory, for one process).
 
-    Database storages get a heartbeat: a worker's running trial whose heartbeat stops for ``grace_period``
-    seconds (default twice the interval) is failed and re-queued, at most ``max_retry`` times.
+    Database storages and journal files get a heartbeat: a worker's running trial whose heartbeat stops for
+    ``grace_period`` seconds (default twice the interval) is failed and re-queued, at most ``max_retry`` times.
+    (Optuna's journal storage has no heartbeat of its own; see :class:`HeartbeatJournalStorage`.)
 
     Raises:
         AutoPruneError: a malformed URL, a missing database driver, or a database that cannot be reached.
@@ -110,7 +112,10 @@ def open_storage(
 
         path = Path(url.removeprefix("journal:").removeprefix("//"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        backend = JournalFileBackend(str(path))
+        if not heartbeat_interval:
+            return optuna.storages.JournalStorage(backend)
+        return HeartbeatJournalStorage(backend, heartbeat_interval, grace_period, max_retry)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 120}  # writers from other workers: wait, do not fail
@@ -143,6 +148,39 @@ def _database(url: str) -> str | None:
     except Exception:  # reported by open_storage
         return None
     return None if database in (None, "", ":memory:") else database
+
+
+#: User attribute holding a running trial's last heartbeat (Unix time) in a journal storage.
+HEARTBEAT_ATTR = "autoprune_heartbeat"
+
+
+class HeartbeatJournalStorage(optuna.storages.JournalStorage):
+    """Optuna's journal storage with a heartbeat kept by autoprune.
+
+    Optuna's journal storage has none, so a worker killed on another machine would leave its trial running
+    for ever. Here :class:`Heartbeat` writes the time into the running trial's user attribute
+    :data:`HEARTBEAT_ATTR` every ``heartbeat_interval`` seconds, and :func:`fail_stale` fails and re-queues
+    a running trial whose last beat is older than ``grace_period`` seconds (default twice the interval).
+    Beats are compared with this machine's clock: keep the workers' clocks in sync (NTP) to well under the
+    grace period.
+    """
+
+    def __init__(
+        self, backend: Any, heartbeat_interval: int, grace_period: int | None = None, max_retry: int | None = 3
+    ) -> None:
+        super().__init__(backend)
+        self.heartbeat_interval = int(heartbeat_interval)
+        self.grace_period = float(2 * heartbeat_interval if grace_period is None else grace_period)
+        self.max_retry = max_retry
+
+
+def heartbeat_interval(storage: optuna.storages.BaseStorage | None) -> int | None:
+    """Seconds between heartbeats of running trials in ``storage``; None when it keeps none."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return storage.get_heartbeat_interval()
+    if isinstance(storage, HeartbeatJournalStorage):
+        return storage.heartbeat_interval
+    return None
 
 
 def budget_count(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
@@ -275,20 +313,23 @@ class Heartbeat:
     def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if not isinstance(storage, optuna.storages.RDBStorage):
+        interval = heartbeat_interval(storage)
+        if not interval or storage is None:
             return
-        rdb = storage
-        interval = rdb.get_heartbeat_interval()
-        if not interval:
-            return
+        if isinstance(storage, optuna.storages.RDBStorage):
+            record = storage.record_heartbeat
+        else:  # HeartbeatJournalStorage
+
+            def record(trial_id: int) -> None:
+                storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
         with contextlib.suppress(Exception):  # the first beat now, so the trial can go stale from the start
-            rdb.record_heartbeat(trial_id)
+            record(trial_id)
 
         def beat() -> None:
             while not self._stop.wait(interval):
-                with contextlib.suppress(Exception):  # a transient database error: try again next beat
-                    rdb.record_heartbeat(trial_id)
+                with contextlib.suppress(Exception):  # a transient storage error: try again next beat
+                    record(trial_id)
 
         self._thread = threading.Thread(target=beat, name=f"autoprune-heartbeat-{trial_id}", daemon=True)
         self._thread.start()
@@ -301,9 +342,22 @@ class Heartbeat:
 
 
 def fail_stale(study: optuna.Study) -> None:
-    """Fail the running trials of dead workers (stale heartbeat) and re-queue them (public Optuna API)."""
+    """Fail the running trials of dead workers (stale heartbeat) and re-queue them.
+
+    Database storages: Optuna's own ``fail_stale_trials``. :class:`HeartbeatJournalStorage`: running trials
+    whose :data:`HEARTBEAT_ATTR` is older than the grace period.
+    """
+    storage = study._storage
     with quiet_optuna():
-        optuna.storages.fail_stale_trials(study)
+        if not isinstance(storage, HeartbeatJournalStorage):
+            optuna.storages.fail_stale_trials(study)
+            return
+        now = time.time()
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=storage.max_retry)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = t.user_attrs.get(HEARTBEAT_ATTR)
+            if isinstance(beat, (int, float)) and now - beat > storage.grace_period:
+                retry(study, study.tell(t.number, state=TrialState.FAIL))
 
 
 #: User attribute naming the process that runs a trial (host and pid), so that a rerun on the same machine can

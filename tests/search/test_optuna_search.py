@@ -162,10 +162,13 @@ def test_resume_from_a_persistent_study(shared: tuple[Any, Evaluator], tmp_path:
     assert not any(t.user_attrs.get("restored") for t in trials)
 
 
-def test_a_dead_workers_trial_is_failed_and_rerun(shared: tuple[Any, Evaluator], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_dead_workers_trial_is_failed_and_rerun(shared: tuple[Any, Evaluator], tmp_path: Path, kind: str) -> None:
+    """The dead worker is this very process (as if on another machine): only its stale heartbeat can tell."""
     space, inner = shared
-    options = {"storage": f"sqlite:///{tmp_path / 'study.db'}", "study_name": "s", "total_trials": 3,
-               "heartbeat_interval": 1, "grace_period": 2}  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'study.log'}"
+    options = {"storage": storage, "study_name": "s", "total_trials": 3, "heartbeat_interval": 1,
+               "grace_period": 2}  # fmt: skip
     dead = _optuna(make_searcher("tpe", space, seed=0, **options))
     counts = dead.ask()
     dead._stop_heartbeat()  # the worker dies: no more heartbeats, never tells
