@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autoprune.errors import AutoPruneError
 from autoprune.metrics import count_params, measure_latency
 from autoprune.supernet.supernet import Supernet
 
@@ -109,6 +110,8 @@ class SupernetEvaluator(Evaluator):
         calibration: Batches for adaptive BatchNorm (from the training split).
         bn_batches: Calibration batches per candidate (0 disables adaptive BN).
         latency_batch_size: If set, the latency of every extracted candidate is measured at this batch size.
+        latency_form: ``eager`` (the extracted model as it is) or ``deploy`` (measured after
+            :func:`~autoprune.engine.deploy.optimize_for_inference`: BatchNorm folded, channels-last).
         device: Where to evaluate.
     """
 
@@ -120,8 +123,14 @@ class SupernetEvaluator(Evaluator):
         *,
         bn_batches: int = 10,
         latency_batch_size: int | None = None,
+        latency_form: str = "eager",
         device: torch.device | str = "cpu",
     ) -> None:
+        from autoprune.engine.latency_table import FORMS
+
+        if latency_form not in FORMS:
+            raise AutoPruneError(f"latency_form={latency_form!r} must be one of {', '.join(FORMS)}")
+        self.latency_form = latency_form
         self.supernet = supernet
         self.device = torch.device(device)
         self.val = [(x.to(self.device), y.to(self.device)) for x, y in val_batches]
@@ -163,8 +172,13 @@ class SupernetEvaluator(Evaluator):
             if have == 0:
                 entry.params = count_params(model)[0]
                 if self.latency_batch_size is not None:
+                    timed = model
+                    if self.latency_form == "deploy":
+                        from autoprune.engine.deploy import optimize_for_inference
+
+                        timed = optimize_for_inference(model)
                     entry.latency_ms = measure_latency(
-                        model, self.supernet.input_shape, batch_size=self.latency_batch_size, repeats=20
+                        timed, self.supernet.input_shape, batch_size=self.latency_batch_size, repeats=20
                     ).median_ms
             with torch.inference_mode():
                 for x, y in self.val[have:fidelity]:

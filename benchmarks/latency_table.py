@@ -16,7 +16,12 @@ ResNet-20 (3x32x32, random weights: latency does not depend on values), the bund
    is measured in the same round-robin), and the Spearman correlation of MACs with the measured latency
    for the same candidates.
 
-Run:  .venv/bin/python benchmarks/latency_table.py [--threads 2] [--candidates 20] [--out benchmarks/results]
+``--form deploy`` builds the table in deploy form and measures the candidates and the dense model in deploy
+form too (``autoprune.optimize_for_inference``: BatchNorm folded, channels-last); results go to
+``latency_table_deploy.{json,md}``.
+
+Run:  .venv/bin/python benchmarks/latency_table.py [--threads 2] [--candidates 20] [--form eager|deploy]
+      [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from autoprune.engine.latency_table import LatencyTable, build_latency_table
+from autoprune.engine.deploy import optimize_for_inference
+from autoprune.engine.latency_table import FORMS, LatencyTable, build_latency_table
 from autoprune.engine.plan import PrunePlan, apply_plan
 from autoprune.engine.structure import ModelStructure
 from autoprune.metrics import count_macs, measure_latency
@@ -87,8 +93,10 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=5, help="round-robin passes when measuring candidates")
+    parser.add_argument("--form", choices=FORMS, default="eager", help="eager, or deploy (folded, channels-last)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
+    form = optimize_for_inference if args.form == "deploy" else (lambda m: m)
     load_before = os.getloadavg()
     torch.manual_seed(args.seed)
     structure = ModelStructure(build_model("resnet20", num_classes=10, in_channels=3).eval(), SHAPE)
@@ -105,7 +113,8 @@ def main() -> None:
     for batch in BATCHES:
         repeats = 20 if batch == 1 else 8
         start = time.perf_counter()
-        table = build_latency_table(structure, budget.choices, batch_size=batch, threads=args.threads, repeats=20)
+        table = build_latency_table(structure, budget.choices, batch_size=batch, threads=args.threads, repeats=20,
+                                    form=args.form)  # fmt: skip
         build_s = time.perf_counter() - start
         row: dict[str, Any] = {
             "table_build_s": build_s,
@@ -114,7 +123,7 @@ def main() -> None:
             "predicted_dense_ms": table.predict(structure, {}),
         }
         for name, counts_list in candidates.items():
-            models = [structure.model, *(extract(structure, c) for c in counts_list)]
+            models = [form(structure.model), *(form(extract(structure, c)) for c in counts_list)]
             measured = measure_round_robin(models, batch, args.threads, args.rounds, repeats)
             predicted = [table.predict(structure, c) for c in counts_list]
             macs = [count_macs(m, SHAPE) for m in models[1:]]
@@ -138,6 +147,7 @@ def main() -> None:
         "threads": args.threads,
         "seed": args.seed,
         "candidates": args.candidates,
+        "form": args.form,
         "protocol": "table: median of 20 timed passes after 3 warm-ups per distinct layer shape and for the dense "
         f"model (its overhead); candidates: {args.rounds} round-robin passes over dense + candidates, each the "
         "median of 20 (batch 1) or 8 (batch 64) timed passes after 3 warm-ups, reported: median of passes; "
@@ -151,8 +161,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency_table.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    (args.out / "latency_table.md").write_text(_markdown(meta, results))
+    stem = "latency_table" if args.form == "eager" else f"latency_table_{args.form}"
+    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(_markdown(meta, results))
 
 
 def _table_note(table: LatencyTable, batch: int) -> None:
@@ -162,7 +173,8 @@ def _table_note(table: LatencyTable, batch: int) -> None:
 
 def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
     lines = [
-        f"# Latency table vs measured latency, ResNet-20 ({meta['threads']} CPU threads)",
+        f"# Latency table vs measured latency, ResNet-20 ({meta['threads']} CPU threads, "
+        f"{meta.get('form', 'eager')} form)",
         "",
         f"Command: `{meta['command']}`  ",
         f"Machine: {meta['machine']} ({meta['cpu_count']} CPUs), torch {meta['torch']}, {meta['date']}  ",

@@ -78,6 +78,11 @@ def search_cmd(
                      "(fraction of the dense latency at --latency-batch-size)."),
     ] = None,
     latency_batch_size: Annotated[int, typer.Option("--latency-batch-size")] = 1,
+    latency_form: Annotated[
+        str,
+        typer.Option("--latency-form", help="Form the latency table and candidates are timed in: 'deploy' "
+                     "(BatchNorm folded, channels-last, as autoprune.optimize_for_inference gives) or 'eager'."),
+    ] = "deploy",
     searcher: SearcherName = "tpe",
     trials: Annotated[int, typer.Option("--trials", help="Candidate evaluations (pruned/failed ones count).")] = 50,
     rungs: Annotated[
@@ -152,8 +157,9 @@ def search_cmd(
                              "continue it, or a new --out to start over (nothing is overwritten)")
     net, search_space, dense_model = _supernet_and_space(s, model, dataset, supernet, space, checkpoint, seed, progress,
                                             supernet_epochs, train_epochs, bn_batches)
-    search_space = _retarget(s, search_space, target_macs, target_params, target_latency, latency_batch_size,
-                             resume or worker)
+    with net.gates.detached():  # the latency table times the plain model, without the supernet's hooks
+        search_space = _retarget(s, search_space, target_macs, target_params, target_latency, latency_batch_size,
+                                 latency_form, resume or worker)
     if study:
         options.setdefault("storage", storage or f"sqlite:///{(s.out / 'study.db').resolve()}")
         options.setdefault("study_name", study_name or f"autoprune-{searcher}")
@@ -179,7 +185,8 @@ def search_cmd(
         rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
         val_batch_size=val_batch_size,
         out=s.out, resume=resume or worker or workers > 1, progress=progress and not worker, on_trial=on_trial,
-        latency_batch_size=latency_batch_size if target_latency is not None else None, device=s.device,
+        latency_batch_size=latency_batch_size if target_latency is not None else None, latency_form=latency_form,
+        device=s.device,
         repair_log=not worker and workers == 1, extract=False,  # the winner is read from the shared log below
     )  # fmt: skip
     if worker:
@@ -221,6 +228,7 @@ def search_cmd(
         evaluator=outcome.evaluator, space=search_space.to_dict(), files=files, finetuned_winner=finetune_epochs > 0,
         config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": _jsonable(options),
                 "workers": workers, "bn_batches": bn_batches, "val_batch_size": val_batch_size,
+                "latency_form": latency_form if target_latency is not None else None,
                 "supernet": str(supernet or s.out / "supernet.pt"),
                 "device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)},
     )
@@ -268,7 +276,7 @@ def _supernet_and_space(
 
 def _retarget(
     s: Setup, space: SearchSpace, target_macs: float, target_params: float | None, target_latency: float | None,
-    batch_size: int, reuse_table: bool,
+    batch_size: int, form: str, reuse_table: bool,
 ) -> SearchSpace:
     """The space with the budget the user asked for (a latency table is measured once and kept in OUT)."""
     given = [name for name, v in (("--target-params", target_params), ("--target-latency", target_latency))
@@ -283,11 +291,14 @@ def _retarget(
     from autoprune.engine.latency_table import LatencyTable, build_latency_table
 
     path = s.out / "latency_table.json"
-    if reuse_table and path.exists():
-        table = LatencyTable.load(path)
-    else:
-        console.print(f"measuring the per-layer latency table (batch {batch_size}) ...")
-        table = build_latency_table(space.structure, macs_space.choices, batch_size=batch_size)
+    table = LatencyTable.load(path) if reuse_table and path.exists() else None
+    if table is not None and (table.form, table.batch_size) != (form, batch_size):
+        raise AutoPruneError(f"{path} was measured in {table.form} form at batch {table.batch_size}, not {form} at "
+                             f"batch {batch_size}: resume with --latency-form {table.form} --latency-batch-size "
+                             f"{table.batch_size}, or start a new --out")
+    if table is None:
+        console.print(f"measuring the per-layer latency table ({form} form, batch {batch_size}) ...")
+        table = build_latency_table(space.structure, macs_space.choices, batch_size=batch_size, form=form)
         table.save(path)
     return dataclasses.replace(macs_space, metric="latency", target=target_latency, latency_table=table)
 

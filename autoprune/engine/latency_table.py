@@ -6,6 +6,10 @@ layer at high resolution may cost more than its MACs say; odd widths defeat vect
 space, on this machine, and predicts a sub-network's latency as the sum of its layers' entries plus a
 constant overhead for everything else (normalization, activations, pooling, the framework).
 
+A table is measured in one of two forms: ``eager`` (the model as it is) or ``deploy`` (the form
+:func:`~autoprune.engine.deploy.optimize_for_inference` gives: BatchNorm folded into the convolutions,
+channels-last memory), so that a latency budget is met in the form the model ships in.
+
 Widths follow :meth:`ModelStructure.predict_macs`'s arithmetic: a layer keeps
 ``round(out_channels * (1 - sum(share * (1 - count / channels))))`` output channels over the groups that cut
 them, and likewise for its inputs; a depthwise conv keeps as many inputs (and groups) as outputs.
@@ -31,9 +35,11 @@ from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, CheckpointError
 from autoprune.metrics.latency import measure_latency, num_threads
 
-__all__ = ["LatencyTable", "build_latency_table", "layer_widths", "reachable_shapes"]
+__all__ = ["FORMS", "LatencyTable", "build_latency_table", "layer_widths", "reachable_shapes"]
 
 TABLE_VERSION = 1
+#: Forms a table can be measured in (see the module docstring).
+FORMS: tuple[str, ...] = ("eager", "deploy")
 Shape = tuple[int, int]  # (in_channels_kept, out_channels_kept)
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -52,6 +58,7 @@ class LatencyTable:
             several times in one forward pass holds the sum of its calls).
         overhead_ms: Measured dense latency minus the sum of the dense entries; may be negative where timing
             layers one by one costs more than running them in the model.
+        form: ``eager`` or ``deploy`` (BatchNorm folded, channels-last; see the module docstring).
     """
 
     batch_size: int
@@ -59,6 +66,7 @@ class LatencyTable:
     device: str
     entries: dict[str, dict[Shape, float]]
     overhead_ms: float
+    form: str = "eager"
 
     def predict(self, structure: ModelStructure, counts: Mapping[str, int]) -> float:
         """Predicted latency in milliseconds of ``structure``'s model keeping ``counts[group]`` channels.
@@ -106,6 +114,7 @@ class LatencyTable:
             "batch_size": self.batch_size,
             "threads": self.threads,
             "device": self.device,
+            "form": self.form,
             "overhead_ms": self.overhead_ms,
             "entries": {
                 name: {f"{i},{o}": ms for (i, o), ms in sorted(layer.items())} for name, layer in self.entries.items()
@@ -133,6 +142,7 @@ class LatencyTable:
                 device=str(data["device"]),
                 entries=entries,
                 overhead_ms=float(data["overhead_ms"]),
+                form=_check_form(data.get("form", "eager"), CheckpointError),  # tables before forms: eager
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"malformed latency table: {type(exc).__name__}: {exc}") from None
@@ -169,6 +179,7 @@ def build_latency_table(
     threads: int | None = None,
     repeats: int = 20,
     warmup: int = 3,
+    form: str = "eager",
 ) -> LatencyTable:
     """Time every conv/linear layer of ``structure``'s model at every width ``choices`` can give it.
 
@@ -184,16 +195,28 @@ def build_latency_table(
         threads: CPU threads (``None``: torch's current setting).
         repeats: Timed passes per layer shape (the median is kept) and per timing of the dense model.
         warmup: Untimed passes before each measurement.
+        form: ``eager``: layers and dense model as they are. ``deploy``: the dense model in deploy form
+            (:func:`~autoprune.engine.deploy.optimize_for_inference`), each layer as it is there (with the
+            bias folded BatchNorm gives it) in channels-last memory, fed channels-last input.
 
     Returns:
         The table, with the overhead measured on the dense model under the same conditions.
 
     Raises:
-        AutoPruneError: unknown group names or counts outside ``[1, channels]``.
+        AutoPruneError: unknown group names, counts outside ``[1, channels]``, or an unknown form.
     """
+    form = _check_form(form, AutoPruneError)
     reachable = reachable_shapes(structure, choices)
     inputs = _input_shapes(structure)
+    deploy = form == "deploy"
+    timed = structure.model
     modules = dict(structure.model.named_modules())
+    if deploy:
+        from autoprune.engine.deploy import optimize_for_inference
+
+        timed = optimize_for_inference(structure.model)
+        folded = dict(timed.named_modules())  # torch.fx keeps the layers' names
+        modules = {name: folded.get(name, module) for name, module in modules.items()}
     device = _device_of(structure.model)
     cache: dict[tuple[Any, ...], float] = {}
     entries: dict[str, dict[Shape, float]] = {}
@@ -201,11 +224,8 @@ def build_latency_table(
     midway = len(reachable) // 2
 
     def time_dense() -> None:
-        dense.append(
-            measure_latency(
-                structure.model, structure.input_shape, batch_size=batch_size, warmup=warmup, repeats=repeats
-            ).median_ms
-        )
+        latency = measure_latency(timed, structure.input_shape, batch_size=batch_size, warmup=warmup, repeats=repeats)
+        dense.append(latency.median_ms)
 
     with num_threads(threads) as used_threads:
         time_dense()
@@ -220,8 +240,10 @@ def build_latency_table(
                     key = _layer_key(module, input_shape, shape)
                     if key not in cache:
                         layer, x_shape = _standalone(module, input_shape, shape, device)
+                        if deploy:
+                            layer = layer.to(memory_format=torch.channels_last)
                         cache[key] = measure_latency(
-                            layer, x_shape, batch_size=batch_size, warmup=warmup, repeats=repeats
+                            layer, x_shape, batch_size=batch_size, warmup=warmup, repeats=repeats, channels_last=deploy
                         ).median_ms
                     total += cache[key]
                 entries[name][shape] = total
@@ -229,8 +251,9 @@ def build_latency_table(
     dense_entries = sum(entries[name][shape] for name, shape in layer_widths(structure, {}).items())
     overhead = statistics.median(dense) - dense_entries
     return LatencyTable(
-        batch_size=batch_size, threads=used_threads, device=str(device), entries=entries, overhead_ms=overhead
-    )
+        batch_size=batch_size, threads=used_threads, device=str(device), entries=entries, overhead_ms=overhead,
+        form=form,
+    )  # fmt: skip
 
 
 def reachable_shapes(structure: ModelStructure, choices: Mapping[str, Sequence[int]]) -> dict[str, set[Shape]]:
@@ -273,6 +296,12 @@ def layer_widths(structure: ModelStructure, counts: Mapping[str, int]) -> dict[s
             a, b = a + w_in * r, b + w_out * r
         shapes[name] = layer.shape(1.0 - a, 1.0 - b)
     return shapes
+
+
+def _check_form(form: Any, error: type[Exception]) -> str:
+    if form not in FORMS:
+        raise error(f"latency table form {form!r} is not one of {', '.join(FORMS)}")
+    return str(form)
 
 
 # ---------------------------------------------------------------------- widths

@@ -56,6 +56,7 @@ def measure_latency(
     repeats: int = 30,
     threads: int | None = None,
     min_time_s: float = 0.0,
+    channels_last: bool = False,
 ) -> Latency:
     """Time forward passes of ``model`` in eval mode on random input.
 
@@ -67,6 +68,8 @@ def measure_latency(
         repeats: Timed passes; the median is reported.
         threads: CPU threads for the measurement (``None``: torch's current setting).
         min_time_s: Keep repeating until this much time was spent timing (for very fast models).
+        channels_last: Feed a 4-d input in channels-last memory format (as the layers of a model in deploy
+            form see it; see :func:`autoprune.optimize_for_inference`).
 
     Returns:
         The median, 10th and 90th percentile in milliseconds and the conditions.
@@ -76,6 +79,8 @@ def measure_latency(
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     x = torch.randn((batch_size, *input_shape[1:]), device=device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     times: list[float] = []

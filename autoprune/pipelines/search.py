@@ -73,6 +73,7 @@ def search_supernet(
     progress: bool = True,
     on_trial: Callable[[Trial], None] | None = None,
     latency_batch_size: int | None = None,
+    latency_form: str = "eager",
     device: torch.device | str = "cpu",
     repair_log: bool = True,
     extract: bool = True,
@@ -95,6 +96,7 @@ def search_supernet(
         progress: Progress bar.
         on_trial: Called after each trial.
         latency_batch_size: Measure every candidate's latency at this batch size (latency rewards).
+        latency_form: ``eager`` or ``deploy`` (BatchNorm folded, channels-last): the form latency is measured in.
         device: Where to evaluate.
         repair_log: See :func:`autoprune.search.run_search` (False in processes that share ``out``).
         extract: Extract the winner (``model``); False when the caller picks the winner itself (workers).
@@ -105,7 +107,7 @@ def search_supernet(
     config = SearchConfig(trials=trials, rungs=rungs, seed=seed)
     evaluator = SupernetEvaluator(
         supernet, splits.val_loader(val_batch_size), splits.calibration_loader(seed=seed),
-        bn_batches=bn_batches, latency_batch_size=latency_batch_size, device=device,
+        bn_batches=bn_batches, latency_batch_size=latency_batch_size, latency_form=latency_form, device=device,
     )  # fmt: skip
     reference = {
         "uniform": _ref(evaluator.evaluate(space.uniform(1.0))),

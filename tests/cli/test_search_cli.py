@@ -82,7 +82,7 @@ def test_bad_search_input_gives_one_clear_line(
     assert "Traceback" not in result.output
 
 
-def test_search_over_a_latency_budget_measures_and_keeps_a_table(searched: Path, run_ok: Invoke,
+def test_search_over_a_latency_budget_measures_and_keeps_a_table(searched: Path, run_ok: Invoke, invoke: Invoke,
                                                                  fast: tuple[str, ...], tmp_path: Path) -> None:
     out = tmp_path / "lat"
     run_ok(["search", "--searcher", "random", "--trials", "3", "--supernet", str(searched / "supernet.pt"),
@@ -90,6 +90,14 @@ def test_search_over_a_latency_budget_measures_and_keeps_a_table(searched: Path,
     report = json.loads((out / "report.json").read_text())
     assert report["space"]["metric"] == "latency" and (out / "latency_table.json").is_file()
     assert all(t.result is None or t.result.latency_ms is not None for t in TrialLog(out).read())
+    # the default form is the deploy form, for the table and the candidates alike
+    assert report["config"]["latency_form"] == "deploy"
+    assert json.loads((out / "latency_table.json").read_text())["form"] == "deploy"
+    other = invoke(["search", "--searcher", "random", "--trials", "4", "--supernet", str(searched / "supernet.pt"),
+                    "--target-latency", "0.9", "--latency-form", "eager", "--out", str(out), "--resume", "--no-onnx",
+                    *SMALL, *fast])  # fmt: skip
+    assert other.exit_code == 2 and "measured in deploy form" in other.output
+    assert "--latency-form deploy" in other.output
 
 
 def test_any_trial_of_a_search_exports_without_finetuning(searched: Path, run_ok: Invoke, invoke: Invoke,

@@ -236,3 +236,40 @@ def test_depthwise_and_grouped_layers() -> None:
             real = (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (m.in_channels, m.out_channels)
             assert real == (n_in, n_out), name
         assert math.isfinite(table.predict(structure, counts))
+
+
+# ---------------------------------------------------------------------- deploy form
+def test_deploy_form_times_folded_channels_last_layers(resnet20: ModelStructure, macs_space: SearchSpace,
+                                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import autoprune.engine.latency_table as lt
+
+    timed: list[tuple[nn.Module, bool]] = []
+    real = lt.measure_latency
+
+    def spy(model: nn.Module, shape: tuple[int, ...], **kwargs: Any) -> Any:
+        timed.append((model, kwargs.get("channels_last", False)))
+        return real(model, shape, **kwargs)
+
+    monkeypatch.setattr(lt, "measure_latency", spy)
+    table = build_latency_table(resnet20, macs_space.choices, **QUICK, form="deploy")
+    assert table.form == "deploy"
+    models = [m for m, _ in timed if len(list(m.children())) > 0]  # the dense model (timed three times)
+    assert len(models) == 3
+    for model in models:  # the deploy form: no BatchNorm left, channels-last weights
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    layers = [(m, cl) for m, cl in timed if isinstance(m, nn.Conv2d)]
+    assert layers and all(cl and m.weight.is_contiguous(memory_format=torch.channels_last) for m, cl in layers)
+    assert all(m.bias is not None for m, _ in layers)  # every ResNet-20 conv feeds a BatchNorm: folded, biased
+    assert LatencyTable.load(table.save(tmp_path / "t.json")).form == "deploy"
+
+
+def test_table_forms_are_checked(resnet20: ModelStructure, macs_space: SearchSpace, table: LatencyTable) -> None:
+    assert table.form == "eager"
+    old = {k: v for k, v in table.to_dict().items() if k != "form"}  # written before tables had a form
+    assert LatencyTable.from_dict(old).form == "eager"
+    with pytest.raises(CheckpointError, match="form 'fast' is not one of eager, deploy"):
+        LatencyTable.from_dict({**table.to_dict(), "form": "fast"})
+    with pytest.raises(AutoPruneError, match="form 'fast' is not one of eager, deploy"):
+        build_latency_table(resnet20, macs_space.choices, **QUICK, form="fast")
