@@ -84,6 +84,7 @@ class Settings:
     seed: int
     latency_searcher: str | None = None  # also search with a latency budget (table at batch 128)
     checkpoint_epochs: int = 0  # epochs a loaded dense checkpoint was trained (for the epochs column)
+    latency_form: str = "deploy"  # form of the latency-budget search's table (eager or deploy)
 
 
 def _latency(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int, repeats: int) -> dict[str, float]:
@@ -160,9 +161,9 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
     add("dense", None, dense, evaluations=0, search_s=0.0, epochs=dense_epochs)
     table, table_s = None, 0.0
     if s.latency_searcher:
-        log("per-layer latency table at batch 128 (for the latency-budget search)")
+        log(f"per-layer latency table at batch 128, {s.latency_form} form (for the latency-budget search)")
         start = time.perf_counter()
-        table = build_latency_table(base_space.structure, base_space.choices, batch_size=128)
+        table = build_latency_table(base_space.structure, base_space.choices, batch_size=128, form=s.latency_form)
         table_s = round(time.perf_counter() - start, 1)
     for target in s.targets:
         space = SearchSpace(base_space.groups, "macs", target, base_space.round_to, base_space.structure)
@@ -212,7 +213,7 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
             if out.model is not None and out.best is not None and out.best.result is not None:
                 add(f"{s.latency_searcher}-latency-budget", target, out.model, evaluations=out.result.evaluations,
                     search_s=round(time.perf_counter() - start, 1), epochs=0, table_s=table_s,
-                    latency_target=lat_target,
+                    latency_target=lat_target, latency_form=s.latency_form,
                     val_accuracy=out.best.result.accuracy)
         if best is not None and s.finetune_epochs > 0:
             # the searcher with the best validation accuracy (not test), finetuned like the baselines;
@@ -393,6 +394,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--searchers", nargs="+", default=list(SEARCHERS))
     p.add_argument("--latency-searcher", default="tpe",
                    help="also run this searcher with a latency budget (table at batch 128); 'none' to skip")
+    p.add_argument("--latency-form", choices=("eager", "deploy"), default="deploy",
+                   help="form the latency-budget search's table is measured in (default: deploy)")
     p.add_argument("--trials", type=int, default=60)
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--train-epochs", type=int, default=10)
@@ -424,11 +427,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.quick:
         s = Settings("digits", None, (0.5,), tuple(a.searchers), trials=6, finetune_epochs=1, train_epochs=3,
                      supernet_epochs=1, samples=4, top_k=1, val_batches=None, bn_batches=2, latency_repeats=3,
-                     seed=a.seed, latency_searcher=latency_searcher)
+                     seed=a.seed, latency_searcher=latency_searcher, latency_form=a.latency_form)
     else:
         s = Settings("fashion-mnist", a.data_dir, tuple(a.targets), tuple(a.searchers), a.trials, a.finetune_epochs,
                      a.train_epochs, a.supernet_epochs, a.samples, a.top_k, a.val_batches, a.bn_batches, 20, a.seed,
-                     latency_searcher, a.checkpoint_epochs)
+                     latency_searcher, a.checkpoint_epochs, a.latency_form)
     name = "compare_quick" if a.quick else "compare"
     partial = a.out / f"{name}.partial.json"
     result = compare(s, a.checkpoint, a.supernet, partial=partial)
