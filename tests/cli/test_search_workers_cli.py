@@ -29,7 +29,7 @@ def supernet_file(digits_supernet: Any, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_two_workers_share_the_study_and_the_log_exactly(supernet_file: Path, tmp_path: Path) -> None:
-    out, total = tmp_path / "run", 80  # enough for the second worker to start (about 6 s) and join
+    out, total = tmp_path / "run", 150  # enough for the second worker to start (about 6 s) and join
     cmd = [sys.executable, "-m", "autoprune", "search", "--supernet", str(supernet_file), "--searcher", "tpe",
            "--trials", str(total), "--workers", "2", "--out", str(out), "--no-progress", "--threads", "1",
            "--device", "cpu", "--bn-batches", "2", "--no-onnx"]  # fmt: skip
