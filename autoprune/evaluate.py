@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from autoprune.errors import AutoPruneError
+from autoprune.engine.deploy import check_form, in_form
 from autoprune.metrics import count_params, measure_latency
 from autoprune.supernet.supernet import Supernet
 
@@ -126,11 +126,7 @@ class SupernetEvaluator(Evaluator):
         latency_form: str = "eager",
         device: torch.device | str = "cpu",
     ) -> None:
-        from autoprune.engine.latency_table import FORMS
-
-        if latency_form not in FORMS:
-            raise AutoPruneError(f"latency_form={latency_form!r} must be one of {', '.join(FORMS)}")
-        self.latency_form = latency_form
+        self.latency_form = check_form(latency_form)
         self.supernet = supernet
         self.device = torch.device(device)
         self.val = [(x.to(self.device), y.to(self.device)) for x, y in val_batches]
@@ -172,11 +168,7 @@ class SupernetEvaluator(Evaluator):
             if have == 0:
                 entry.params = count_params(model)[0]
                 if self.latency_batch_size is not None:
-                    timed = model
-                    if self.latency_form == "deploy":
-                        from autoprune.engine.deploy import optimize_for_inference
-
-                        timed = optimize_for_inference(model)
+                    timed = in_form(model, self.latency_form)
                     entry.latency_ms = measure_latency(
                         timed, self.supernet.input_shape, batch_size=self.latency_batch_size, repeats=20
                     ).median_ms

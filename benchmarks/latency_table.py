@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from autoprune.engine.deploy import optimize_for_inference
-from autoprune.engine.latency_table import FORMS, LatencyTable, build_latency_table
+from autoprune.engine.deploy import FORMS, in_form
+from autoprune.engine.latency_table import LatencyTable, build_latency_table
 from autoprune.engine.plan import PrunePlan, apply_plan
 from autoprune.engine.structure import ModelStructure
 from autoprune.metrics import count_macs, measure_latency
@@ -96,7 +96,6 @@ def main() -> None:
     parser.add_argument("--form", choices=FORMS, default="eager", help="eager, or deploy (folded, channels-last)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    form = optimize_for_inference if args.form == "deploy" else (lambda m: m)
     load_before = os.getloadavg()
     torch.manual_seed(args.seed)
     structure = ModelStructure(build_model("resnet20", num_classes=10, in_channels=3).eval(), SHAPE)
@@ -123,7 +122,7 @@ def main() -> None:
             "predicted_dense_ms": table.predict(structure, {}),
         }
         for name, counts_list in candidates.items():
-            models = [form(structure.model), *(form(extract(structure, c)) for c in counts_list)]
+            models = [in_form(m, args.form) for m in (structure.model, *(extract(structure, c) for c in counts_list))]
             measured = measure_round_robin(models, batch, args.threads, args.rounds, repeats)
             predicted = [table.predict(structure, c) for c in counts_list]
             macs = [count_macs(m, SHAPE) for m in models[1:]]

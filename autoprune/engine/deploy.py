@@ -18,6 +18,11 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from autoprune.errors import AutoPruneError
+
+#: Forms a model is timed in: ``eager`` (as it is) or ``deploy`` (:func:`optimize_for_inference`).
+FORMS: tuple[str, ...] = ("eager", "deploy")
+
 
 class DeployWarning(UserWarning):
     """The deploy form could not apply every optimisation to this model."""
@@ -49,3 +54,23 @@ def optimize_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_l
     if channels_last:
         out = out.to(memory_format=torch.channels_last)
     return out.eval()
+
+
+def check_form(form: object) -> str:
+    """``form`` if it is one of :data:`FORMS`.
+
+    Raises:
+        AutoPruneError: another value (naming the valid ones).
+    """
+    if form not in FORMS:
+        raise AutoPruneError(f"form {form!r} is not one of {', '.join(FORMS)}")
+    return str(form)
+
+
+def in_form(model: nn.Module, form: str) -> nn.Module:
+    """``model`` itself (``eager``) or its :func:`optimize_for_inference` copy (``deploy``).
+
+    Raises:
+        AutoPruneError: an unknown form.
+    """
+    return optimize_for_inference(model) if check_form(form) == "deploy" else model

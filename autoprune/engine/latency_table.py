@@ -30,16 +30,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.engine.deploy import check_form, in_form
 from autoprune.engine.plan import write_json_atomic
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, CheckpointError
 from autoprune.metrics.latency import measure_latency, num_threads
 
-__all__ = ["FORMS", "LatencyTable", "build_latency_table", "layer_widths", "reachable_shapes"]
+__all__ = ["LatencyTable", "build_latency_table", "layer_widths", "reachable_shapes"]
 
 TABLE_VERSION = 1
-#: Forms a table can be measured in (see the module docstring).
-FORMS: tuple[str, ...] = ("eager", "deploy")
 Shape = tuple[int, int]  # (in_channels_kept, out_channels_kept)
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -142,8 +141,10 @@ class LatencyTable:
                 device=str(data["device"]),
                 entries=entries,
                 overhead_ms=float(data["overhead_ms"]),
-                form=_check_form(data.get("form", "eager"), CheckpointError),  # tables before forms: eager
+                form=check_form(data.get("form", "eager")),  # tables written before forms existed: eager
             )
+        except AutoPruneError as exc:
+            raise CheckpointError(f"malformed latency table: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"malformed latency table: {type(exc).__name__}: {exc}") from None
 
@@ -205,18 +206,12 @@ def build_latency_table(
     Raises:
         AutoPruneError: unknown group names, counts outside ``[1, channels]``, or an unknown form.
     """
-    form = _check_form(form, AutoPruneError)
+    timed = in_form(structure.model, form)
+    deploy = form == "deploy"
     reachable = reachable_shapes(structure, choices)
     inputs = _input_shapes(structure)
-    deploy = form == "deploy"
-    timed = structure.model
-    modules = dict(structure.model.named_modules())
-    if deploy:
-        from autoprune.engine.deploy import optimize_for_inference
-
-        timed = optimize_for_inference(structure.model)
-        folded = dict(timed.named_modules())  # torch.fx keeps the layers' names
-        modules = {name: folded.get(name, module) for name, module in modules.items()}
+    folded = dict(timed.named_modules())  # the deploy form keeps the layers' names (torch.fx)
+    modules = {name: folded.get(name, module) for name, module in structure.model.named_modules()}
     device = _device_of(structure.model)
     cache: dict[tuple[Any, ...], float] = {}
     entries: dict[str, dict[Shape, float]] = {}
@@ -296,12 +291,6 @@ def layer_widths(structure: ModelStructure, counts: Mapping[str, int]) -> dict[s
             a, b = a + w_in * r, b + w_out * r
         shapes[name] = layer.shape(1.0 - a, 1.0 - b)
     return shapes
-
-
-def _check_form(form: Any, error: type[Exception]) -> str:
-    if form not in FORMS:
-        raise error(f"latency table form {form!r} is not one of {', '.join(FORMS)}")
-    return str(form)
 
 
 # ---------------------------------------------------------------------- widths

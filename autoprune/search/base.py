@@ -8,8 +8,8 @@ The search runner (:func:`autoprune.search.run_search`) drives every searcher th
         partial = evaluator.evaluate(counts, fidelity)
         if searcher.should_prune(counts, partial, rung):   # early stopping of weak candidates
             break
-    trial = Trial(..., info=searcher.ask_info())  # complete, pruned or failed; logged, then
-    searcher.tell(trial)
+    trial = Trial(..., info=searcher.ask_info())  # complete, pruned or failed; written to the log first,
+    searcher.tell(trial)                        # then told
 
 so the CLI, reports and benchmarks treat random search, greedy slimming, Optuna samplers and RL agents alike.
 Subclasses implement :meth:`Searcher.ask` and usually :meth:`Searcher._learn`; :meth:`Searcher.tell`

@@ -215,7 +215,7 @@ class OptunaSearcher(Searcher):
         last, deadline = None, math.inf
         while True:
             with self._lock, quiet_optuna():
-                fail_stale(study)
+                fail_stale(study, self._storage)
                 fail_dead_local(study, untagged=self._lock.covers_all_workers)
                 if not self._seeded:
                     self._seed(study)

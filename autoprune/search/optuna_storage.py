@@ -341,13 +341,12 @@ class Heartbeat:
             self._thread = None
 
 
-def fail_stale(study: optuna.Study) -> None:
-    """Fail the running trials of dead workers (stale heartbeat) and re-queue them.
+def fail_stale(study: optuna.Study, storage: optuna.storages.BaseStorage | None) -> None:
+    """Fail the running trials of dead workers (stale heartbeat) in ``study`` (held in ``storage``); re-queue them.
 
     Database storages: Optuna's own ``fail_stale_trials``. :class:`HeartbeatJournalStorage`: running trials
     whose :data:`HEARTBEAT_ATTR` is older than the grace period.
     """
-    storage = study._storage
     with quiet_optuna():
         if not isinstance(storage, HeartbeatJournalStorage):
             optuna.storages.fail_stale_trials(study)

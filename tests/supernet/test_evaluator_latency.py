@@ -38,5 +38,5 @@ def test_candidates_are_timed_in_the_requested_form(digits_supernet: Any, form: 
 
 def test_an_unknown_latency_form_is_refused(digits_supernet: Any) -> None:
     sn = digits_supernet
-    with pytest.raises(AutoPruneError, match="latency_form='fast' must be one of eager, deploy"):
+    with pytest.raises(AutoPruneError, match="form 'fast' is not one of eager, deploy"):
         SupernetEvaluator(sn.supernet, sn.splits.val_loader(64), [], bn_batches=0, latency_form="fast")
