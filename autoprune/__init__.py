@@ -17,16 +17,14 @@ from autoprune.engine import (
     PruneConfig,
     PrunePlan,
     apply_plan,
-    compute_plan,
     export_onnx,
     load_pruned,
     optimize_for_inference,
-    prune,
 )
 from autoprune.evaluate import SupernetEvaluator
 from autoprune.metrics import count_cost, count_macs, evaluate_accuracy, measure_latency
 from autoprune.models import build_model, load_checkpoint_into, save_checkpoint
-from autoprune.pipelines import StandardConfig, run_standard
+from autoprune.pipelines import StandardConfig, compute_plan, prune, run_standard
 from autoprune.pipelines.search import search_supernet
 from autoprune.search import SEARCHERS, SearchConfig, Searcher, make_searcher, run_search
 from autoprune.search_spaces import SearchSpace, auto_space, load_space

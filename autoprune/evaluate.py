@@ -11,12 +11,14 @@ evaluates only the batches not seen yet (what Optuna's pruners need for early st
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -61,6 +63,58 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class FullScore:
+    """A candidate scored on every validation sample, with the per-sample record for paired comparisons.
+
+    Attributes:
+        counts: Kept channels per group.
+        accuracy: Top-1 on the whole validation split.
+        accuracy_se: Its standard error, ``sqrt(p (1 - p) / n)``.
+        loss: Mean cross-entropy.
+        loss_se: Standard error of the mean cross-entropy.
+        samples: Validation samples scored.
+        macs_ratio: MACs over the dense model's.
+        params: Parameters of the extracted sub-network.
+        bn_batches: Calibration batches its BatchNorm statistics were re-estimated on.
+        correct: Per validation sample, 1 if predicted right (not serialized).
+        losses: Per validation sample cross-entropy (not serialized).
+    """
+
+    counts: dict[str, int]
+    accuracy: float
+    accuracy_se: float
+    loss: float
+    loss_se: float
+    samples: int
+    macs_ratio: float
+    params: int
+    bn_batches: int
+    correct: np.ndarray = field(repr=False, compare=False)
+    losses: np.ndarray = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("correct", "losses")}
+
+
+def paired_difference(a: FullScore, b: FullScore) -> tuple[float, float]:
+    """Accuracy of ``a`` minus that of ``b`` on the same samples, and the standard error of that difference.
+
+    Paired: the per-sample differences ``correct_a - correct_b`` share the samples' difficulty, so the
+    standard error is that of their mean (often much smaller than either accuracy's own).
+    """
+    if a.samples != b.samples:
+        raise ValueError(f"scores on {a.samples} and {b.samples} samples cannot be paired")
+    d = a.correct.astype(np.float64) - b.correct.astype(np.float64)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.inf
+    return float(d.mean()), se
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` measured on ``n`` samples."""
+    return math.sqrt(max(p * (1.0 - p), 0.0) / n) if n > 0 else math.inf
 
 
 @dataclass
@@ -200,6 +254,32 @@ class SupernetEvaluator(Evaluator):
             seconds=seconds,
             cached=cached,
         )
+
+    def score(self, counts: Mapping[str, int]) -> FullScore:
+        """Score ``counts`` on every validation sample, keeping the per-sample record (not cached).
+
+        Used to fix the winner after a search: the top candidates are re-scored this way, usually by an
+        evaluator with a larger calibration set (``bn_batches``) than the search's.
+        """
+        full = dict(zip(self.names, self.key(counts), strict=True))
+        model = self._extract(full)
+        correct, losses = [], []
+        with torch.inference_mode():
+            for x, y in self.val:
+                logits = model(x)
+                correct.append((logits.argmax(dim=1) == y).cpu())
+                losses.append(F.cross_entropy(logits, y, reduction="none").float().cpu())
+        c = torch.cat(correct).numpy().astype(np.int8)
+        lo = torch.cat(losses).numpy().astype(np.float64)
+        n = len(c)
+        accuracy = float(c.mean())
+        macs = self.supernet.structure.predict_macs(full)
+        return FullScore(
+            counts=full, accuracy=accuracy, accuracy_se=binomial_se(accuracy, n), loss=float(lo.mean()),
+            loss_se=float(lo.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf, samples=n,
+            macs_ratio=macs / self.supernet.structure.dense_macs, params=count_params(model)[0],
+            bn_batches=len(self.calibration), correct=c, losses=lo,
+        )  # fmt: skip
 
     def _extract(self, counts: dict[str, int]) -> nn.Module:
         self._stats.extractions += 1

@@ -21,11 +21,21 @@ latency_ratio       pruned latency / dense latency (same batch size, threads, de
 config              every setting the command ran with
 environment         library versions, torch threads, device, platform
 files               run-folder-relative paths of the files written (checkpoint, plan, onnx)
+winner              ``search``: how the exported candidate was fixed on validation data: its
+                    ``source`` (``search`` or ``uniform``), trial, val accuracy ± SE, loss, MACs
+rescored            ``search``: every re-scored candidate (top-k trials and the uniform one), best first
+uniform_rescored    ``search``: the uniform candidate re-scored the same way
+vs_uniform          ``search``: winner minus uniform val accuracy (paired) with its standard error,
+                    ``beats_uniform`` (more than 2 standard errors) and a one-line ``statement``
+uniform             ``search``: test metrics of the uniform candidate (read after the winner is fixed)
+budget_use          ``search``: ``cost``, ``used`` (cost / target), ``saturated`` of the winner, and
+                    the distribution of ``used`` over all evaluated candidates
 ==================  ===========================================================================
 
 Metrics objects (``dense``, ``pruned``): ``accuracy`` (test top-1, 0..1), ``top5``, ``macs``
 (conv/linear multiply-accumulates per sample), ``params``, ``latency_ms`` (median forward time at
-``latency_batch_size``), ``latency_batch_size``, ``deploy_latency_ms`` (the same in the deploy form,
+``latency_batch_size``), ``latency_batch_size``, ``accuracy_se`` (its standard error) and
+``test_samples`` (with a test loader), ``deploy_latency_ms`` (the same in the deploy form,
 :func:`autoprune.engine.deploy.optimize_for_inference`; the top level then has ``deploy_latency_ratio``);
 mask granularities add ``effective_macs`` and ``nonzero_params``.
 """
@@ -33,6 +43,7 @@ mask granularities add ``effective_macs`` and ``nonzero_params``.
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import time
 import warnings
@@ -74,6 +85,11 @@ def environment() -> dict[str, Any]:
     }
 
 
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` measured on ``n`` samples."""
+    return math.sqrt(max(p * (1.0 - p), 0.0) / n)
+
+
 def model_metrics(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -89,7 +105,10 @@ def model_metrics(
     out: dict[str, Any] = {}
     if test_loader is not None:
         acc = evaluate_accuracy(model, test_loader, device=device)
+        n = len(test_loader.dataset) if hasattr(test_loader, "dataset") else 0
         out.update(accuracy=acc.top1, top5=acc.top5)
+        if n:
+            out.update(accuracy_se=binomial_se(acc.top1, n), test_samples=n)
     out.update(macs=cost.macs, params=cost.params)
     if effective:
         out.update(effective_macs=cost.effective_macs, nonzero_params=cost.nonzero_params)

@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 
 from autoprune.engine.deploy import optimize_for_inference
-from autoprune.engine.pruner import PruneConfig, prune
+from autoprune.engine.pruner import PruneConfig
 from autoprune.metrics import count_cost, measure_latency
 from autoprune.models import build_model, load_checkpoint_into
+from autoprune.pipelines.prune import prune
 
 BATCHES = (1, 64, 128)
 

@@ -11,8 +11,9 @@ clipped so that the episode can still end within the budget (AMC's resource-cons
   largest choice, still reaches ``target - budget_slack``, so episodes do not leave budget unused. When
   the two bounds cross, feasibility wins.
 
-:meth:`SearchSpace.project` then runs on the episode's ratios as a safety net (a no-op when clipping
-worked, which the tests check). Observations are AMC's layer embeddings, each feature scaled to [0, 1].
+:meth:`SearchSpace.project` then runs on the episode's counts: clipping alone already makes them
+feasible (the tests check it), and the projection fills what the episode left of the budget, so every
+evaluated candidate spends it (within one rounding step). Observations are AMC's layer embeddings, each feature scaled to [0, 1].
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ class EpisodeCore:
         return 0.0 if hi <= lo else float(np.clip((g.ratio(count) - lo) / (hi - lo), 0.0, 1.0))
 
     def final_counts(self) -> tuple[dict[str, int], bool]:
-        """The finished episode's counts after the projection safety net, and whether it changed anything.
+        """The finished episode's counts projected onto the budget (filled up to it), and whether that changed them.
 
         Raises:
             AutoPruneError: the episode is not finished yet.

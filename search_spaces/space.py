@@ -340,29 +340,50 @@ class SearchSpace:
     def max_cost(self) -> float:
         return self.cost(self.largest())
 
-    def project(self, ratios: RatioInput) -> dict[str, int]:
-        """Feasible counts closest to ``ratios``: see :func:`autoprune.search_spaces.projection.project`.
+    def project(self, ratios: RatioInput, *, fill: bool = True) -> dict[str, int]:
+        """Feasible counts closest to ``ratios``: see :func:`autoprune.search_spaces.budget.project`.
 
         Args:
             ratios: Keep ratios in [0, 1] (a mapping or a sequence in :attr:`names` order); each is first
                 clipped into its group's bounds.
+            fill: Move a request that is under the budget *up* to it, keeping its shape, and top up until
+                no group can grow by one choice (the default: an accuracy-at-a-budget search should spend
+                the budget). ``False`` keeps an under-budget request as it is (Pareto searches, explicit
+                requests); a request over the budget is shrunk either way.
 
         Returns:
             Counts that are allowed choices and meet the budget; deterministic.
         """
-        from autoprune.search_spaces.projection import project
+        from autoprune.search_spaces.budget import project
 
-        return project(self, self._ratio_vector(ratios, allow_zero=True))
+        return project(self, self._ratio_vector(ratios, allow_zero=True), fill=fill)
+
+    def saturated(self, counts: Mapping[str, int]) -> bool:
+        """Whether no group can take one more choice within the budget (within one rounding step of it)."""
+        from autoprune.search_spaces.budget import saturated
+
+        return saturated(self, self._count_map(counts))
+
+    def budget_use(self, counts: Mapping[str, int]) -> dict[str, Any]:
+        """``{"cost", "used" (cost / target), "saturated"}`` of a candidate."""
+        from autoprune.search_spaces.budget import budget_use
+
+        return budget_use(self, self._count_map(counts))
 
     def sample(self, rng: np.random.Generator) -> dict[str, int]:
-        """A uniformly random choice per group, projected onto the budget."""
+        """A uniformly random choice per group, projected onto the budget (filled up to it)."""
         drawn = {g.name: g.ratio(g.choices[int(rng.integers(len(g.choices)))]) for g in self.groups}
         return self.project(drawn)
 
     def uniform(self, keep_ratio: float) -> dict[str, int]:
-        """The same keep ratio in every group, projected onto the budget (``uniform(1.0)``: widest within it)."""
-        value = ratio(keep_ratio, "keep_ratio")
-        return self.project([value] * len(self.groups))
+        """The same keep ratio in every group, fitted to the budget (``uniform(1.0)``: widest within it).
+
+        See :func:`autoprune.search_spaces.budget.uniform`; a ratio whose counts already meet the budget
+        is honoured as it is.
+        """
+        from autoprune.search_spaces.budget import uniform
+
+        return uniform(self, ratio(keep_ratio, "keep_ratio"))
 
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:

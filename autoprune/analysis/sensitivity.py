@@ -257,10 +257,10 @@ def sensitivity_seed_ratios(
     """Sensitivity-guided candidates at the space's budget, as keep ratios (for Optuna's ``enqueue_trial``).
 
     For every tolerance in ``max_drops`` the per-group lower bounds (:func:`keep_ratio_lower_bounds`) are
-    the floor: robust groups may go down to their bound, sensitive ones stay near whole. Every group moves
-    from full width toward its floor by the same fraction ``t``; the smallest ``t`` (the least pruning)
-    that meets the budget is taken, and :meth:`SearchSpace.project` makes the result exactly
-    feasible. Groups of the space missing from the table may go down to their minimum choice.
+    the request: robust groups may go down to their bound, sensitive ones stay near whole. The request is
+    fitted to the budget by :meth:`SearchSpace.project` (scaled up keeping its shape when it spends less
+    than the budget, shrunk when it spends more). Groups of the space missing from the table may go down
+    to their minimum choice.
 
     Args:
         table: A sensitivity table (groups not in the space are ignored).
@@ -275,20 +275,7 @@ def sensitivity_seed_ratios(
     for max_drop in max_drops:
         bounds = keep_ratio_lower_bounds(table, max_drop=max_drop, metric=metric)
         floor = {g.name: max(bounds.get(g.name, 0.0), g.ratio(g.min_count)) for g in space.groups}
-        top = {g.name: g.ratio(g.max_count) for g in space.groups}
-
-        def at(t: float, floor: dict[str, float] = floor, top: dict[str, float] = top) -> dict[str, float]:
-            return {n: top[n] - t * (top[n] - floor[n]) for n in top}
-
-        lo, hi = 0.0, 1.0  # find the least pruning (smallest t) whose nearest choices meet the budget
-        if space.cost(space.counts(at(1.0))) <= space.target:
-            for _ in range(30):
-                mid = (lo + hi) / 2
-                if space.cost(space.counts(at(mid))) <= space.target:
-                    hi = mid
-                else:
-                    lo = mid
-        ratios = space.ratios(space.project(at(hi)))
+        ratios = space.ratios(space.project(floor))
         if ratios not in seeds:
             seeds.append(ratios)
     return seeds

@@ -13,20 +13,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 from torch import nn
 
 from autoprune.cli import options as opt
-from autoprune.cli.app import _metrics_table, _train, app, out_console
+from autoprune.cli.app import _train, app, out_console
 from autoprune.cli.common import Setup, console, setup, user_errors
 from autoprune.cli.supernet_cmds import BnBatches, Space, export_subnet
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError
 from autoprune.pipelines.oneshot import build_supernet, resolve_space
-from autoprune.pipelines.search import search_supernet
+from autoprune.pipelines.search import pick_winner, search_supernet
 from autoprune.report import RunReport, model_metrics
 from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs, pareto_front
 from autoprune.search.base import best_trial
+from autoprune.search.winner import DEFAULT_TOP_K, WinnerChoice
 from autoprune.search_spaces import SearchSpace
+from autoprune.search_spaces.budget import budget_use_summary
 from autoprune.supernet import Supernet, SupernetConfig
 from autoprune.training import TrainConfig, train
 
@@ -114,6 +117,14 @@ def search_cmd(
         int | None, typer.Option("--val-batch-size", help="Validation batch = one fidelity unit (default: 256, "
                                  "smaller for small validation sets so that there are at least 8 batches).")
     ] = None,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Best trials re-scored on the whole validation split (with a larger "
+                          "BatchNorm calibration) to fix the winner; the uniform candidate is always re-scored too.")
+    ] = DEFAULT_TOP_K,
+    rescore_bn_batches: Annotated[
+        int | None, typer.Option("--rescore-bn-batches", help="Calibration batches (64 training images each) of "
+                                 "that re-scoring (default: 4 x --bn-batches).")
+    ] = None,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Log trials to OUT/tensorboard.")] = False,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
@@ -131,6 +142,10 @@ def search_cmd(
     """
     started = time.perf_counter()
     SEARCHERS.get(searcher)  # an unknown name fails before any work
+    if top_k < 1:
+        raise AutoPruneError(f"--top-k {top_k} must be >= 1 (the number of best trials re-scored)")
+    if rescore_bn_batches is not None and rescore_bn_batches < 1:
+        raise AutoPruneError(f"--rescore-bn-batches {rescore_bn_batches} must be >= 1")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial drowns the progress bar
@@ -197,17 +212,25 @@ def search_cmd(
                       f"{log.csv}. Continue with the same command plus --resume (and --out {s.out}).")
         raise typer.Exit(130)
     all_trials = log.read()
-    best = best_trial(all_trials)
-    if best is None or best.result is None:
+    if not any(t.state == "complete" and t.feasible for t in all_trials):
         raise AutoPruneError(f"no trial of the search completed ({len(all_trials)} trials, see {log.csv}); "
                              "check the errors there, then rerun with --resume")
-    counts = best.result.counts
-    winner = net.extract(counts, calibration=s.splits.calibration_loader(seed=seed), bn_batches=bn_batches)
+    # The winner is fixed on validation data only (top-k re-scored with a larger calibration, and the
+    # uniform candidate); the test split is read below, once, for the report.
+    chosen = pick_winner(net, search_space, s.splits, all_trials, top_k=top_k, seed=seed, device=s.device,
+                         rescore_bn_batches=rescore_bn_batches or 4 * max(bn_batches, 1),
+                         val_batch_size=val_batch_size)  # fmt: skip
+    choice = chosen.choice
+    counts = chosen.counts
+    winner = chosen.extract(net)
+    uniform_model = net.extract(choice.uniform.score.counts, calibration=chosen.calibration,
+                                bn_batches=len(chosen.calibration))
     report = RunReport("search", model, dataset, seed, s.out, started=started)
     test_loader = s.splits.test_loader()
     dense = (model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
              if dense_model is not None else {"macs": net.structure.dense_macs, "params": net.structure.dense_params})
     pruned = model_metrics(winner.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
+    uniform = model_metrics(uniform_model.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
     files = export_subnet(net, counts, winner, s, report, onnx=onnx)
     front = pareto_front(all_trials)
     (s.out / "pareto.json").write_text(json.dumps([t.to_dict() for t in front], indent=1))
@@ -220,28 +243,58 @@ def search_cmd(
         report.set(finetuned=model_metrics(tuned, s.input_shape, test_loader=test_loader, device=s.device),
                    finetune_epochs=finetune_epochs)
     summary = outcome.result.summary()
-    summary.update(trials=len(all_trials), best=best.to_dict(), pareto=[t.to_dict() for t in front])
+    best = best_trial(all_trials)
+    summary.update(trials=len(all_trials), best=None if best is None else best.to_dict(),
+                   pareto=[t.to_dict() for t in front])
+    space_counts = {k: v for k, v in counts.items() if k in search_space.names}
+    evaluated = [t.counts for t in all_trials if t.result is not None and t.feasible]
     report.set(
-        dense=dense, pruned=pruned, counts=counts, keep_ratios=search_space.ratios(
-            {k: v for k, v in counts.items() if k in search_space.names}),
+        dense=dense, pruned=pruned, uniform=uniform, counts=counts, keep_ratios=search_space.ratios(space_counts),
         reference=outcome.reference, search=summary, searcher_state=outcome.searcher_state,
         evaluator=outcome.evaluator, space=search_space.to_dict(), files=files, finetuned_winner=finetune_epochs > 0,
+        **{k: v for k, v in choice.to_dict().items() if k != "uniform"}, uniform_rescored=choice.uniform.to_dict(),
+        budget_use={**search_space.budget_use(space_counts),
+                    "evaluated": budget_use_summary(search_space, evaluated)},
         config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": _jsonable(options),
                 "workers": workers, "bn_batches": bn_batches, "val_batch_size": val_batch_size,
+                "top_k": top_k, "rescore_bn_batches": len(chosen.calibration),
                 "latency_form": latency_form if target_latency is not None else None,
                 "supernet": str(supernet or s.out / "supernet.pt"),
                 "device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)},
-    )
+    )  # fmt: skip
     path = report.write()
     files.update(_plot(s.out))
     report.set(files=files)
     path = report.write()
-    rows: dict[str, dict[str, Any]] = {"dense": dense, "pruned": pruned} if "accuracy" in dense else {"pruned": pruned}
-    out_console.print(_metrics_table(f"{model}: best of {len(all_trials)} trials ({searcher}), no finetuning", rows))
-    uni = outcome.reference["uniform"]
-    out_console.print(f"val accuracy: best {best.result.accuracy:.4f} vs uniform {uni['val_accuracy']:.4f} "
-                      f"at {search_space.metric} {search_space.cost(counts):.3f} (target {search_space.target})\n"
-                      f"report: {path}")
+    out_console.print(_side_by_side(model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
+    out_console.print(f"{choice.statement}\nreport: {path}  (HTML: autoprune report {s.out})")
+
+
+def _side_by_side(model: str, n_trials: int, searcher: str, dense: dict[str, Any], uniform: dict[str, Any],
+                  pruned: dict[str, Any], choice: WinnerChoice, space: SearchSpace) -> Table:
+    """Dense, uniform and the winner: test accuracy ± SE, validation accuracy ± SE, MACs, latency."""
+    table = Table(title=f"{model}: winner of {n_trials} trials ({searcher}), no finetuning; "
+                        f"budget {space.metric} <= {space.target:g}")
+    for col in ("model", "test accuracy", "val accuracy", "MACs", "params", "latency ms (b1, deploy)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+
+    def acc(m: dict[str, Any]) -> str:
+        if m.get("accuracy") is None:
+            return "-"
+        se = m.get("accuracy_se")
+        return f"{m['accuracy']:.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+    def val(r: Any) -> str:
+        return f"{r.score.accuracy:.4f} ± {r.score.accuracy_se:.4f}"
+
+    dense_macs = dense["macs"]
+    rows = [("dense", dense, "-"), ("uniform", uniform, val(choice.uniform)),
+            (f"winner ({choice.winner.source})", pruned, val(choice.winner))]
+    for name, m, v in rows:
+        table.add_row(name, acc(m), v, f"{m['macs'] / 1e6:.3f}M ({m['macs'] / dense_macs:.3f})",
+                      f"{m['params'] / 1e6:.4f}M",
+                      "-" if "latency_ms" not in m else f"{m['latency_ms']:.3f}, {m['deploy_latency_ms']:.3f}")
+    return table
 
 
 def _supernet_and_space(

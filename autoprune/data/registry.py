@@ -23,6 +23,10 @@ DATASETS.register("cifar100", load_cifar100)
 DATASETS.register("imagefolder", load_imagefolder)
 
 
+#: Validation fractions that differ from the usual 10% of the training set.
+VAL_FRACTIONS: dict[str, float] = {"digits": 0.25}
+
+
 def dataset_names() -> list[str]:
     """Sorted names of the registered datasets."""
     return DATASETS.names()
@@ -32,7 +36,7 @@ def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
     *,
-    val_fraction: float = 0.1,
+    val_fraction: float | None = None,
     split_seed: int = 0,
     download: bool = False,
     image_size: int | None = None,
@@ -47,7 +51,9 @@ def load_dataset(
     Args:
         name: A name from :func:`dataset_names`.
         data_dir: The dataset folder (ignored by ``"digits"``, required by all others).
-        val_fraction: Fraction of the training set held out as ``val``, in (0, 1).
+        val_fraction: Fraction of the training set held out as ``val``, in (0, 1); ``None``: the dataset's
+            default (:data:`VAL_FRACTIONS`, else 0.1). Digits holds out 25% (359 images): with 10% (144)
+            one image is 0.7 accuracy points, too coarse to rank pruned candidates.
         split_seed: Seed of the train/val split.
         download: Let torchvision download a missing dataset into ``data_dir`` (needs internet).
         image_size: Side of the square images to yield; ``None`` keeps the dataset's own size
@@ -64,7 +70,7 @@ def load_dataset(
     """
     loader = DATASETS.get(name)
     options = LoadOptions(
-        val_fraction=val_fraction,
+        val_fraction=VAL_FRACTIONS.get(name, 0.1) if val_fraction is None else val_fraction,
         split_seed=split_seed,
         download=download,
         image_size=image_size,

@@ -1,4 +1,4 @@
-"""The pruning engine: groups, importance criteria, budgets, plans, masks and export.
+"""The pruning engine: groups, importance criteria, plans, masks and export (budgets: the search space).
 
 Small and exact on purpose: everything later (sampling, supernet, searchers) calls it.
 """
@@ -8,9 +8,15 @@ from autoprune.engine.export import export_onnx, load_pruned, save_weights
 from autoprune.engine.importance import IMPORTANCES, Importance, get_importance, register_importance
 from autoprune.engine.masking import MaskEnforcer
 from autoprune.engine.plan import GRANULARITIES, PrunePlan, apply_masks, apply_plan, channel_masks
-from autoprune.engine.pruner import DEFAULT_ROUND_TO, PruneConfig, compose_plans, compute_plan, prune
+from autoprune.engine.pruner import (
+    DEFAULT_ROUND_TO,
+    PruneConfig,
+    channel_scores,
+    compose_plans,
+    mask_plan,
+    plan_for_counts,
+)
 from autoprune.engine.structure import GroupMember, ModelStructure, PrunableGroup, UnsupportedLayerWarning
-from autoprune.engine.targets import global_keep_counts, uniform_keep_counts
 from autoprune.engine.unstructured import make_mask_plan, mask_cost
 
 __all__ = [
@@ -29,17 +35,16 @@ __all__ = [
     "apply_masks",
     "apply_plan",
     "channel_masks",
+    "channel_scores",
     "compose_plans",
-    "compute_plan",
     "export_onnx",
     "get_importance",
-    "global_keep_counts",
     "load_pruned",
     "make_mask_plan",
     "mask_cost",
+    "mask_plan",
     "optimize_for_inference",
-    "prune",
+    "plan_for_counts",
     "register_importance",
     "save_weights",
-    "uniform_keep_counts",
 ]

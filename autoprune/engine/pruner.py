@@ -1,4 +1,8 @@
-"""The engine's small public entry point: a budget and a criterion in, a plan and a pruned model out."""
+"""What to prune and how (:class:`PruneConfig`), channel ranking, and plans for given counts.
+
+The budget ("keep 50% of the MACs") is turned into counts by the search space's budget module
+(:mod:`autoprune.search_spaces.budget`); :func:`autoprune.pipelines.prune.prune` puts the two together.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,9 @@ import torch
 from torch import nn
 
 from autoprune.engine.importance import IMPORTANCES, get_importance
-from autoprune.engine.plan import GRANULARITIES, STRUCTURED, PrunePlan, apply_plan
+from autoprune.engine.plan import GRANULARITIES, STRUCTURED, PrunePlan
 from autoprune.engine.selection import select_kept
 from autoprune.engine.structure import ModelStructure
-from autoprune.engine.targets import global_keep_counts, uniform_keep_counts
 from autoprune.engine.unstructured import make_mask_plan
 from autoprune.errors import AutoPruneError, BudgetError
 
@@ -92,52 +95,20 @@ class PruneConfig:
         return data
 
 
-def compute_plan(
+def channel_scores(
     model: nn.Module,
     input_shape: tuple[int, ...],
     config: PruneConfig,
     *,
     calibration: Iterable[Batch] | None = None,
     structure: ModelStructure | None = None,
-) -> PrunePlan:
-    """Rank channels (or weights) by the criterion and choose what to keep under the budget.
-
-    Args:
-        model: The (trained) model; not modified.
-        input_shape: ``(N, C, H, W)`` of its inputs.
-        config: Budget, criterion, granularity, scope.
-        calibration: Batches for data-driven criteria (taylor, activation_mean, apoz); drawn from the
-            training split, never the test split.
-        structure: A ready :class:`ModelStructure` of ``model`` (built if not given).
+) -> tuple[ModelStructure, dict[str, torch.Tensor]]:
+    """The model's groups and one importance score per channel of each (the criterion of ``config``).
 
     Raises:
-        BudgetError: the budget is malformed or cannot be met.
-        AutoPruneError: a data-driven criterion without calibration data, unknown names.
+        AutoPruneError: a data-driven criterion without calibration data; a model without prunable groups.
     """
-    importance = get_importance(config.criterion, seed=config.seed) if config.criterion == "random" else (
-        get_importance(config.criterion)
-    )
-    if importance.needs_data and calibration is None:
-        raise AutoPruneError(
-            f"criterion {config.criterion!r} needs calibration data: pass a loader of training batches"
-        )
-    meta: dict[str, Any] = {"criterion": config.criterion, "config": config.to_dict()}
-    if config.granularity != STRUCTURED:
-        assert config.target_macs is not None
-        if importance.needs_data:
-            importance.prepare(model, structure or ModelStructure(model, input_shape), calibration,
-                               max_batches=config.calibration_batches)
-        return make_mask_plan(
-            model,
-            input_shape,
-            granularity=config.granularity,
-            target_macs=config.target_macs,
-            score_fn=lambda name, w: importance.unstructured_scores(w, name),
-            scope=config.scope,
-            exclude=config.ignored_layers,
-            min_keep=config.min_keep_ratio,
-            meta=meta,
-        )
+    importance = _importance(config, calibration)
     structure = structure or ModelStructure(model, input_shape, ignored_layers=config.ignored_layers)
     if not structure.groups:
         raise AutoPruneError(
@@ -145,25 +116,52 @@ def compute_plan(
         )
     if importance.needs_data:
         importance.prepare(model, structure, calibration, max_batches=config.calibration_batches)
-    scores = {g.name: importance(g) for g in structure.groups}
-    if config.keep_ratios is not None:
-        counts = structure.keep_counts(config.keep_ratios, round_to=config.round_to)
-    else:
-        metric: Literal["macs", "params"] = "params" if config.target_params is not None else "macs"
-        target = config.target_params if config.target_params is not None else config.target_macs
-        assert target is not None
-        kwargs = dict(metric=metric, round_to=config.round_to, min_keep_ratio=config.min_keep_ratio)
-        if config.scope == "global":
-            counts = global_keep_counts(structure, scores, target, **kwargs)  # type: ignore[arg-type]
-        else:
-            counts = uniform_keep_counts(structure, target, **kwargs)  # type: ignore[arg-type]
-    kept = {g.name: select_kept(g, scores[g.name], counts[g.name]) for g in structure.groups}
-    meta.update(
-        predicted_macs=structure.predict_macs(counts),
-        predicted_params=structure.predict_params(counts),
-        dense_macs=structure.dense_macs,
-        dense_params=structure.dense_params,
+    return structure, {g.name: importance(g) for g in structure.groups}
+
+
+def mask_plan(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    config: PruneConfig,
+    *,
+    calibration: Iterable[Batch] | None = None,
+    structure: ModelStructure | None = None,
+) -> PrunePlan:
+    """A mask plan (granularity ``kernel``, ``vector`` or ``fine``) meeting ``config.target_macs``."""
+    assert config.granularity != STRUCTURED and config.target_macs is not None
+    importance = _importance(config, calibration)
+    if importance.needs_data:
+        importance.prepare(model, structure or ModelStructure(model, input_shape), calibration,
+                           max_batches=config.calibration_batches)
+    return make_mask_plan(
+        model,
+        input_shape,
+        granularity=config.granularity,
+        target_macs=config.target_macs,
+        score_fn=lambda name, w: importance.unstructured_scores(w, name),
+        scope=config.scope,
+        exclude=config.ignored_layers,
+        min_keep=config.min_keep_ratio,
+        meta={"criterion": config.criterion, "config": config.to_dict()},
     )
+
+
+def plan_for_counts(
+    structure: ModelStructure,
+    scores: Mapping[str, torch.Tensor],
+    counts: Mapping[str, int],
+    config: PruneConfig,
+) -> PrunePlan:
+    """The structured plan keeping the ``counts[g]`` most important channels of every group ``g``."""
+    kept = {g.name: select_kept(g, scores[g.name], counts[g.name]) for g in structure.groups}
+    meta: dict[str, Any] = {
+        "criterion": config.criterion,
+        "config": config.to_dict(),
+        "predicted_macs": structure.predict_macs(counts),
+        "predicted_params": structure.predict_params(counts),
+        "dense_macs": structure.dense_macs,
+        "dense_params": structure.dense_params,
+    }
     return PrunePlan(
         input_shape=structure.input_shape,
         granularity=STRUCTURED,
@@ -173,21 +171,15 @@ def compute_plan(
     )
 
 
-def prune(
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    config: PruneConfig,
-    *,
-    calibration: Iterable[Batch] | None = None,
-) -> tuple[nn.Module, PrunePlan]:
-    """Compute a plan and apply it to a copy of ``model``.
-
-    Returns:
-        ``(pruned_model, plan)``; structured plans give a physically smaller model, mask plans the
-        same shapes with zeroed weights.
-    """
-    plan = compute_plan(model, input_shape, config, calibration=calibration)
-    return apply_plan(model, plan), plan
+def _importance(config: PruneConfig, calibration: Iterable[Batch] | None) -> Any:
+    importance = get_importance(config.criterion, seed=config.seed) if config.criterion == "random" else (
+        get_importance(config.criterion)
+    )
+    if importance.needs_data and calibration is None:
+        raise AutoPruneError(
+            f"criterion {config.criterion!r} needs calibration data: pass a loader of training batches"
+        )
+    return importance
 
 
 def compose_plans(first: PrunePlan, second: PrunePlan) -> PrunePlan:

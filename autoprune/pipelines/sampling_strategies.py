@@ -1,8 +1,9 @@
 """How the sampling pipeline draws candidates: per-group choice probabilities, then the budget.
 
 Every strategy gives each searched group a probability per allowed kept count; a candidate draws one
-count per group, is grown toward full width while it stays within the budget (so candidates use the
-budget instead of falling far below it, as EagleEye's sampling window does) and projected onto it.
+count per group and is projected onto the budget by :meth:`SearchSpace.project`, which scales it up (or
+down) keeping its shape, so candidates use the budget instead of falling far below it (as EagleEye's
+sampling window does).
 
 - ``uniform``: every allowed choice equally likely.
 - ``importance``: a choice's *damage* is the share of the group's channel importance it removes,
@@ -63,25 +64,6 @@ def choice_probabilities(
     return out
 
 
-def fill_budget(space: SearchSpace, ratios: Mapping[str, float]) -> dict[str, int]:
-    """Feasible counts near ``ratios``: grown toward full width while within the budget, then projected."""
-    top = {g.name: g.ratio(g.max_count) for g in space.groups}
-
-    def at(t: float) -> dict[str, float]:
-        return {n: ratios[n] + t * (top[n] - ratios[n]) for n in top}
-
-    lo = 0.0
-    if space.cost(space.counts(ratios)) < space.target:
-        hi = 1.0
-        for _ in range(20):
-            mid = (lo + hi) / 2
-            if space.cost(space.counts(at(mid))) <= space.target:
-                lo = mid
-            else:
-                hi = mid
-    return space.project(at(lo))
-
-
 def draw_candidates(
     space: SearchSpace, probabilities: Probabilities, n: int, rng: np.random.Generator, *, max_tries: int = 50
 ) -> list[dict[str, int]]:
@@ -94,7 +76,7 @@ def draw_candidates(
         ratios = {
             g.name: g.ratio(g.choices[int(rng.choice(len(g.choices), p=probabilities[g.name]))]) for g in space.groups
         }
-        counts = fill_budget(space, ratios)
+        counts = space.project(ratios)  # moved up (or down) to the budget, keeping the draw's shape
         key = tuple(counts[name] for name in space.names)
         if key not in seen:
             seen.add(key)

@@ -4,11 +4,13 @@
 user's own loop or Optuna objective::
 
     outcome = search_supernet(supernet, space, splits, searcher="tpe", trials=100, seed=0)
-    outcome.model                 # the best sub-network, physically pruned, BN recalibrated, not finetuned
-    outcome.best.result.accuracy  # its validation accuracy (the test split is not touched here)
+    outcome.model                 # the winner, physically pruned, BN recalibrated, not finetuned
+    outcome.choice.statement      # whether it beats the uniform candidate on validation, in words
 
-Scoring uses the validation split carved from the training data; the test split is left to the caller's
-final report, read once.
+Scoring uses the validation split carved from the training data. The winner is fixed by
+:func:`pick_winner`: the top candidates of the search and the uniform one re-scored on the whole
+validation split with a larger BatchNorm calibration (drawn from the training split). The test split is
+left to the caller's final report, read once, after the winner is fixed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from autoprune.data import DataSplits
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, SupernetEvaluator
 from autoprune.search import SearchConfig, SearchResult, Trial, make_searcher, run_search
+from autoprune.search.winner import DEFAULT_TOP_K, WinnerChoice, choose_winner
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 
@@ -34,10 +37,11 @@ class SupernetSearch:
     """What :func:`search_supernet` returns.
 
     Attributes:
-        result: The trials, the best trial and the Pareto front.
-        best_counts: Kept channels per group of the winner (every group of the model).
-        model: The winner extracted with the shared weights and adaptive BN (``None`` if no trial completed
-            or ``extract=False``).
+        result: The trials, the search's own best trial and the Pareto front.
+        best_counts: Kept channels per group of the winner (every group of the model); None with
+            ``extract=False``.
+        model: The winner extracted with the shared weights and adaptive BN on the re-scoring calibration
+            (``None`` with ``extract=False``).
         reference: Evaluations of the uniform-ratio candidate at the budget and of the largest candidate
             (same evaluator, full fidelity), the baselines a search should beat.
         evaluator: Counters of the evaluator (calls, cache hits, batches computed).
@@ -50,10 +54,61 @@ class SupernetSearch:
     reference: dict[str, dict[str, Any]]
     evaluator: dict[str, Any]
     searcher_state: dict[str, Any] = field(default_factory=dict)
+    choice: WinnerChoice | None = None
 
     @property
     def best(self) -> Trial | None:
+        """The search's own best trial (by its partial score; the winner is :attr:`choice`)."""
         return self.result.best
+
+
+@dataclass
+class Winner:
+    """What :func:`pick_winner` returns: the choice, and the calibration batches its model is extracted with."""
+
+    choice: WinnerChoice
+    calibration: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.choice.winner.score.counts)
+
+    def extract(self, supernet: Supernet) -> nn.Module:
+        """The winner, physically pruned, with BatchNorm re-estimated exactly as it was scored."""
+        return supernet.extract(self.counts, calibration=self.calibration, bn_batches=len(self.calibration))
+
+
+def rescore_calibration(splits: DataSplits, batches: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``batches`` calibration batches of 64 from the *training* split (seeded), for the final re-scoring."""
+    if batches < 1:
+        raise AutoPruneError(f"rescore_bn_batches={batches} must be >= 1")
+    loader = splits.train_loader(64, seed=seed + 1)
+    return [(x, y) for (x, y), _ in zip(loader, range(batches), strict=False)]
+
+
+def pick_winner(
+    supernet: Supernet,
+    space: SearchSpace,
+    splits: DataSplits,
+    trials: list[Trial],
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    rescore_bn_batches: int = 40,
+    val_batch_size: int = 256,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Winner:
+    """Fix the winner on validation data: the ``top_k`` best trials and the uniform candidate re-scored.
+
+    Each is scored on the whole validation split after adaptive BN on ``rescore_bn_batches`` batches of
+    the training split (more than a search uses per candidate); the best accuracy wins, lower validation
+    loss breaks ties. Reads no test data.
+    """
+    calibration = rescore_calibration(splits, rescore_bn_batches, seed)
+    scorer = SupernetEvaluator(supernet, splits.val_loader(val_batch_size), calibration,
+                               bn_batches=len(calibration), device=device)
+    choice = choose_winner(trials, space.uniform(1.0), scorer.score, top_k=top_k)
+    return Winner(choice, calibration)
 
 
 def search_supernet(
@@ -77,6 +132,8 @@ def search_supernet(
     device: torch.device | str = "cpu",
     repair_log: bool = True,
     extract: bool = True,
+    top_k: int = DEFAULT_TOP_K,
+    rescore_bn_batches: int | None = None,
 ) -> SupernetSearch:
     """Search ``space`` over a trained ``supernet`` and extract the best sub-network.
 
@@ -99,7 +156,10 @@ def search_supernet(
         latency_form: ``eager`` or ``deploy`` (BatchNorm folded, channels-last): the form latency is measured in.
         device: Where to evaluate.
         repair_log: See :func:`autoprune.search.run_search` (False in processes that share ``out``).
-        extract: Extract the winner (``model``); False when the caller picks the winner itself (workers).
+        extract: Fix and extract the winner (``model``, ``choice``); False when the caller picks the winner
+            itself (workers share one log).
+        top_k: Best trials re-scored at full fidelity to fix the winner (see :func:`pick_winner`).
+        rescore_bn_batches: Calibration batches of that re-scoring (default: 4 x ``bn_batches``).
 
     Raises:
         AutoPruneError: unknown searcher or option, bad trial count or rungs.
@@ -119,16 +179,18 @@ def search_supernet(
         raise AutoPruneError(f"searcher {searcher!r} does not accept these options ({exc}); see its docs") from None
     result = run_search(engine, evaluator, config, out=out, resume=resume, progress=progress, on_trial=on_trial,
                         repair_log=repair_log)
-    best = result.best
-    best_counts = None if best is None or best.result is None else dict(best.result.counts)
-    model = None
-    if best_counts is not None and extract:
-        model = evaluator.supernet.extract(
-            best_counts, calibration=evaluator.calibration or None, bn_batches=bn_batches
-        ).to(evaluator.device)
+    best_counts, model, choice = None, None, None
+    if extract:
+        winner = pick_winner(
+            supernet, space, splits, result.trials, top_k=top_k, seed=seed, device=device,
+            rescore_bn_batches=4 * max(bn_batches, 1) if rescore_bn_batches is None else rescore_bn_batches,
+            val_batch_size=val_batch_size,
+        )  # fmt: skip
+        choice, best_counts = winner.choice, winner.counts
+        model = winner.extract(supernet).to(evaluator.device)
     return SupernetSearch(
         result=result, best_counts=best_counts, model=model, reference=reference,
-        evaluator=evaluator.stats.to_dict(), searcher_state=engine.state(),
+        evaluator=evaluator.stats.to_dict(), searcher_state=engine.state(), choice=choice,
     )  # fmt: skip
 
 

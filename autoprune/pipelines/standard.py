@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from autoprune.engine.plan import STRUCTURED, PrunePlan, apply_plan
-from autoprune.engine.pruner import PruneConfig, compose_plans, compute_plan
+from autoprune.engine.pruner import PruneConfig, compose_plans
 from autoprune.errors import AutoPruneError
 from autoprune.metrics import evaluate_accuracy
+from autoprune.pipelines.prune import compute_plan
 from autoprune.training import TrainConfig, train
 
 Batch = tuple[torch.Tensor, torch.Tensor]

@@ -139,6 +139,9 @@ class Searcher(abc.ABC):
     proposes_infeasible: ClassVar[bool] = False
     #: True when the objective is two-dimensional (accuracy up, MACs down) and the result is a Pareto front.
     multi_objective: ClassVar[bool] = False
+    #: Whether proposals are projected *up* to the budget as well as down (:meth:`project`): an
+    #: accuracy-at-a-budget search spends the budget; a Pareto search explores cheaper candidates too.
+    fills_budget: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, *, seed: int = 0) -> None:
         self.space = space
@@ -190,6 +193,10 @@ class Searcher(abc.ABC):
         return {}
 
     # ------------------------------------------------------------ provided
+    def project(self, ratios: Mapping[str, float] | Sequence[float]) -> dict[str, int]:
+        """Feasible counts for requested keep ratios, filled up to the budget unless ``fills_budget`` is off."""
+        return self.space.project(ratios, fill=self.fills_budget)
+
     def tell(self, trial: Trial) -> None:
         """Record a finished trial and let the searcher learn from it."""
         self._history.append(trial)

@@ -2,7 +2,8 @@
 
 From the largest sub-network, every round probes each group stepped down by ``step`` choices, and keeps
 the probe that loses the least validation accuracy per unit of budget saved (MACs, params or predicted
-latency, whichever the space budgets). Rounds repeat until the current network meets the budget.
+latency, whichever the space budgets). Rounds repeat until the current network meets the budget; what
+its last step left unused is then filled by projection (one more trial, :meth:`SearchSpace.project`).
 
 Probes on the way down are wider than the budget allows: greedy slimming evaluates them on purpose
 (``proposes_infeasible``); they are recorded with ``feasible=False`` and never become the best. When the
@@ -80,8 +81,14 @@ class GreedySearcher(Searcher):
             self._waiting = 1
             return dict(self.current)
         if self.space.feasible(self.current):
+            # the walk stepped under the budget: spend what its last step left over (one filled trial)
+            filled = self.space.project(self.space.ratios(self.current))
             self._finished = True
-            return None
+            if filled == self.current:
+                return None
+            self._final_asked = True
+            self._used += 1
+            return filled
         if not self._queue and not self._probes:
             self._queue.extend(self._round_probes())
             if left is not None and len(self._queue) + 1 > left:

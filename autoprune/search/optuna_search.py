@@ -238,7 +238,7 @@ class OptunaSearcher(Searcher):
                 return None
             time.sleep(min(1.0, interval))
         raw = {name: trial.suggest_float(name, d.low, d.high) for name, d in self.distributions.items()}
-        counts = self.space.project(raw)
+        counts = self.project(raw)
         raw_cost = self.space.cost(self.space.counts(raw))
         trial.set_user_attr("counts", counts)
         trial.set_user_attr("keep_ratios", {k: round(v, 6) for k, v in self.space.ratios(counts).items()})

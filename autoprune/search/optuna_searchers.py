@@ -84,6 +84,7 @@ class NSGA2Searcher(OptunaSearcher):
     name = "nsga2"
     sampler_name = "NSGAIISampler"
     multi_objective = True
+    fills_budget = False  # a Pareto front needs the cheaper candidates too: requests within the budget stay
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, population_size: int = 16,
                  raw_constraint: bool = False, **options: Any) -> None:  # fmt: skip

@@ -9,8 +9,9 @@ from autoprune.search_spaces import SearchSpace
 class RandomSearcher(Searcher):
     """Draws every group's keep ratio uniformly from its range and projects the vector onto the budget.
 
-    Projection (:meth:`SearchSpace.project`) shrinks over-budget draws toward the feasible set, so every
-    proposal is feasible and none is wasted; repeats are served from the runner's memo.
+    Projection (:meth:`SearchSpace.project`) shrinks over-budget draws onto the budget and scales
+    under-budget ones up to it (keeping their shape), so every proposal is feasible and spends the budget;
+    repeats are served from the runner's memo.
     """
 
     name = "random"
@@ -22,4 +23,4 @@ class RandomSearcher(Searcher):
         ratios = [
             float(self.rng.uniform(g.ratio(g.min_count), g.ratio(g.max_count))) for g in self.space.groups
         ]
-        return self.space.project(ratios)
+        return self.project(ratios)

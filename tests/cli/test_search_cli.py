@@ -40,13 +40,48 @@ def test_search_exports_a_feasible_winner_and_reports_it(searched: Path) -> None
     for name in ("plan.json", "model.safetensors", "model.onnx", "trials.csv", "trials.jsonl", "pareto.json"):
         assert (searched / name).is_file(), name
     trials = TrialLog(searched).read()
-    best = max((t for t in trials if t.state == "complete"), key=lambda t: (t.accuracy, -t.result.macs))  # type: ignore[union-attr]
+    best = max((t for t in trials if t.state == "complete"), key=lambda t: (t.accuracy, -t.result.loss))  # type: ignore[union-attr]
     assert report["search"]["best"]["number"] == best.number
-    # the exported model is rebuilt without pickle and has exactly the MACs the evaluator predicted
+    # the winner is fixed by re-scoring the top trials and the uniform candidate on validation
+    winner, rescored = report["winner"], report["rescored"]
+    assert winner == rescored[0] and winner["source"] in ("search", "uniform")
+    assert [r["val_accuracy"] for r in rescored] == sorted((r["val_accuracy"] for r in rescored), reverse=True)
+    assert any(r["source"] == "uniform" or r["counts"] == report["uniform_rescored"]["counts"] for r in rescored)
+    assert report["vs_uniform"]["se"] >= 0 and isinstance(report["vs_uniform"]["beats_uniform"], bool)
+    assert report["counts"] == winner["counts"]
+    assert 0 < report["uniform"]["accuracy"] <= 1 and report["pruned"]["accuracy_se"] > 0
+    assert report["budget_use"]["saturated"] and report["budget_use"]["evaluated"]["saturated_fraction"] == 1.0
+    # the exported model is rebuilt without pickle and has exactly the MACs the space predicted
     model = load_pruned(build_model("resnet20", num_classes=10, in_channels=1), searched / "plan.json",
                         searched / "model.safetensors")
-    assert count_cost(model, (1, 1, 8, 8)).macs == best.result.macs == report["pruned"]["macs"]  # type: ignore[union-attr]
+    macs = count_cost(model, (1, 1, 8, 8)).macs
+    assert macs == report["pruned"]["macs"]
+    assert abs(macs - winner["macs_ratio"] * report["dense"]["macs"]) <= 1
     assert report["reference"]["uniform"]["macs_ratio"] <= 0.5
+
+
+def test_the_cli_reads_the_test_split_only_after_the_winner_is_fixed(
+    searched: Path, run_ok: Invoke, fast: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoprune.cli import search_cmds
+    from autoprune.data import DataSplits
+
+    events: list[str] = []
+    real_pick, real_test = search_cmds.pick_winner, DataSplits.test_loader
+
+    def pick(*args: object, **kwargs: object) -> object:
+        events.append("winner fixed")
+        return real_pick(*args, **kwargs)  # type: ignore[arg-type]
+
+    def test_loader(self: DataSplits, *args: object, **kwargs: object) -> object:
+        events.append("test read")
+        return real_test(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search_cmds, "pick_winner", pick)
+    monkeypatch.setattr(DataSplits, "test_loader", test_loader)
+    run_ok(["search", "--searcher", "random", "--trials", "3", "--supernet", str(searched / "supernet.pt"),
+            "--out", str(tmp_path / "s"), "--no-onnx", *SMALL, *fast])
+    assert events and events[0] == "winner fixed" and "test read" in events
 
 
 def test_rerun_without_resume_refuses_and_with_resume_continues(searched: Path, invoke: Invoke,

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from autoprune.engine import DeployWarning, PruneConfig, optimize_for_inference, prune
+from autoprune.engine import DeployWarning, PruneConfig, optimize_for_inference
 from autoprune.models import build_model
+from autoprune.pipelines.prune import prune
 
 
 def _trained_like(model: nn.Module) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Budgets -> kept counts -> plans: targets met, plans round-trip, gradual composition is exact."""
+"""Budgets (fitted by the search space's budget module) -> kept counts -> plans, round trips, gradual composition."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import torch
 
 from autoprune.engine.export import export_onnx, load_pruned, save_weights
 from autoprune.engine.plan import PrunePlan, apply_plan
-from autoprune.engine.pruner import PruneConfig, compose_plans, compute_plan, prune
+from autoprune.engine.pruner import PruneConfig, compose_plans
 from autoprune.engine.structure import ModelStructure
-from autoprune.engine.targets import global_keep_counts, uniform_keep_counts
 from autoprune.errors import BudgetError, CheckpointError
 from autoprune.metrics import count_macs, count_params
 from autoprune.models import build_model
+from autoprune.pipelines.prune import compute_plan, prune
+from autoprune.search_spaces.budget import channel_space, global_counts
 
 SHAPE = (1, 1, 16, 16)
 
@@ -50,16 +51,18 @@ def test_global_selection_never_empties_a_group(resnet20: torch.nn.Module) -> No
     scores = {g.name: torch.ones(g.channels) for g in structure.groups}
     weak = structure.groups[0].name
     scores[weak] = torch.full((structure.groups[0].channels,), 1e-6)
-    counts = global_keep_counts(structure, scores, 0.5, round_to=1, min_keep_ratio=0.25)
+    space = channel_space(structure, target=0.5, round_to=1, min_keep_ratio=0.25)
+    counts = global_counts(space, scores)
     assert counts[weak] >= 0.25 * structure.groups[0].channels
-    uniform = uniform_keep_counts(structure, 0.5, round_to=1)
+    assert space.feasible(counts) and space.saturated(counts)
+    uniform = channel_space(structure, target=0.5, round_to=1).uniform(1.0)
     assert counts != uniform
 
 
 def test_infeasible_budget_names_the_reachable_minimum(resnet20: torch.nn.Module) -> None:
     structure = ModelStructure(resnet20, SHAPE)
     with pytest.raises(BudgetError, match=r"cannot be met.*at least"):
-        uniform_keep_counts(structure, 0.001, min_keep_ratio=0.5)
+        channel_space(structure, target=0.001, min_keep_ratio=0.5)
     with pytest.raises(BudgetError, match=r"target_macs=1.7 must be in \(0, 1\]"):
         PruneConfig(target_macs=1.7)
 

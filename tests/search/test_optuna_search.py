@@ -72,7 +72,7 @@ def test_repeated_candidates_are_not_reevaluated_but_still_told(shared: tuple[An
     space, inner = shared
     evaluator = Recording(inner)
     searcher = _optuna(make_searcher("tpe", space, seed=0, seed_uniform=False))
-    counts = space.uniform(0.6)
+    counts = space.uniform(1.0)  # saturated: its own projection, and that of a slightly smaller request
     ratios = space.ratios(counts)
     for nudge in (0.0, 0.004):  # two raw samples, one projected candidate
         searcher.study.enqueue_trial({n: max(ratios[n] - nudge, d.low) for n, d in searcher.distributions.items()})

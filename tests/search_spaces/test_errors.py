@@ -157,7 +157,9 @@ def test_space_inputs_are_validated(resnet20: ModelStructure) -> None:
         space.counts(cast(Any, "0.5"))
     with pytest.raises(AutoPruneError, match=r"must be in \[0, 1\]"):
         space.project(np.full(12, 1.5))
-    assert space.project(np.zeros(12)) == space.smallest()  # 0 is allowed in projection: clipped to the minimum
+    # 0 is allowed in projection: clipped to the minimum (kept there without fill, filled to the budget with it)
+    assert space.project(np.zeros(12), fill=False) == space.smallest()
+    assert space.saturated(space.project(np.zeros(12)))
     with pytest.raises(AutoPruneError, match="exceed its 16 channels"):
         space.cost({"conv1": 17})
     with pytest.raises(AutoPruneError, match="integer"):

@@ -101,28 +101,32 @@ def _draws(space: SearchSpace, n: int = 200) -> list[np.ndarray]:
     return draws
 
 
-def test_project_is_feasible_deterministic_and_keeps_feasible_requests(space: SearchSpace) -> None:
-    projected = infeasible = 0
+def test_project_is_feasible_deterministic_and_fills_the_budget(space: SearchSpace) -> None:
+    under = over = 0
     for ratios in _draws(space):
         counts = space.project(ratios)
         assert counts == space.project(list(ratios)) == space.project(dict(zip(space.names, ratios, strict=True)))
         assert list(counts) == space.names
         assert all(counts[g.name] in g.choices for g in space.groups)
         assert space.cost(counts) <= space.target + 1e-9 and space.feasible(counts)
+        assert space.saturated(counts)  # filled: no group can take one more choice within the budget
         clipped = np.clip(ratios, [g.ratio(g.min_count) for g in space.groups], 1.0)
         nearest = space.counts(clipped)
+        kept = space.project(ratios, fill=False)
+        assert space.feasible(kept)
         if space.feasible(nearest):
-            assert counts == nearest  # already within the budget: unchanged
-            projected += 1
+            assert kept == nearest  # without fill, a request within the budget is unchanged
+            assert all(counts[n] >= nearest[n] for n in space.names)  # with fill it only moves up
+            under += 1
         else:
-            infeasible += 1
-            assert all(counts[n] <= nearest[n] for n in space.names)  # never above the request
-            for g in space.groups:  # the top-up left no group that could still grow within the budget
-                c = counts[g.name]
+            over += 1
+            assert all(kept[n] <= nearest[n] for n in space.names)  # never above the request
+            for g in space.groups:  # the capped top-up left no group that could still grow within the budget
+                c = kept[g.name]
                 if c < nearest[g.name]:
-                    grown = {**counts, g.name: g.choices[g.choices.index(c) + 1]}
+                    grown = {**kept, g.name: g.choices[g.choices.index(c) + 1]}
                     assert space.cost(grown) > space.target
-    assert projected > 50 and infeasible > 50  # both paths exercised
+    assert under > 50 and over > 50  # both paths exercised
 
 
 def test_projection_of_all_ones_lands_just_under_the_target(resnet20: ModelStructure, space: SearchSpace) -> None:

@@ -1,0 +1,75 @@
+"""One-shot pruning to a budget: rank channels (engine), fit the budget (search space), build the plan.
+
+The public entry points :func:`compute_plan` and :func:`prune` (``autoprune.prune``). The budget is fitted
+by the same module every searcher uses (:mod:`autoprune.search_spaces.budget`): a space over every group
+whose choices are all widths allowed by ``round_to`` and ``min_keep_ratio``, then the widest uniform
+candidate within it (``scope="local"``) or one global ranking of normalised importance (``"global"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from autoprune.engine.plan import STRUCTURED, PrunePlan, apply_plan
+from autoprune.engine.pruner import PruneConfig, channel_scores, mask_plan, plan_for_counts
+from autoprune.engine.structure import ModelStructure
+from autoprune.search_spaces.budget import channel_space, global_counts
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def compute_plan(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    config: PruneConfig,
+    *,
+    calibration: Iterable[Batch] | None = None,
+    structure: ModelStructure | None = None,
+) -> PrunePlan:
+    """Rank channels (or weights) by the criterion and choose what to keep under the budget.
+
+    Args:
+        model: The (trained) model; not modified.
+        input_shape: ``(N, C, H, W)`` of its inputs.
+        config: Budget, criterion, granularity and scope.
+        calibration: Batches for data-driven criteria (taylor, activation_mean, apoz); drawn from the
+            training split, never the test split.
+        structure: A ready :class:`ModelStructure` of ``model`` (built if not given).
+
+    Raises:
+        BudgetError: the budget is malformed or cannot be met.
+        AutoPruneError: a data-driven criterion without calibration data, unknown names.
+    """
+    if config.granularity != STRUCTURED:
+        return mask_plan(model, input_shape, config, calibration=calibration, structure=structure)
+    structure, scores = channel_scores(model, input_shape, config, calibration=calibration, structure=structure)
+    if config.keep_ratios is not None:
+        counts = structure.keep_counts(config.keep_ratios, round_to=config.round_to)
+    else:
+        metric = "params" if config.target_params is not None else "macs"
+        target = config.target_params if config.target_params is not None else config.target_macs
+        assert target is not None
+        space = channel_space(structure, target=target, metric=metric, round_to=config.round_to,
+                              min_keep_ratio=config.min_keep_ratio)
+        counts = global_counts(space, scores) if config.scope == "global" else space.uniform(1.0)
+    return plan_for_counts(structure, scores, counts, config)
+
+
+def prune(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    config: PruneConfig,
+    *,
+    calibration: Iterable[Batch] | None = None,
+) -> tuple[nn.Module, PrunePlan]:
+    """Compute a plan and apply it to a copy of ``model``.
+
+    Returns:
+        ``(pruned_model, plan)``; structured plans give a physically smaller model, mask plans the
+        same shapes with zeroed weights.
+    """
+    plan = compute_plan(model, input_shape, config, calibration=calibration)
+    return apply_plan(model, plan), plan
