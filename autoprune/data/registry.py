@@ -52,7 +52,7 @@ def load_dataset(
         name: A name from :func:`dataset_names`.
         data_dir: The dataset folder (ignored by ``"digits"``, required by all others).
         val_fraction: Fraction of the training set held out as ``val``, in (0, 1); ``None``: the dataset's
-            default (:data:`VAL_FRACTIONS`, else 0.1). Digits holds out 25% (359 images): with 10% (144)
+            default (:data:`VAL_FRACTIONS`, else 0.1). Digits holds out 25% (360 images): with 10% (144)
             one image is 0.7 accuracy points, too coarse to rank pruned candidates.
         split_seed: Seed of the train/val split.
         download: Let torchvision download a missing dataset into ``data_dir`` (needs internet).
