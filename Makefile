@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/autoprune search --dataset digits --model resnet20 --searcher tpe --target-macs 0.5 --trials 40 \
-		--train-epochs 15 --supernet-epochs 5 --out runs/demo --resume
+		--train-epochs 30 --supernet-epochs 15 --out runs/demo --resume
 	$(BIN)/autoprune report runs/demo
 
 lint: $(STAMP)

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from torch import nn
 
 from autoprune.cli import options as opt
-from autoprune.cli.app import _train, app, out_console
+from autoprune.cli.app import _train, app
 from autoprune.cli.common import Setup, console, setup, user_errors
 from autoprune.cli.supernet_cmds import BnBatches, Space, export_subnet
 from autoprune.engine.structure import ModelStructure
@@ -266,35 +265,38 @@ def search_cmd(
     files.update(_plot(s.out))
     report.set(files=files)
     path = report.write()
-    out_console.print(_side_by_side(model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
-    out_console.print(f"{choice.statement}\nreport: {path}  (HTML: autoprune report {s.out})")
+    print(_side_by_side(model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
+    print(f"{choice.statement}\nreport: {path}  (HTML page and figures: autoprune report {s.out})")
 
 
 def _side_by_side(model: str, n_trials: int, searcher: str, dense: dict[str, Any], uniform: dict[str, Any],
-                  pruned: dict[str, Any], choice: WinnerChoice, space: SearchSpace) -> Table:
-    """Dense, uniform and the winner: test accuracy ± SE, validation accuracy ± SE, MACs, latency."""
-    table = Table(title=f"{model}: winner of {n_trials} trials ({searcher}), no finetuning; "
-                        f"budget {space.metric} <= {space.target:g}")
-    for col in ("model", "test accuracy", "val accuracy", "MACs", "params", "latency ms (b1, deploy)"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+                  pruned: dict[str, Any], choice: WinnerChoice, space: SearchSpace) -> str:
+    """Dense, uniform and the winner side by side, as plain aligned text (fits any terminal or log).
+
+    Test and validation accuracy with their standard errors, MACs (and the fraction of dense), params,
+    latency at batch 1 (eager, and in the deploy form).
+    """
 
     def acc(m: dict[str, Any]) -> str:
-        if m.get("accuracy") is None:
-            return "-"
         se = m.get("accuracy_se")
-        return f"{m['accuracy']:.4f}" + (f" ± {se:.4f}" if se is not None else "")
+        return "-" if m.get("accuracy") is None else f"{m['accuracy']:.4f}" + (f" ± {se:.4f}" if se else "")
 
     def val(r: Any) -> str:
         return f"{r.score.accuracy:.4f} ± {r.score.accuracy_se:.4f}"
 
-    dense_macs = dense["macs"]
-    rows = [("dense", dense, "-"), ("uniform", uniform, val(choice.uniform)),
-            (f"winner ({choice.winner.source})", pruned, val(choice.winner))]
-    for name, m, v in rows:
-        table.add_row(name, acc(m), v, f"{m['macs'] / 1e6:.3f}M ({m['macs'] / dense_macs:.3f})",
-                      f"{m['params'] / 1e6:.4f}M",
-                      "-" if "latency_ms" not in m else f"{m['latency_ms']:.3f}, {m['deploy_latency_ms']:.3f}")
-    return table
+    winner = "winner (uniform)" if choice.winner is choice.uniform else "winner"
+    header = ("", "test accuracy", "val accuracy", "MACs", "params", "latency ms b1 (deploy)")
+    rows = [header]
+    for name, m, v in (("dense", dense, "-"), ("uniform", uniform, val(choice.uniform)),
+                       (winner, pruned, val(choice.winner))):
+        rows.append((name, acc(m), v, f"{m['macs'] / 1e6:.2f}M ({m['macs'] / dense['macs']:.3f})",
+                     f"{m['params'] / 1e3:.1f}k",
+                     "-" if "latency_ms" not in m else f"{m['latency_ms']:.2f} ({m['deploy_latency_ms']:.2f})"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [f"{model} at {space.metric} <= {space.target:g}: winner of {n_trials} trials ({searcher}), no finetuning"]
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+              for r in rows]
+    return "\n".join(lines)
 
 
 def _supernet_and_space(

@@ -147,6 +147,7 @@ def _statement(winner: Rescored, uniform: Rescored, difference: float, se: float
                 "candidate is exported")
     gain = f"{100 * difference:+.2f} ± {100 * se:.2f} points over the uniform candidate on validation ({n} samples)"
     if beats:
-        return f"the searched winner is {gain}: more than {SIGNIFICANCE:g} standard errors, a real gain"
+        return (f"the searched winner is {gain}: more than {SIGNIFICANCE:g} standard errors on the validation data "
+                "it was chosen on (a selection-biased estimate; the test accuracies above are not)")
     return (f"the searched winner is {gain}: within {SIGNIFICANCE:g} standard errors, not a significant gain "
             "over pruning every layer alike")

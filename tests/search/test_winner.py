@@ -63,7 +63,7 @@ def test_rescoring_picks_the_best_full_score_not_the_best_partial_one() -> None:
     assert choice.uniform.source == "uniform" and choice.uniform.score.counts == UNIFORM
     # 30 more right answers out of 400, paired: far more than 2 standard errors
     assert choice.difference == pytest.approx(30 / N) and choice.beats_uniform
-    assert "real gain" in choice.statement
+    assert "more than 2 standard errors" in choice.statement
     data = choice.to_dict()
     assert data["vs_uniform"]["beats_uniform"] is True and data["winner"]["val_accuracy_se"] > 0
 
