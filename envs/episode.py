@@ -13,7 +13,8 @@ clipped so that the episode can still end within the budget (AMC's resource-cons
 
 :meth:`SearchSpace.project` then runs on the episode's counts: clipping alone already makes them
 feasible (the tests check it), and the projection fills what the episode left of the budget, so every
-evaluated candidate spends it (within one rounding step). Observations are AMC's layer embeddings, each feature scaled to [0, 1].
+evaluated candidate spends it (within one rounding step). Observations are AMC's layer embeddings, each
+feature scaled to [0, 1].
 """
 
 from __future__ import annotations
