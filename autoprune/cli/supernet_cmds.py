@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -136,8 +137,8 @@ def extract_cmd(
         Path | None, typer.Option("--from-run", help="A search run folder: export one of its trials.")
     ] = None,
     trial: Annotated[
-        int | None, typer.Option("--trial", help="With --from-run: the trial number (default: the best; any "
-                                 "Pareto point of pareto.json works).")
+        int | None, typer.Option("--trial", help="With --from-run: the trial number (default: the run's winner "
+                                 "from report.json; any Pareto point of pareto.json works).")
     ] = None,
     bn_batches: BnBatches = 10,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
@@ -166,7 +167,7 @@ def extract_cmd(
         raise AutoPruneError("--trial needs --from-run RUN_DIR (the search run folder holding trials.jsonl)")
     elif keep_ratios is not None:
         counts = space.structure.keep_counts(parse_keep_ratios(keep_ratios), round_to=space.round_to)
-        counts = space.project(space.ratios(counts))
+        counts = space.project(space.ratios(counts), fill=False)  # an explicit request is not filled up
     else:
         counts = space.project([1.0] * len(space.groups)) if target_macs >= 1.0 else _retarget(space, target_macs)
     report = RunReport("extract", model, dataset, seed, s.out)
@@ -186,13 +187,23 @@ def extract_cmd(
 
 
 def _trial_counts(run: Path, number: int | None) -> dict[str, int]:
-    """The kept counts of trial ``number`` (default: the best) of the search recorded in ``run``."""
+    """The kept counts of trial ``number`` of the search recorded in ``run``.
+
+    Default: the run's winner as ``report.json`` records it (fixed by re-scoring, possibly the uniform
+    candidate); without a report (an unfinished search), the trial with the best search score.
+    """
+    import json
+
     from autoprune.search import TrialLog
     from autoprune.search.base import best_trial
 
     trials = TrialLog(run).read()
     if not trials:
         raise AutoPruneError(f"--from-run {run}: no trials.jsonl there; pass the folder of an `autoprune search`")
+    report = run / "report.json"
+    if number is None and report.is_file():
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {str(k): int(v) for k, v in json.loads(report.read_text())["winner"]["counts"].items()}
     if number is None:
         chosen = best_trial(trials)
     else:

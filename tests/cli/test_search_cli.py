@@ -146,6 +146,11 @@ def test_any_trial_of_a_search_exports_without_finetuning(searched: Path, run_ok
             "--trial", str(point["number"]), "--out", str(out), "--no-onnx", *fast[1:]])
     report = json.loads((out / "report.json").read_text())
     assert report["counts"] == point["result"]["counts"] and report["pruned"]["macs"] == point["result"]["macs"]
+    default = tmp_path / "winner"  # without --trial: the run's winner, as report.json fixed it
+    run_ok(["extract", "--supernet", str(searched / "supernet.pt"), "--from-run", str(searched),
+            "--out", str(default), "--no-onnx", *fast[1:]])
+    search_report = json.loads((searched / "report.json").read_text())
+    assert json.loads((default / "report.json").read_text())["counts"] == search_report["winner"]["counts"]
     bad = invoke(["extract", "--supernet", str(searched / "supernet.pt"), "--from-run", str(searched),
                   "--trial", "999", "--out", str(tmp_path / "bad"), *fast[1:]])
     assert bad.exit_code == 2 and "--trial 999" in bad.output
