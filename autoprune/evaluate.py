@@ -61,6 +61,11 @@ class EvalResult:
     seconds: float
     cached: bool
 
+    @property
+    def accuracy_se(self) -> float:
+        """Standard error of :attr:`accuracy` on its ``samples`` (binomial)."""
+        return binomial_se(self.accuracy, self.samples)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -404,7 +404,7 @@ class _Progress:
             return
         best = self.searcher.best
         text = "" if best is None or best.result is None else (
-            f"best {best.result.accuracy:.4f} @ {best.result.macs_ratio:.3f} MACs"
+            f"best {best.result.accuracy:.4f} ± {best.result.accuracy_se:.4f} @ {best.result.macs_ratio:.3f} MACs"
         )
         self.progress.update(self.task, advance=1, best=text)
 
