@@ -242,7 +242,7 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
                 continue
             choice = out.choice
             evaluated = [t.counts for t in out.result.trials if t.result is not None and t.feasible]
-            if not finished(f"supernet-uniform@{target}"):
+            if f"supernet-uniform@{target}" not in models and not finished(f"supernet-uniform@{target}"):
                 # the uniform candidate of the same supernet, re-scored and exported the same way: the row
                 # a searcher has to beat for per-layer ratios to matter
                 uniform = net.extract(choice.uniform.score.counts, calibration=list(_calibration(splits, s)),
@@ -429,11 +429,13 @@ def check_targets(rows: list[dict[str, Any]], searchers: tuple[str, ...]) -> dic
                   f"the supernet's uniform candidate on validation ("
                   f"{'significant' if default.get('beats_uniform') else 'within noise'})"
                   if default.get("vs_uniform_val") is not None else "")
+        verdict = ("met" if check["beats_baseline"] else "not met: significantly below"
+                   if diff_base < -2 * se_base else "not shown: within 2 standard errors")
         check["summary"] = (
             f"default searcher {default['method']}'s winner {_pm(default['accuracy'], default['accuracy_se'])} test "
             f"vs best L1+finetune {best_base['method']} {_pm(best_base['accuracy'], best_base['accuracy_se'])}: "
             f"{100 * diff_base:+.2f} ± {100 * se_base:.2f} points "
-            f"({'met' if check['beats_baseline'] else 'not shown: within 2 standard errors'}); "
+            f"({verdict}); "
             f"{check['gap_to_dense_points']:.2f} points below dense "
             f"({'met' if check['within_0_3_of_dense'] else 'not met'}, goal ≤ 0.3); {vs_uni}; "
             f"best returned winner (reported only as such) {best_returned['method']} "

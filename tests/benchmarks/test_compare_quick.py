@@ -30,6 +30,8 @@ def test_quick_comparison_has_every_method_within_budget(tmp_path: Path) -> None
                                "--searchers", "tpe", "greedy", "ddpg"])
     finally:
         torch.set_num_threads(threads)
+    keys = [r["key"] for r in result["rows"]]
+    assert len(keys) == len(set(keys)), keys  # one row per method and budget (the uniform row is added once)
     rows = {r["method"]: r for r in result["rows"]}
     expected = {"dense", "uniform-l1+ft", "global-l1+ft", "sampling+ft", "supernet-uniform", "tpe", "greedy", "ddpg"}
     assert expected <= set(rows)
