@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from autoprune.errors import BudgetError
+from autoprune.search_spaces._checks import number, show
+
 if TYPE_CHECKING:
     from autoprune.engine.structure import ModelStructure
     from autoprune.search_spaces.space import SearchSpace
@@ -38,6 +41,34 @@ _BISECTION_STEPS = 30
 _EPS = 1e-12  # float noise of cost / dense; the space is built so that the minimum meets target + _EPS
 
 Fits = Callable[[Mapping[str, int]], bool]
+_METRIC_WORDS = {"macs": "MACs", "params": "parameters", "latency": "latency (predicted by the latency table)"}
+
+
+def check_target(value: Any, metric: str) -> float:
+    """A budget target in (0, 1] as a float.
+
+    Raises:
+        BudgetError: NaN, infinite or outside (0, 1]; AutoPruneError: not a number at all.
+    """
+    number_value = math.nan if isinstance(value, float) and not math.isfinite(value) else number(value, "target")
+    if not 0.0 < number_value <= 1.0:
+        raise BudgetError(
+            f"target={show(value)} must be in (0, 1]: it is the fraction of the dense "
+            f"{_METRIC_WORDS.get(metric, metric)} to keep"
+        )
+    return number_value
+
+
+def check_reachable(space: SearchSpace) -> None:
+    """Raise :class:`BudgetError` naming the smallest reachable fraction when the target is below it."""
+    lowest = space.min_cost()
+    if lowest > space.target + 1e-12:
+        raise BudgetError(
+            f"target {space.target:g} cannot be met: the smallest sub-network keeps {lowest:.3f} of the dense "
+            f"{_METRIC_WORDS[space.metric]} (groups kept whole and the output layers are never pruned). "
+            f"Raise the target to at least {math.ceil(lowest * 1000) / 1000:.3f}, lower min_ratio, "
+            "or search more groups."
+        )
 
 
 def project(space: SearchSpace, ratios: Mapping[str, float], *, fill: bool = True) -> dict[str, int]:

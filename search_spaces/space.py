@@ -8,7 +8,6 @@ that the space does not search stay whole. Searchers may think in keep ratios an
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,33 +16,18 @@ import numpy as np
 
 from autoprune.engine.latency_table import LatencyTable
 from autoprune.engine.structure import ModelStructure, group_step
-from autoprune.errors import AutoPruneError, BudgetError
+from autoprune.errors import AutoPruneError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
+from autoprune.search_spaces.budget import check_reachable, check_target
 
 Metric = Literal["macs", "params", "latency"]
 METRICS: tuple[str, ...] = ("macs", "params", "latency")
 RatioInput = Mapping[str, float] | Iterable[float]
-_METRIC_WORDS = {"macs": "MACs", "params": "parameters", "latency": "latency (predicted by the latency table)"}
 LATENCY_HINT = (
     "metric 'latency' needs a latency table measured on this machine: build one for the space's choices with "
     "autoprune.engine.latency_table.build_latency_table(structure, choices) (choices: a macs space's "
     "`.choices`) and pass it as latency_table=... to load_space, auto_space or SearchSpace"
 )
-
-
-def check_target(value: Any, metric: str) -> float:
-    """A budget target in (0, 1] as a float.
-
-    Raises:
-        BudgetError: NaN, infinite or outside (0, 1]; AutoPruneError: not a number at all.
-    """
-    number_value = math.nan if isinstance(value, float) and not math.isfinite(value) else number(value, "target")
-    if not 0.0 < number_value <= 1.0:
-        raise BudgetError(
-            f"target={show(value)} must be in (0, 1]: it is the fraction of the dense "
-            f"{_METRIC_WORDS.get(metric, metric)} to keep"
-        )
-    return number_value
 
 
 @dataclass(frozen=True)
@@ -160,14 +144,7 @@ class SearchSpace:
         object.__setattr__(self, "_by_name", {g.name: g for g in groups})
         if self.metric == "latency":
             self._check_latency_table()
-        lowest = self.min_cost()
-        if lowest > target + 1e-12:
-            raise BudgetError(
-                f"target {target:g} cannot be met: the smallest sub-network keeps {lowest:.3f} of the dense "
-                f"{_METRIC_WORDS[self.metric]} (groups kept whole and the output layers are never pruned). "
-                f"Raise the target to at least {math.ceil(lowest * 1000) / 1000:.3f}, lower min_ratio, "
-                "or search more groups."
-            )
+        check_reachable(self)
 
     def _check_latency_table(self) -> None:
         """Every width the choices reach has an entry, and the dense prediction is usable as the reference."""

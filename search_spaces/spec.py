@@ -19,7 +19,8 @@ from autoprune.engine.latency_table import LatencyTable
 from autoprune.engine.structure import ModelStructure, PrunableGroup, group_step, round_channels
 from autoprune.errors import AutoPruneError, BudgetError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
-from autoprune.search_spaces.space import METRICS, GroupSpace, SearchSpace, check_target
+from autoprune.search_spaces.budget import check_target
+from autoprune.search_spaces.space import METRICS, GroupSpace, SearchSpace
 
 TOP_KEYS = ("model", "metric", "target", "round_to", "defaults", "groups", "exclude")
 GRID_KEYS = ("min_ratio", "max_ratio", "step")
