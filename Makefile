@@ -15,9 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/autoprune search --dataset digits --model resnet20 --searcher tpe --target-macs 0.5 --trials 40 \
-		--train-epochs 30 --supernet-epochs 15 --out runs/demo --resume
-	$(BIN)/autoprune report runs/demo
+	$(BIN)/autoprune demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -32,3 +32,11 @@ class BudgetError(AutoPruneError, ValueError):
 
 class TrainingError(AutoPruneError, RuntimeError):
     """Training diverged (NaN/inf loss) or cannot proceed."""
+
+
+class ExportError(AutoPruneError, RuntimeError):
+    """An exported model does not compute what the PyTorch model computes (or either is not finite)."""
+
+
+class RunFolderError(AutoPruneError):
+    """A run folder cannot be written, or holds another run that writing would mix or overwrite."""

@@ -1,48 +1,13 @@
 """``report.json``: the versioned, machine-readable result of every autoprune command.
 
-Schema (``schema_version`` 1). Fields marked * are always present; the others where they apply.
-Later versions only add fields; none is ever renamed or removed.
-
-==================  ===========================================================================
-field               meaning
-==================  ===========================================================================
-schema_version*     integer, 1
-command*            the command that ran (``train``, ``prune``, ``demo``, ...)
-model*              model name as given (``resnet20``, ``torchvision:resnet18``, ``file.py:fn``)
-dataset*            dataset name (``digits``, ``fashion-mnist``, ...)
-seed*               the run's seed
-wall_time_s*        seconds from start to the end of the command
-status*             ``"ok"`` (a failed command writes no report and exits non-zero)
-dense               metrics of the unpruned model (see below)
-pruned              metrics of the pruned model (see below)
-macs_ratio          pruned MACs / dense MACs
-params_ratio        pruned params / dense params
-latency_ratio       pruned latency / dense latency (same batch size, threads, device)
-config              every setting the command ran with
-environment         library versions, torch threads, device, platform
-files               run-folder-relative paths of the files written (checkpoint, plan, onnx)
-winner              ``search``: how the exported candidate was fixed on validation data: its
-                    ``source`` (``search`` or ``uniform``), trial, val accuracy ± SE, loss, MACs
-rescored            ``search``: every re-scored candidate (top-k trials and the uniform one), best first
-uniform_rescored    ``search``: the uniform candidate re-scored the same way
-vs_uniform          ``search``: winner minus uniform val accuracy (paired) with its standard error,
-                    ``beats_uniform`` (more than 2 standard errors) and a one-line ``statement``
-uniform             ``search``: test metrics of the uniform candidate (read after the winner is fixed)
-budget_use          ``search``: ``cost``, ``used`` (cost / target), ``saturated`` of the winner, and
-                    the distribution of ``used`` over all evaluated candidates
-==================  ===========================================================================
-
-Metrics objects (``dense``, ``pruned``): ``accuracy`` (test top-1, 0..1), ``top5``, ``macs``
-(conv/linear multiply-accumulates per sample), ``params``, ``latency_ms`` (median forward time at
-``latency_batch_size``), ``latency_batch_size``, ``accuracy_se`` (its standard error) and
-``test_samples`` (with a test loader), ``deploy_latency_ms`` (the same in the deploy form,
-:func:`autoprune.engine.deploy.optimize_for_inference`; the top level then has ``deploy_latency_ratio``);
-mask granularities add ``effective_macs`` and ``nonzero_params``.
+Its fields, every command's, are documented in one place: :data:`autoprune.report_schema.FIELDS`
+(rendered to ``docs/report_schema.md``). :class:`RunReport` collects a command's results and writes them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 import time
@@ -57,8 +22,7 @@ from torch import nn
 from autoprune.engine.deploy import DeployWarning, optimize_for_inference
 from autoprune.engine.plan import write_json_atomic
 from autoprune.metrics import count_cost, evaluate_accuracy, measure_latency
-
-SCHEMA_VERSION = 1
+from autoprune.report_schema import SCHEMA_VERSION
 
 
 def environment() -> dict[str, Any]:
@@ -133,6 +97,9 @@ class RunReport:
     out_dir: Path
     started: float = field(default_factory=time.perf_counter)
     data: dict[str, Any] = field(default_factory=dict)
+    #: Every command-line option as given (``config.cli``), and the data's shape (top-level fields).
+    cli: dict[str, Any] = field(default_factory=dict)
+    data_shape: dict[str, Any] = field(default_factory=dict)
 
     def set(self, **fields: Any) -> None:
         self.data.update(fields)
@@ -154,10 +121,12 @@ class RunReport:
             "command": self.command,
             "model": self.model,
             "dataset": self.dataset,
+            **self.data_shape,
             "seed": self.seed,
             "wall_time_s": round(time.perf_counter() - self.started, 3),
             "status": "ok",
             **self.data,
+            "config": {**self.data.get("config", {}), "cli": json.loads(json.dumps(self.cli, default=str))},
             "environment": environment(),
         }
 

@@ -24,6 +24,7 @@ an explicit ``uniform(r)`` or a user's own ratios, where spending less is the po
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -59,15 +60,18 @@ def check_target(value: Any, metric: str) -> float:
     return number_value
 
 
-def check_reachable(space: SearchSpace) -> None:
-    """Raise :class:`BudgetError` naming the smallest reachable fraction when the target is below it."""
+def check_reachable(
+    space: SearchSpace, *, target: float | None = None, fix: str = "lower the groups' min_ratio, or search more groups"
+) -> None:
+    """Raise :class:`BudgetError` naming the smallest reachable fraction (and ``fix``) when ``target``
+    (default: the space's) is below it."""
+    goal = space.target if target is None else target
     lowest = space.min_cost()
-    if lowest > space.target + 1e-12:
+    if lowest > goal + 1e-12:
         raise BudgetError(
-            f"target {space.target:g} cannot be met: the smallest sub-network keeps {lowest:.3f} of the dense "
+            f"target {goal:g} cannot be met: the smallest sub-network keeps {lowest:.3f} of the dense "
             f"{_METRIC_WORDS[space.metric]} (groups kept whole and the output layers are never pruned). "
-            f"Raise the target to at least {math.ceil(lowest * 1000) / 1000:.3f}, lower min_ratio, "
-            "or search more groups."
+            f"Raise the target to at least {math.ceil(lowest * 1000) / 1000:.3f}, or {fix}."
         )
 
 
@@ -220,7 +224,11 @@ def channel_space(
         least = min(g.channels, math.ceil(max(step, math.ceil(min_keep_ratio * g.channels - 1e-9)) / step) * step)
         choices = sorted({*range(least, g.channels + 1, step), g.channels})
         groups.append(GroupSpace(g.name, g.channels, tuple(choices)))
-    return SearchSpace(tuple(groups), metric, target, round_to, structure)  # type: ignore[arg-type]
+    whole = SearchSpace(tuple(groups), metric, 1.0, round_to, structure)  # type: ignore[arg-type]
+    goal = check_target(target, metric)
+    if whole.min_cost() > goal + 1e-12:  # checked here to name the standard pipeline's own fix
+        check_reachable(whole, target=goal, fix="lower round_to (--round-to) if it is above 1")
+    return dataclasses.replace(whole, target=goal)
 
 
 def global_counts(space: SearchSpace, scores: Mapping[str, torch.Tensor]) -> dict[str, int]:

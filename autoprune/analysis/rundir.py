@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ from autoprune.errors import AutoPruneError
 
 @dataclass(frozen=True)
 class TrialPoint:
-    """One row of ``trials.csv`` as the plots need it (``accuracy``/``macs`` are None for failed trials)."""
+    """One row of ``trials.csv`` as the plots need it (``accuracy``/``macs`` are None for failed trials).
+
+    ``accuracy`` is the validation score the searcher saw (at the trial's fidelity), never test accuracy.
+    """
 
     number: int
     state: str
@@ -26,6 +30,7 @@ class TrialPoint:
     accuracy: float | None
     macs: int | None
     macs_ratio: float | None
+    params: int | None = None
 
 
 @dataclass
@@ -37,6 +42,16 @@ class RunData:
     trials: list[TrialPoint] | None
     keep_ratios: dict[str, float] | None
     sensitivity: SensitivityTable | None
+
+
+def report_get(data: Any, *keys: str) -> Any:
+    """``data[k1][k2]...`` or None where any level is missing or not a mapping (older reports lack fields)."""
+    value = data
+    for key in keys:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
 
 
 def _number(text: str | None, kind: type[int] | type[float]) -> Any:
@@ -63,7 +78,7 @@ def read_trials_csv(path: str | Path) -> list[TrialPoint]:
                 points.append(TrialPoint(
                     number=int(row["number"]), state=row["state"], feasible=row["feasible"] not in ("0", "False", ""),
                     accuracy=_number(row["accuracy"], float), macs=_number(row["macs"], int),
-                    macs_ratio=_number(row["macs_ratio"], float),
+                    macs_ratio=_number(row["macs_ratio"], float), params=_number(row.get("params"), int),
                 ))  # fmt: skip
             except ValueError as exc:
                 raise AutoPruneError(f"{path}: row {i + 2} is malformed ({exc})") from None

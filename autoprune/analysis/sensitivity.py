@@ -234,6 +234,8 @@ def keep_ratio_lower_bounds(
     Raises:
         AutoPruneError: unknown ``metric``.
     """
+    if not (isinstance(max_drop, (int, float)) and max_drop >= 0):
+        raise AutoPruneError(f"max_drop={max_drop!r} must be >= 0 (the largest tolerated {metric}; e.g. 0.01)")
     if metric not in ("accuracy_drop", "kl"):
         raise AutoPruneError(f"metric {metric!r} must be accuracy_drop or kl")
     bounds = {}

@@ -2,6 +2,7 @@
 
 from autoprune.cli import (
     analysis_cmds,  # noqa: F401  (registers `sample`, `sensitivity` and `report`)
+    demo_cmd,  # noqa: F401  (registers `demo`)
     search_cmds,  # noqa: F401  (registers `search`)
     supernet_cmds,  # noqa: F401  (registers `supernet` and `extract`)
 )

@@ -12,9 +12,10 @@ import typer
 
 from autoprune.cli import options as opt
 from autoprune.cli.app import _metrics_table, _train, app, out_console
-from autoprune.cli.common import Setup, console, setup, user_errors
+from autoprune.cli.common import Setup, at_least, console, one_budget, setup, user_errors, with_budget
 from autoprune.engine.export import export_onnx, save_weights
 from autoprune.engine.importance import IMPORTANCES
+from autoprune.engine.pruner import DEFAULT_ROUND_TO
 from autoprune.errors import AutoPruneError
 from autoprune.metrics.accuracy import evaluate_accuracy
 from autoprune.report import RunReport, model_metrics
@@ -30,12 +31,10 @@ BnBatches = Annotated[int, typer.Option("--bn-batches", help="Calibration batche
 ValBatches = Annotated[
     int | None, typer.Option("--val-batches", help="Score on at most this many validation batches (default: all).")
 ]
-TrainEpochs = Annotated[
-    int, typer.Option("--train-epochs", help="Epochs to train the dense model first when no --checkpoint.")
-]
-BatchSize = Annotated[int, typer.Option("--batch-size")]
+TrainEpochs = opt.DenseEpochs
+BatchSize = opt.BatchSize
 TensorBoard = Annotated[
-    bool, typer.Option("--tensorboard", help="Also write TensorBoard scalars to OUT/tensorboard.")
+    bool, typer.Option("--tensorboard", metavar="", help="Also write TensorBoard scalars to OUT/tensorboard.")
 ]
 
 
@@ -71,7 +70,8 @@ def sample_cmd(
     image_size: opt.ImageSize = None,
     checkpoint: opt.Checkpoint = None,
     space: Space = None,
-    target_macs: opt.TargetMacs = 0.5,
+    target_macs: opt.TargetMacs = None,
+    target_params: opt.TargetParams = None,
     strategy: Annotated[str, typer.Option("--strategy", help="uniform, importance or sensitivity.")] = "uniform",
     samples: Annotated[int, typer.Option("--samples", help="Candidates to draw and score.")] = 50,
     top_k: Annotated[int, typer.Option("--top-k", help="Best-scored candidates to finetune.")] = 3,
@@ -79,7 +79,7 @@ def sample_cmd(
     bn_batches: BnBatches = 10,
     score_without_bn: Annotated[
         bool,
-        typer.Option("--score-without-bn/--no-score-without-bn",
+        typer.Option("--score-without-bn/--no-score-without-bn", metavar="",
                      help="Also score every candidate with the dense BN statistics (shows what adaptive BN adds)."),
     ] = True,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Finetuning epochs per top-k.")] = 1,
@@ -90,11 +90,12 @@ def sample_cmd(
     val_batches: ValBatches = None,
     train_epochs: TrainEpochs = 10,
     batch_size: BatchSize = 128,
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
+    onnx: opt.Onnx = True,
     tensorboard: TensorBoard = False,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
     threads: opt.Threads = None,
     progress: opt.Progress = True,
 ) -> None:
@@ -104,18 +105,28 @@ def sample_cmd(
     from autoprune.pipelines.oneshot import resolve_space
     from autoprune.pipelines.sampling import SamplingConfig, run_sampling
 
+    settings = dict(locals())
     started = time.perf_counter()
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
+    budget, target = one_budget(target_macs=target_macs, target_params=target_params)
+    settings.update(budget=budget, target=target)
+    at_least(1, samples=samples, top_k=top_k, val_batches=val_batches, finetune_batches=finetune_batches,
+             batch_size=batch_size)
+    at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
+    if checkpoint is None:
+        at_least(1, train_epochs=train_epochs)
     config = SamplingConfig(
         samples=samples, top_k=top_k, strategy=strategy, criterion=criterion, bn_batches=bn_batches,
         score_without_bn=score_without_bn, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
         batch_size=batch_size), finetune_batches=finetune_batches, seed=seed,
     )  # fmt: skip
     s = setup(command="sample", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("sample", model, dataset, seed, s.out, started=started)
-    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, target_macs)
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, overwrite=overwrite)
+    report = s.report("sample", model, dataset, seed, started)
+    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
+                               target)
     _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
     val = _val(s, val_batches)
     test_loader = s.splits.test_loader()
@@ -194,12 +205,13 @@ def sensitivity_cmd(
     bn_batches: Annotated[
         int, typer.Option("--bn-batches", help="Adaptive BN batches per pruned model (0: dense statistics).")
     ] = 0,
-    round_to: Annotated[int, typer.Option("--round-to", help="Kept channels are multiples of this.")] = 1,
+    round_to: opt.RoundTo = DEFAULT_ROUND_TO,
     max_drop: Annotated[
-        float, typer.Option("--max-drop", help="Accuracy drop tolerated by the per-group lower bounds.")
+        float, typer.Option("--max-drop", help="Accuracy drop tolerated by the per-group lower bounds (>= 0).")
     ] = 0.01,
     space: Space = None,
-    target_macs: opt.TargetMacs = 0.5,
+    target_macs: opt.TargetMacs = None,
+    target_params: opt.TargetParams = None,
     val_batches: ValBatches = None,
     train_epochs: TrainEpochs = 10,
     batch_size: BatchSize = 128,
@@ -207,6 +219,7 @@ def sensitivity_cmd(
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
     threads: opt.Threads = None,
     progress: opt.Progress = True,
 ) -> None:
@@ -220,16 +233,23 @@ def sensitivity_cmd(
     from autoprune.engine.structure import ModelStructure
     from autoprune.pipelines.oneshot import resolve_space
 
+    settings = dict(locals())
     started = time.perf_counter()
     grid = _parse_ratios(ratios)
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
-    if round_to < 1:
-        raise AutoPruneError(f"--round-to {round_to} must be >= 1")
+    budget, target = one_budget(target_macs=target_macs, target_params=target_params)
+    settings.update(budget=budget, target=target)
+    at_least(1, round_to=round_to, val_batches=val_batches, batch_size=batch_size)
+    at_least(0, bn_batches=bn_batches, max_drop=max_drop)
+    if checkpoint is None:
+        at_least(1, train_epochs=train_epochs)
     s = setup(command="sensitivity", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("sensitivity", model, dataset, seed, s.out, started=started)
-    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, target_macs)
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, overwrite=overwrite)
+    report = s.report("sensitivity", model, dataset, seed, started)
+    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
+                               target)
     _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
     val = _val(s, val_batches)
     from autoprune.training import make_progress
@@ -269,7 +289,7 @@ def sensitivity_cmd(
 @user_errors
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run folder of search, sample, sensitivity, prune or extract.")],
-    png: Annotated[bool, typer.Option("--png/--no-png", help="Also write figures/<name>.png.")] = True,
+    png: Annotated[bool, typer.Option("--png/--no-png", metavar="", help="Also write figures/<name>.png.")] = True,
 ) -> None:
     """Plots and one self-contained HTML page (images embedded) for a run folder: RUN_DIR/report.html."""
     from autoprune.analysis.html import write_report

@@ -11,15 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from autoprune.cli import options as opt
-from autoprune.cli.common import Setup, console, parse_keep_ratios, setup, user_errors
+from autoprune.cli.common import Setup, console, one_budget, parse_keep_ratios, setup, user_errors
 from autoprune.engine.export import export_onnx, save_weights
 from autoprune.engine.importance import IMPORTANCES
 from autoprune.engine.plan import STRUCTURED
 from autoprune.engine.pruner import DEFAULT_ROUND_TO, PruneConfig
 from autoprune.engine.structure import ModelStructure
+from autoprune.errors import AutoPruneError
 from autoprune.models import save_checkpoint
 from autoprune.pipelines.standard import StandardConfig, run_standard
-from autoprune.report import RunReport, model_metrics
+from autoprune.report import model_metrics
 from autoprune.training import TrainConfig, train
 
 app = typer.Typer(
@@ -82,20 +83,25 @@ def train_cmd(
     download: opt.Download = False,
     image_size: opt.ImageSize = None,
     checkpoint: opt.Checkpoint = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 10,
+    epochs: opt.TrainEpochs = 10,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.05,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    batch_size: opt.BatchSize = 128,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
     threads: opt.Threads = None,
     progress: opt.Progress = True,
 ) -> None:
     """Train a model on a dataset; writes model.pt (weights-only checkpoint) and report.json."""
+    settings = dict(locals())
     started = time.perf_counter()
+    if epochs < 1:
+        raise AutoPruneError(f"--train-epochs {epochs} trains nothing: give at least 1")
     s = setup(command="train", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("train", model, dataset, seed, s.out, started=started)
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, overwrite=overwrite)
+    report = s.report("train", model, dataset, seed, started)
     training = _train(s, epochs, lr, batch_size, seed, progress)
     meta = {"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
             "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)}
@@ -116,15 +122,13 @@ def prune_cmd(
     download: opt.Download = False,
     image_size: opt.ImageSize = None,
     checkpoint: opt.Checkpoint = None,
-    target_macs: opt.TargetMacs = 0.5,
-    target_params: Annotated[
-        float | None, typer.Option("--target-params", help="Fraction of dense parameters to keep (instead of MACs).")
-    ] = None,
+    target_macs: opt.TargetMacs = None,
+    target_params: opt.TargetParams = None,
     keep_ratios: Annotated[
         str | None,
         typer.Option(
             "--keep-ratios",
-            help="Per-group keep ratios instead of a target: a JSON object {group: ratio} or a .json file "
+            help="Per-group keep ratios instead of a budget: a JSON object {group: ratio} or a .json file "
             "holding one (group names: `autoprune groups`). Groups not listed stay whole.",
         ),
     ] = None,
@@ -135,29 +139,29 @@ def prune_cmd(
         str, typer.Option("--granularity", help="channel (physically removed), kernel, vector, fine (masks).")
     ] = STRUCTURED,
     scope: Annotated[str, typer.Option("--scope", help="local (uniform ratio) or global (one ranking).")] = "local",
-    round_to: Annotated[
-        int, typer.Option("--round-to", help="Kept channels are multiples of this (1 = exact).")
-    ] = DEFAULT_ROUND_TO,
+    round_to: opt.RoundTo = DEFAULT_ROUND_TO,
     rounds: Annotated[int, typer.Option("--rounds", help="Gradual pruning in k prune+finetune rounds.")] = 1,
-    train_epochs: Annotated[
-        int, typer.Option("--train-epochs", help="Epochs to train first when no --checkpoint is given.")
-    ] = 10,
+    train_epochs: opt.DenseEpochs = 10,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Finetuning epochs per round.")] = 2,
     finetune_lr: Annotated[float, typer.Option("--finetune-lr")] = 0.01,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
+    batch_size: opt.BatchSize = 128,
+    onnx: opt.Onnx = True,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
     threads: opt.Threads = None,
     progress: opt.Progress = True,
 ) -> None:
     """Standard pipeline: train (or load) -> prune to a budget -> finetune, in one or more rounds."""
+    settings = dict(locals())
     started = time.perf_counter()
     IMPORTANCES.get(criterion)  # an unknown name fails now, not after training
+    budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios)
+    settings.update(budget=budget, target=None if budget == "keep_ratios" else value)
     ratios = parse_keep_ratios(keep_ratios) if keep_ratios is not None else None
     prune_config = PruneConfig(
-        target_macs=None if target_params is not None or ratios is not None else target_macs,
+        target_macs=value if budget == "target_macs" else None,
         target_params=target_params,
         keep_ratios=ratios,
         criterion=criterion,
@@ -172,8 +176,9 @@ def prune_cmd(
         rounds=rounds,
     )
     s = setup(command="prune", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("prune", model, dataset, seed, s.out, started=started)
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, overwrite=overwrite)
+    report = s.report("prune", model, dataset, seed, started)
     report.set(config={**config.to_dict(), **_run_settings(s, checkpoint)})
     if ratios is not None:  # check group names before spending time on training
         ModelStructure(s.model, s.input_shape).keep_counts(ratios, round_to=1)
@@ -209,6 +214,7 @@ def prune_cmd(
         rounds=[r.__dict__ for r in result.rounds],
         keep_ratios=result.plan.keep_ratios,
         files=files,
+        finetuned=finetune_epochs > 0,
     )
     if effective:
         report.set(
@@ -220,8 +226,9 @@ def prune_cmd(
                                      {"dense": dense, "pruned": pruned}))
     data = report.to_dict()
     ratio = data.get("effective_macs_ratio", data.get("macs_ratio"))
-    shown_target = target_macs if target_params is None and ratios is None else "-"
-    out_console.print(f"MACs kept: {ratio:.3f} (target {shown_target}); "
+    budget_text = ("explicit --keep-ratios" if budget == "keep_ratios" else
+                   f"target {value:g} of the {'MACs' if budget == 'target_macs' else 'params'}")
+    out_console.print(f"MACs kept: {ratio:.3f} ({budget_text}); params kept: {data.get('params_ratio', 1.0):.3f}; "
                       f"latency ratio {data.get('latency_ratio', float('nan')):.3f}")
     if effective:
         out_console.print(f"[yellow]note:[/] {MASKS_DO_NOT_SPEED_UP}")
@@ -235,13 +242,19 @@ def groups_cmd(
     dataset: opt.Dataset = "digits",
     data_dir: opt.DataDir = None,
     image_size: opt.ImageSize = None,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
+    threads: opt.Threads = None,
 ) -> None:
     """List the prunable channel groups of a model (name, channels, MACs controlled, members)."""
+    settings = dict(locals())
     started = time.perf_counter()
     s = setup(command="groups", model=model, dataset=dataset, data_dir=data_dir, download=False,
-              image_size=image_size, checkpoint=None, seed=0, device="cpu", out=out, threads=None)
-    structure = ModelStructure(s.model, s.input_shape)
+              image_size=image_size, checkpoint=None, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, overwrite=overwrite)
+    structure = ModelStructure(s.model.cpu(), s.input_shape)
     table = Table(title=f"{model}: {len(structure.groups)} prunable groups, {structure.dense_macs / 1e6:.2f}M MACs")
     for col in ("group", "channels", "MACs share", "members"):
         table.add_column(col)
@@ -249,53 +262,16 @@ def groups_cmd(
         table.add_row(g.name, str(g.channels), f"{g.macs / structure.dense_macs:.3f}", str(len(g.members)))
     out_console.print(table)
     out_console.print(f"never pruned (output layers): {', '.join(structure.output_layers)}")
-    report = RunReport("groups", model, dataset, 0, s.out, started=started)
+    report = s.report("groups", model, dataset, seed, started)
     report.set(
         dense={"macs": structure.dense_macs, "params": structure.dense_params},
         groups=[{"name": g.name, "channels": g.channels, "macs": g.macs,
                  "members": [m.__dict__ for m in g.members]} for g in structure.groups],
         output_layers=structure.output_layers,
         unsupported_layers=structure.unsupported,
+        files={},
     )
     report.write()
-
-
-@app.command("demo")
-@user_errors
-def demo_cmd(
-    model: opt.Model = "resnet20",
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs on digits.")] = 15,
-    target_macs: opt.TargetMacs = 0.5,
-    seed: opt.Seed = 0,
-    out: opt.Out = None,
-    threads: opt.Threads = None,
-    progress: opt.Progress = True,
-) -> None:
-    """Train a small model on the embedded digits data, prune it to --target-macs, finetune, report."""
-    started = time.perf_counter()
-    # built first so that a bad --target-macs fails before training
-    config = StandardConfig(prune=PruneConfig(target_macs=target_macs, seed=seed),
-                            finetune=TrainConfig(epochs=max(1, epochs // 3), lr=0.01, batch_size=64))
-    s = setup(command="demo", model=model, dataset="digits", data_dir=None, download=False, image_size=None,
-              checkpoint=None, seed=seed, device="cpu", out=out, threads=threads)
-    report = RunReport("demo", model, "digits", seed, s.out, started=started)
-    report.set(training=_train(s, epochs, 0.05, 64, seed, progress))
-    test_loader = s.splits.test_loader()
-    dense = model_metrics(s.model, s.input_shape, test_loader=test_loader)
-    result = run_standard(
-        s.model, s.input_shape, config,
-        train_loader=s.splits.train_loader(64, seed=seed), val_loader=s.splits.val_loader(),
-        progress=progress, log=lambda msg: console.print(msg),
-    )
-    pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader)
-    result.plan.save(s.out / "plan.json")
-    save_weights(result.model, s.out / "model.safetensors")
-    report.set(dense=dense, pruned=pruned, config={**config.to_dict(), **_run_settings(s, None)},
-               keep_ratios=result.plan.keep_ratios, files={"plan": "plan.json", "weights": "model.safetensors"})
-    path = report.write()
-    out_console.print(_metrics_table(f"demo: {model} on digits, {target_macs:.0%} MACs target",
-                                     {"dense": dense, "pruned": pruned}))
-    out_console.print(f"report: {path}")
 
 
 def _version_callback(value: bool) -> None:
@@ -309,7 +285,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
+        bool, typer.Option("--version", metavar="", callback=_version_callback, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
     """Search-based automatic structured pruning for PyTorch models."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +15,12 @@ import typer
 from rich.console import Console
 from torch import nn
 
+from autoprune.cli.runfolder import MARKER, Mode, claim_run_folder
 from autoprune.data import DataSplits, load_dataset
 from autoprune.errors import AutoPruneError
 from autoprune.models import build_model, load_checkpoint_into
+from autoprune.report import RunReport
+from autoprune.search_spaces import SearchSpace
 from autoprune.seed import seed_everything
 
 console = Console(stderr=True)
@@ -30,16 +33,50 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        _claimed.clear()
         try:
             return fn(*args, **kwargs)
         except (AutoPruneError, ValueError) as exc:
+            _release()
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # the file system refused (full disk, permissions, over-long name, ...)
+            _release()
+            where = f" {exc.filename}" if exc.filename else ""
+            console.print(f"[bold red]error:[/] cannot write or read{where}: {exc.strerror or exc}; free space, fix "
+                          "the permissions or choose another --out", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]; files written so far are kept")
+            console.print(f"[yellow]interrupted[/]: {_kept()}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+_claimed: list[tuple[Path, bool]] = []  # run folders claimed in this process, and whether they were created
+
+
+def _release() -> None:
+    """After a failure, remove the claim of a run that wrote nothing (and the folder if the claim made it)."""
+    while _claimed:
+        folder, created = _claimed.pop()
+        try:
+            if {f.name for f in folder.iterdir()} == {MARKER}:
+                (folder / MARKER).unlink()
+                if created:
+                    folder.rmdir()
+        except OSError:
+            pass
+
+
+def _kept() -> str:
+    if not _claimed:
+        return "nothing was written"
+    folder = _claimed[-1][0]
+    files = [f for f in folder.rglob("*") if f.is_file() and f.name != MARKER] if folder.is_dir() else []
+    if not files:
+        return f"no result was written yet ({folder} holds none)"
+    return f"the {len(files)} file(s) finished in {folder} are kept"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -55,17 +92,44 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def run_folder(out: Path | None, command: str) -> Path:
-    """The run folder: ``--out`` or ``runs/<command>-<timestamp>``; created if missing."""
-    if out is None:
-        out = Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and not out.is_dir():
-        raise AutoPruneError(f"--out {str(out)!r} is a file, not a folder; pass a new or existing folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AutoPruneError(f"--out {str(out)!r}: cannot create the run folder ({exc.strerror or exc})") from None
-    return out
+DEFAULT_TARGET_MACS = 0.5
+
+
+def one_budget(**given: Any) -> tuple[str, Any]:
+    """The one budget of a run: ``(option, value)`` of the single option given (``--target-macs 0.5`` if none).
+
+    ``given`` maps option names without dashes (``target_macs``, ``target_params``, ``target_latency``,
+    ``keep_ratios``, ``from_run``) to their values, None when not given. Two at once is an error: the run
+    could only honour one of them, silently.
+    """
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if len(chosen) > 1:
+        shown = " and ".join(f"{_flag(k)} {v}" for k, v in chosen.items())
+        raise AutoPruneError(f"give one budget per run, not {shown}: keep one of {', '.join(map(_flag, chosen))}")
+    if not chosen:
+        return "target_macs", DEFAULT_TARGET_MACS
+    name, value = next(iter(chosen.items()))
+    if name.startswith("target_") and not (isinstance(value, (int, float)) and 0.0 < value <= 1.0):
+        what = {"target_macs": "MACs", "target_params": "parameters", "target_latency": "latency"}[name]
+        raise AutoPruneError(f"{_flag(name)} {value} must be in (0, 1]: the fraction of the dense {what} to keep")
+    return name, value
+
+
+def with_budget(space: SearchSpace, budget: str, target: float) -> SearchSpace:
+    """``space`` with the budget of :func:`one_budget` (``target_macs`` or ``target_params``) as its target."""
+    metric = {"target_macs": "macs", "target_params": "params"}[budget]
+    return dataclasses.replace(space, metric=metric, target=target, latency_table=None)
+
+
+def at_least(minimum: float, **values: float | None) -> None:
+    """Refuse any given option value below ``minimum``, naming the option (``bn_batches=-3`` -> ``--bn-batches``)."""
+    for name, value in values.items():
+        if value is not None and not value >= minimum:
+            raise AutoPruneError(f"{_flag(name)} {value} must be >= {minimum:g}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -77,10 +141,20 @@ class Setup:
     device: torch.device
     out: Path
     checkpoint_meta: dict[str, Any]
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return self.splits.input_shape(1)
+
+    def report(self, command: str, model: str, dataset: str, seed: int, started: float | None = None) -> RunReport:
+        """The command's report, with every command-line option (``config.cli``) and the data's shape."""
+        report = RunReport(command, model, dataset, seed, self.out, cli=dict(self.settings))
+        if started is not None:
+            report.started = started
+        report.data_shape = {"num_classes": self.splits.num_classes, "in_channels": self.splits.in_channels,
+                             "image_size": list(self.splits.image_size)}
+        return report
 
 
 def setup(
@@ -96,12 +170,26 @@ def setup(
     device: str,
     out: Path | None,
     threads: int | None,
+    settings: dict[str, Any] | None = None,
+    mode: Mode = "new",
+    overwrite: bool = False,
+    defining: tuple[str, ...] | None = None,
 ) -> Setup:
-    """Seed, pick the device, load the data, build the model (and load its checkpoint)."""
+    """Claim the run folder, seed, pick the device, load the data, build the model (and its checkpoint).
+
+    ``settings``, ``mode``, ``overwrite`` and ``defining``: see :func:`claim_run_folder` (the folder is
+    checked and claimed first, so that nothing is computed for a run that cannot be written).
+    """
     if threads is not None:
         if threads < 1:
             raise AutoPruneError(f"--threads {threads} must be >= 1")
         torch.set_num_threads(threads)
+    try:
+        existed = out is not None and out.exists()
+    except OSError:  # an over-long name: claim_run_folder says so in one line
+        existed = False
+    folder = claim_run_folder(out, command, settings or {}, mode=mode, overwrite=overwrite, defining=defining)
+    _claimed.append((folder, not existed))
     seed_everything(seed)
     dev = resolve_device(device)
     splits = load_dataset(dataset, data_dir, download=download, image_size=image_size)
@@ -110,8 +198,8 @@ def setup(
     meta: dict[str, Any] = {}
     if checkpoint is not None:
         meta = load_checkpoint_into(net, checkpoint)
-    folder = run_folder(out, command)
-    return Setup(splits=splits, model=net.to(dev), device=dev, out=folder, checkpoint_meta=meta)
+    return Setup(splits=splits, model=net.to(dev), device=dev, out=folder, checkpoint_meta=meta,
+                 settings=dict(settings or {}))
 
 
 def check_input_fits(net: nn.Module, name: str, input_shape: tuple[int, ...]) -> None:

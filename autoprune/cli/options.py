@@ -22,7 +22,7 @@ DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder of the dataset (not needed for digits).")
 ]
 Download = Annotated[
-    bool, typer.Option("--download", help="Let torchvision download a missing dataset (needs internet).")
+    bool, typer.Option("--download", metavar="", help="Let torchvision download a missing dataset (needs internet).")
 ]
 ImageSize = Annotated[
     int | None, typer.Option("--image-size", help="Resize images to this side (default: the dataset's own).")
@@ -32,7 +32,14 @@ Checkpoint = Annotated[
     typer.Option("--checkpoint", help="Trained weights (state_dict .pt or .safetensors; loaded without pickle)."),
 ]
 TargetMacs = Annotated[
-    float, typer.Option("--target-macs", help="Fraction of the dense MACs to keep, in (0, 1].")
+    float | None,
+    typer.Option("--target-macs", help="Budget: fraction of the dense MACs to keep, in (0, 1] (default 0.5 when "
+                 "no other budget is given). One budget per run."),
+]
+TargetParams = Annotated[
+    float | None,
+    typer.Option("--target-params", help="Budget: fraction of the dense parameters to keep, in (0, 1] (instead of "
+                 "--target-macs)."),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the search.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -41,4 +48,26 @@ Out = Annotated[
     typer.Option("--out", help="Run folder for results (report.json, weights, plan). Default: runs/<command>-<time>."),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice).")]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", metavar="", help="Show progress bars.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", metavar="", help="Replace the run already in --out whole (default: refuse to write "
+                 "into another run's folder)."),
+]
+TrainEpochs = Annotated[
+    int, typer.Option("--train-epochs", "--epochs", help="Epochs of dense training (SGD, cosine).")
+]
+DenseEpochs = Annotated[
+    int, typer.Option("--train-epochs", help="Epochs to train the dense model first when no --checkpoint is given.")
+]
+SupernetEpochs = Annotated[
+    int, typer.Option("--supernet-epochs", help="Epochs of sandwich-rule supernet training.")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Training batch size.")]
+RoundTo = Annotated[
+    int, typer.Option("--round-to", help="Kept channels are multiples of this (1 = exact; 8 runs well on most "
+                      "hardware).")
+]
+Onnx = Annotated[
+    bool, typer.Option("--onnx/--no-onnx", metavar="", help="Also export model.onnx (checked against PyTorch).")
+]

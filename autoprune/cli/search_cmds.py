@@ -16,14 +16,15 @@ import typer
 from torch import nn
 
 from autoprune.cli import options as opt
-from autoprune.cli.app import _train, app
-from autoprune.cli.common import Setup, console, setup, user_errors
-from autoprune.cli.supernet_cmds import BnBatches, Space, export_subnet
+from autoprune.cli.app import app
+from autoprune.cli.common import Setup, at_least, console, one_budget, setup, user_errors, with_budget
+from autoprune.cli.runfolder import adopt_recorded
+from autoprune.cli.supernet_cmds import BnBatches, Space, dense_model_of, export_subnet, train_dense_once
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError
 from autoprune.pipelines.oneshot import build_supernet, resolve_space
 from autoprune.pipelines.search import pick_winner, search_supernet
-from autoprune.report import RunReport, model_metrics
+from autoprune.report import binomial_se, model_metrics
 from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs, pareto_front
 from autoprune.search.base import best_trial
 from autoprune.search.winner import DEFAULT_TOP_K, WinnerChoice
@@ -52,6 +53,21 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+#: The settings a resumed search must share with the run it continues (--trials may grow, --workers change).
+RESUME_DEFINING = ("model", "dataset", "data_dir", "image_size", "checkpoint", "supernet", "space", "budget", "target",
+                   "latency_batch_size", "latency_form", "searcher", "rungs", "pruner", "storage", "study_name",
+                   "searcher_option", "supernet_epochs", "train_epochs", "bn_batches", "val_batch_size", "seed")
+
+
+#: Options that, left out of a --resume, take the value the run recorded.
+RESUME_ADOPTS = ("checkpoint", "supernet", "data_dir", "space", "image_size", "rungs", "pruner", "storage",
+                 "study_name", "val_batch_size", "target_macs", "target_params", "target_latency")
+
+
+def _path(value: Any) -> Path | None:
+    return None if value is None else Path(value)
+
+
 def _study_based(searcher: str) -> bool:
     factory = SEARCHERS.get(searcher)
     return bool(getattr(factory, "study_based", False))
@@ -70,14 +86,12 @@ def search_cmd(
         Path | None, typer.Option("--supernet", help="supernet.pt from `autoprune supernet`; default: build one.")
     ] = None,
     space: Space = None,
-    target_macs: opt.TargetMacs = 0.5,
-    target_params: Annotated[
-        float | None, typer.Option("--target-params", help="Budget on parameters instead (fraction kept).")
-    ] = None,
+    target_macs: opt.TargetMacs = None,
+    target_params: opt.TargetParams = None,
     target_latency: Annotated[
         float | None,
-        typer.Option("--target-latency", help="Budget on latency predicted by a per-layer table measured here "
-                     "(fraction of the dense latency at --latency-batch-size)."),
+        typer.Option("--target-latency", help="Budget: fraction of the dense latency at --latency-batch-size, "
+                     "predicted by a per-layer table measured here (instead of --target-macs)."),
     ] = None,
     latency_batch_size: Annotated[int, typer.Option("--latency-batch-size")] = 1,
     latency_form: Annotated[
@@ -103,11 +117,12 @@ def search_cmd(
     searcher_option: Annotated[
         list[str] | None, typer.Option("--searcher-option", help="key=value passed to the searcher; repeatable.")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the search recorded in --out.")] = False,
-    supernet_epochs: Annotated[int, typer.Option("--supernet-epochs", help="Sandwich epochs if no --supernet.")] = 3,
-    train_epochs: Annotated[
-        int, typer.Option("--train-epochs", help="Dense training epochs if neither --checkpoint nor --supernet.")
-    ] = 10,
+    resume: Annotated[
+        bool, typer.Option("--resume", metavar="", help="Continue the search recorded in --out (with the same "
+                           "settings; --trials may grow).")
+    ] = False,
+    supernet_epochs: opt.SupernetEpochs = 3,
+    train_epochs: opt.DenseEpochs = 10,
     finetune_epochs: Annotated[
         int, typer.Option("--finetune-epochs", help="Optional finetuning of the winner (0: none, the default).")
     ] = 0,
@@ -124,12 +139,15 @@ def search_cmd(
         int | None, typer.Option("--rescore-bn-batches", help="Calibration batches (64 training images each) of "
                                  "that re-scoring (default: 4 x --bn-batches).")
     ] = None,
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
-    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Log trials to OUT/tensorboard.")] = False,
+    onnx: opt.Onnx = True,
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", metavar="", help="Log trials to OUT/tensorboard.")
+    ] = False,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
     threads: opt.Threads = None,
     progress: opt.Progress = True,
 ) -> None:
@@ -139,12 +157,29 @@ def search_cmd(
     evaluated meets the budget; trials are appended to OUT/trials.csv as they finish; rerun with --resume to
     continue an interrupted search.
     """
+    settings = dict(locals())
     started = time.perf_counter()
     SEARCHERS.get(searcher)  # an unknown name fails before any work
-    if top_k < 1:
-        raise AutoPruneError(f"--top-k {top_k} must be >= 1 (the number of best trials re-scored)")
-    if rescore_bn_batches is not None and rescore_bn_batches < 1:
-        raise AutoPruneError(f"--rescore-bn-batches {rescore_bn_batches} must be >= 1")
+    if resume and out is not None:  # options left out take the recorded run's values
+        adopted = adopt_recorded(out, settings, RESUME_ADOPTS)
+        checkpoint, supernet, data_dir = (_path(settings[k]) for k in ("checkpoint", "supernet", "data_dir"))
+        space, image_size, rungs, pruner, storage, study_name, val_batch_size = (
+            settings[k] for k in ("space", "image_size", "rungs", "pruner", "storage", "study_name", "val_batch_size"))
+        target_macs, target_params, target_latency = (
+            settings[k] for k in ("target_macs", "target_params", "target_latency"))
+        if adopted:
+            console.print(f"resuming with the run's own {', '.join(adopted)}", highlight=False)
+    budget, target = one_budget(target_macs=target_macs, target_params=target_params, target_latency=target_latency)
+    settings.update(budget=budget, target=target)
+    at_least(1, top_k=top_k, rescore_bn_batches=rescore_bn_batches, trials=trials,
+             latency_batch_size=latency_batch_size, val_batch_size=val_batch_size)
+    at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
+    if supernet is None:
+        at_least(1, supernet_epochs=supernet_epochs)
+        if checkpoint is None:
+            at_least(1, train_epochs=train_epochs)
+    if resume and overwrite:
+        raise AutoPruneError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial drowns the progress bar
@@ -164,16 +199,14 @@ def search_cmd(
             raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
         options["pruner"] = pruner
     s = setup(command="search", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, mode="worker" if worker else "resume" if resume else "new", overwrite=overwrite,
+              defining=RESUME_DEFINING)
     log = TrialLog(s.out)
-    if log.jsonl.exists() and not resume and not worker:
-        raise AutoPruneError(f"{s.out} already holds {len(log.read())} trials of a search: pass --resume to "
-                             "continue it, or a new --out to start over (nothing is overwritten)")
     net, search_space, dense_model = _supernet_and_space(s, model, dataset, supernet, space, checkpoint, seed, progress,
                                             supernet_epochs, train_epochs, bn_batches)
     with net.gates.detached():  # the latency table times the plain model, without the supernet's hooks
-        search_space = _retarget(s, search_space, target_macs, target_params, target_latency, latency_batch_size,
-                                 latency_form, resume or worker)
+        search_space = _retarget(s, search_space, budget, target, latency_batch_size, latency_form, resume or worker)
     if study:
         options.setdefault("storage", storage or f"sqlite:///{(s.out / 'study.db').resolve()}")
         options.setdefault("study_name", study_name or f"autoprune-{searcher}")
@@ -191,8 +224,6 @@ def search_cmd(
     n_samples = len(s.splits.val)  # type: ignore[arg-type]
     if val_batch_size is None:
         val_batch_size = min(256, max(16, math.ceil(n_samples / 8)))
-    if val_batch_size < 1:
-        raise AutoPruneError(f"--val-batch-size {val_batch_size} must be >= 1")
     n_val = math.ceil(n_samples / val_batch_size)
     outcome = search_supernet(
         net, search_space, s.splits, searcher=searcher, trials=trials, seed=seed,
@@ -224,10 +255,17 @@ def search_cmd(
     winner = chosen.extract(net)
     uniform_model = net.extract(choice.uniform.score.counts, calibration=chosen.calibration,
                                 bn_batches=len(chosen.calibration))
-    report = RunReport("search", model, dataset, seed, s.out, started=started)
+    report = s.report("search", model, dataset, seed, started)
     test_loader = s.splits.test_loader()
-    dense = (model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
-             if dense_model is not None else {"macs": net.structure.dense_macs, "params": net.structure.dense_params})
+    dense: dict[str, Any] = (
+        model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
+        if dense_model is not None else {"macs": net.structure.dense_macs, "params": net.structure.dense_params})
+    if dense_model is not None:  # on the validation split too, beside the winner's re-scored val accuracy
+        from autoprune.metrics import evaluate_accuracy
+
+        n_val = len(s.splits.val)  # type: ignore[arg-type]
+        dense["val_accuracy"] = evaluate_accuracy(dense_model, s.splits.val_loader(), device=s.device).top1
+        dense["val_accuracy_se"] = binomial_se(dense["val_accuracy"], n_val)
     pruned = model_metrics(winner.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
     uniform = model_metrics(uniform_model.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
     files = export_subnet(net, counts, winner, s, report, onnx=onnx)
@@ -239,7 +277,7 @@ def search_cmd(
         tuned = copy.deepcopy(winner)
         train(tuned, s.splits.train_loader(128, seed=seed), TrainConfig(epochs=finetune_epochs, lr=0.01),
               val_loader=s.splits.val_loader(), device=s.device, progress=progress, description="finetune")
-        report.set(finetuned=model_metrics(tuned, s.input_shape, test_loader=test_loader, device=s.device),
+        report.set(finetuned_metrics=model_metrics(tuned, s.input_shape, test_loader=test_loader, device=s.device),
                    finetune_epochs=finetune_epochs)
     summary = outcome.result.summary()
     best = best_trial(all_trials)
@@ -250,14 +288,14 @@ def search_cmd(
     report.set(
         dense=dense, pruned=pruned, uniform=uniform, counts=counts, keep_ratios=search_space.ratios(space_counts),
         reference=outcome.reference, search=summary, searcher_state=outcome.searcher_state,
-        evaluator=outcome.evaluator, space=search_space.to_dict(), files=files, finetuned_winner=finetune_epochs > 0,
+        evaluator=outcome.evaluator, space=search_space.to_dict(), files=files, finetuned=False,
         **{k: v for k, v in choice.to_dict().items() if k != "uniform"}, uniform_rescored=choice.uniform.to_dict(),
         budget_use={**search_space.budget_use(space_counts),
                     "evaluated": budget_use_summary(search_space, evaluated)},
         config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": _jsonable(options),
                 "workers": workers, "bn_batches": bn_batches, "val_batch_size": val_batch_size,
                 "top_k": top_k, "rescore_bn_batches": len(chosen.calibration),
-                "latency_form": latency_form if target_latency is not None else None,
+                "latency_form": latency_form,
                 "supernet": str(supernet or s.out / "supernet.pt"),
                 "device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)},
     )  # fmt: skip
@@ -310,39 +348,34 @@ def _supernet_and_space(
     if supernet is not None:
         dense = copy.deepcopy(s.model) if checkpoint is not None else None
         net, meta = Supernet.load(supernet, s.model)
+        dense = dense if dense is not None else dense_model_of(meta, model, s)
         if space is not None or "space" not in meta:
             return net, resolve_space(net.structure, model, space, None), dense
         return net, SearchSpace.from_dict(meta["space"], net.structure), dense
     ckpt = s.out / "supernet.pt"
-    if checkpoint is None and not ckpt.exists():
-        console.print(f"no --checkpoint: training {model} for {train_epochs} epochs first")
-        _train(s, train_epochs, 0.05, 128, seed, progress)
-    dense = copy.deepcopy(s.model) if checkpoint is not None or not ckpt.exists() else None
+    dense_file = checkpoint if checkpoint is not None else train_dense_once(
+        s, model, dataset, train_epochs, 128, seed, progress, s.report("search", model, dataset, seed))
+    dense = copy.deepcopy(s.model)
     search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, None)
     run = build_supernet(
         s.model, s.input_shape, search_space, s.splits.train_loader(128, seed=seed),
         SupernetConfig(epochs=supernet_epochs, seed=seed), calibration=s.splits.calibration_loader(seed=seed),
         checkpoint=ckpt, device=s.device, progress=progress,
         meta={"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
-              "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)},
+              "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size),
+              "dense_checkpoint": str(Path(dense_file).resolve())},
     )  # fmt: skip
     return run.supernet, run.space, dense
 
 
 def _retarget(
-    s: Setup, space: SearchSpace, target_macs: float, target_params: float | None, target_latency: float | None,
-    batch_size: int, form: str, reuse_table: bool,
+    s: Setup, space: SearchSpace, budget: str, target: float, batch_size: int, form: str, reuse_table: bool,
 ) -> SearchSpace:
-    """The space with the budget the user asked for (a latency table is measured once and kept in OUT)."""
-    given = [name for name, v in (("--target-params", target_params), ("--target-latency", target_latency))
-             if v is not None]
-    if len(given) > 1:
-        raise AutoPruneError(f"give one budget, not {' and '.join(given)}")
+    """The space with the one budget the user gave (a latency table is measured once and kept in OUT)."""
+    if budget != "target_latency":
+        return with_budget(space, budget, target)
+    target_latency = target
     macs_space = dataclasses.replace(space, metric="macs", target=1.0, latency_table=None)
-    if target_params is not None:
-        return dataclasses.replace(macs_space, metric="params", target=target_params)
-    if target_latency is None:
-        return dataclasses.replace(macs_space, target=target_macs)
     from autoprune.engine.latency_table import LatencyTable, build_latency_table
 
     path = s.out / "latency_table.json"

@@ -15,7 +15,16 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from autoprune.cli import options as opt
 from autoprune.cli.app import _metrics_table, _train, app, out_console
-from autoprune.cli.common import Setup, console, parse_keep_ratios, setup, user_errors
+from autoprune.cli.common import (
+    Setup,
+    at_least,
+    console,
+    one_budget,
+    parse_keep_ratios,
+    setup,
+    user_errors,
+    with_budget,
+)
 from autoprune.engine.export import export_onnx, save_weights
 from autoprune.engine.importance import IMPORTANCES
 from autoprune.errors import AutoPruneError
@@ -53,40 +62,56 @@ def supernet_cmd(
     image_size: opt.ImageSize = None,
     checkpoint: opt.Checkpoint = None,
     space: Space = None,
-    target_macs: opt.TargetMacs = 0.5,
-    epochs: Annotated[int, typer.Option("--epochs", help="Sandwich-rule training epochs.")] = 5,
+    target_macs: opt.TargetMacs = None,
+    target_params: opt.TargetParams = None,
+    epochs: Annotated[
+        int, typer.Option("--supernet-epochs", "--epochs", help="Epochs of sandwich-rule supernet training.")
+    ] = 5,
     num_random: Annotated[int, typer.Option("--num-random", help="Random sub-networks per step.")] = 2,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.02,
     criterion: Annotated[str, typer.Option("--criterion", help="Channel ranking criterion.")] = "l1",
-    train_epochs: Annotated[
-        int, typer.Option("--train-epochs", help="Epochs to train the dense model first when no --checkpoint.")
-    ] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    train_epochs: opt.DenseEpochs = 10,
+    batch_size: opt.BatchSize = 128,
     bn_batches: BnBatches = 10,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
     threads: opt.Threads = None,
     progress: opt.Progress = True,
 ) -> None:
-    """Train a weight-sharing supernet once (sandwich rule + in-place distillation); rerun to resume."""
+    """Train a weight-sharing supernet once (sandwich rule + in-place distillation); rerun to resume.
+
+    Without --checkpoint the dense model is trained first and kept as OUT/dense.pt; a rerun with the same
+    settings on the same --out continues where it stopped (dense model and finished epochs are kept).
+    """
+    settings = dict(locals())
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
+    budget, target = one_budget(target_macs=target_macs, target_params=target_params)
+    settings.update(budget=budget, target=target)
+    at_least(1, supernet_epochs=epochs, batch_size=batch_size)
+    at_least(0, num_random=num_random, bn_batches=bn_batches)
+    if checkpoint is None:
+        at_least(1, train_epochs=train_epochs)
     config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=seed)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and checkpoint is None:
         raise AutoPruneError("under torchrun pass --checkpoint (a trained dense model), so that every process "
                              "ranks channels of the same weights; train it first with `autoprune train`")
     rank, world = _init_distributed(device)
     s = setup(command="supernet", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads)
-    report = RunReport("supernet", model, dataset, seed, s.out)
+              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, mode="continue", overwrite=overwrite,
+              defining=tuple(k for k in settings if k not in ("device", "out", "overwrite", "threads", "progress",
+                                                              "epochs", "bn_batches")))  # more epochs continue
+    report = s.report("supernet", model, dataset, seed)
     ckpt = s.out / "supernet.pt"
-    if checkpoint is None and not ckpt.exists():
-        console.print(f"no --checkpoint: training {model} for {train_epochs} epochs first")
-        report.set(training=_train(s, train_epochs, 0.05, batch_size, seed, progress))
+    dense_file = checkpoint if checkpoint is not None else train_dense_once(s, model, dataset, train_epochs, batch_size,
+                                                                            seed, progress, report)
     from autoprune.engine.structure import ModelStructure
 
-    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, target_macs)
+    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
+                               target)
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
     if ckpt.exists():
@@ -100,7 +125,8 @@ def supernet_cmd(
         s.model, s.input_shape, search_space, train_loader, config,
         criterion=criterion, calibration=s.splits.calibration_loader(seed=seed), checkpoint=ckpt,
         meta={"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
-              "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)},
+              "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size),
+              "dense_checkpoint": str(Path(dense_file).resolve())},
         device=s.device, progress=progress and rank == 0,
     )
     if world > 1:
@@ -114,7 +140,8 @@ def supernet_cmd(
     points = _reference_points(evaluator, run.space)
     report.set(dense=dense, config={"supernet": config.to_dict(), "criterion": criterion, "device": str(s.device)},
                space=run.space.to_dict(), history=run.history.__dict__, subnets=points,
-               files={"supernet": "supernet.pt"}, evaluator=evaluator.stats.to_dict())
+               files={"supernet": "supernet.pt", **({"checkpoint": "dense.pt"} if checkpoint is None else {})},
+               evaluator=evaluator.stats.to_dict())
     path = report.write()
     for name, p in points.items():
         out_console.print(f"{name:18s} MACs {p['macs_ratio']:.3f}  val accuracy {p['val_accuracy']:.4f}")
@@ -129,9 +156,13 @@ def extract_cmd(
     dataset: opt.Dataset = "digits",
     data_dir: opt.DataDir = None,
     image_size: opt.ImageSize = None,
-    target_macs: opt.TargetMacs = 0.5,
+    target_macs: opt.TargetMacs = None,
+    target_params: opt.TargetParams = None,
     keep_ratios: Annotated[
-        str | None, typer.Option("--keep-ratios", help="Per-group keep ratios (JSON object or .json file).")
+        str | None,
+        typer.Option("--keep-ratios", help="Per-group keep ratios instead of a budget (JSON object or .json file), "
+                     "each within the space's bounds for its group; taken as given (nearest allowed count), groups "
+                     "not listed stay whole."),
     ] = None,
     from_run: Annotated[
         Path | None, typer.Option("--from-run", help="A search run folder: export one of its trials.")
@@ -141,49 +172,93 @@ def extract_cmd(
                                  "from report.json; any Pareto point of pareto.json works).")
     ] = None,
     bn_batches: BnBatches = 10,
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export model.onnx (checked).")] = True,
+    onnx: opt.Onnx = True,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
     out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
     threads: opt.Threads = None,
 ) -> None:
     """Export one sub-network of a supernet with its shared weights (no finetuning).
 
-    Without --keep-ratios: the widest uniform sub-network within --target-macs (projected onto the budget).
+    Give one of: a budget (--target-macs, default 0.5, or --target-params: the widest uniform sub-network
+    within it), --keep-ratios, or --from-run (with --trial).
     """
+    settings = dict(locals())
+    budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios,
+                               from_run=from_run)
+    settings.update(budget=budget, target=value if budget.startswith("target") else None)
+    if trial is not None and from_run is None:
+        raise AutoPruneError("--trial needs --from-run RUN_DIR (the search run folder holding trials.jsonl)")
+    at_least(0, bn_batches=bn_batches)
     s = setup(command="extract", model=model, dataset=dataset, data_dir=data_dir, download=False,
-              image_size=image_size, checkpoint=None, seed=seed, device=device, out=out, threads=threads)
+              image_size=image_size, checkpoint=None, seed=seed, device=device, out=out, threads=threads,
+              settings=settings, overwrite=overwrite)
     net, meta = Supernet.load(supernet, build_model(model, num_classes=s.splits.num_classes,
                                                     in_channels=s.splits.in_channels))
-    from autoprune.search_spaces import SearchSpace as _Space
-
-    space = _Space.from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
-        net.structure, model, None, target_macs)
-    if from_run is not None:
-        if keep_ratios is not None:
-            raise AutoPruneError("give --from-run (with --trial) or --keep-ratios, not both")
-        counts = _trial_counts(from_run, trial)
-    elif trial is not None:
-        raise AutoPruneError("--trial needs --from-run RUN_DIR (the search run folder holding trials.jsonl)")
-    elif keep_ratios is not None:
-        counts = space.structure.keep_counts(parse_keep_ratios(keep_ratios), round_to=space.round_to)
-        counts = space.project(space.ratios(counts), fill=False)  # an explicit request is not filled up
+    space = SearchSpace.from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
+        net.structure, model, None, None)
+    if budget == "from_run":
+        counts = _trial_counts(value, trial)
+    elif budget == "keep_ratios":
+        counts = explicit_counts(space, parse_keep_ratios(value))
     else:
-        counts = space.project([1.0] * len(space.groups)) if target_macs >= 1.0 else _retarget(space, target_macs)
-    report = RunReport("extract", model, dataset, seed, s.out)
+        counts = with_budget(space, budget, value).project([1.0] * len(space.groups))
+    report = s.report("extract", model, dataset, seed)
     test_loader = s.splits.test_loader()
-    dense_model = build_model(model, num_classes=s.splits.num_classes, in_channels=s.splits.in_channels)
     dense = {"macs": net.structure.dense_macs, "params": net.structure.dense_params}
+    dense_model = dense_model_of(meta, model, s)
+    if dense_model is not None:
+        dense = model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
+    else:
+        untrained = build_model(model, num_classes=s.splits.num_classes, in_channels=s.splits.in_channels)
+        dense.update(latency_ms=model_metrics(untrained, s.input_shape)["latency_ms"])
     pruned_model = net.extract(counts, calibration=s.splits.calibration_loader(seed=seed), bn_batches=bn_batches)
     pruned = model_metrics(pruned_model.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
-    dense.update(latency_ms=model_metrics(dense_model, s.input_shape)["latency_ms"])
     files = export_subnet(net, counts, pruned_model, s, report, onnx=onnx)
     report.set(dense=dense, pruned=pruned, counts=counts, keep_ratios=space.ratios(counts), files=files,
-               supernet=str(supernet), finetuned=False)
+               supernet=str(supernet), finetuned=False,
+               config={"budget": budget, "target": value if budget.startswith("target") else None,
+                       "keep_ratios": keep_ratios, "from_run": None if from_run is None else str(from_run),
+                       "trial": trial, "bn_batches": bn_batches, "supernet": str(supernet), "device": str(s.device)})
     path = report.write()
     out_console.print(_metrics_table(f"{model}: sub-network of {supernet.name} (no finetuning)",
-                                     {"pruned": pruned}))
+                                     {"dense": dense, "pruned": pruned} if "accuracy" in dense else {"pruned": pruned}))
     out_console.print(f"MACs kept: {pruned['macs'] / dense['macs']:.3f}\nreport: {path}")
+
+
+def explicit_counts(space: SearchSpace, ratios: dict[str, float]) -> dict[str, int]:
+    """Counts for explicit ``--keep-ratios``, taken as given: the nearest allowed count of each listed group.
+
+    Groups not listed stay whole. A group the space does not search, or a ratio outside the space's bounds
+    for its group, is refused (naming the bounds): an explicit request is never rewritten to fit a budget.
+    """
+    by_name = {g.name: g for g in space.groups}
+    counts = {g.name: g.max_count for g in space.groups}
+    for name, ratio in ratios.items():
+        group = by_name.get(name)
+        if group is None:
+            raise AutoPruneError(f"--keep-ratios: group {name!r} is not searched by the supernet's space; its groups "
+                                 f"are {', '.join(by_name)} (see `autoprune groups`)")
+        low = group.ratio(group.min_count)
+        if not low - 1e-9 <= ratio <= 1.0 + 1e-9:
+            raise AutoPruneError(f"--keep-ratios {name}={ratio:g} is outside the space's bounds [{low:.3g}, 1] for "
+                                 f"that group (counts {group.min_count}..{group.max_count} of {group.channels}); "
+                                 "give a ratio within them")
+        counts[name] = min(group.choices, key=lambda c: (abs(c - ratio * group.channels), -c))
+    return counts
+
+
+def dense_model_of(meta: dict[str, Any], model: str, s: Setup) -> nn.Module | None:
+    """The supernet's dense model, when its meta names a checkpoint that still exists (for the report)."""
+    from autoprune.models import load_checkpoint_into
+
+    path = meta.get("dense_checkpoint")
+    if not isinstance(path, str) or not Path(path).is_file():
+        return None
+    dense = build_model(model, num_classes=s.splits.num_classes, in_channels=s.splits.in_channels)
+    load_checkpoint_into(dense, path)
+    return dense.to(s.device)
 
 
 def _trial_counts(run: Path, number: int | None) -> dict[str, int]:
@@ -229,6 +304,23 @@ def export_subnet(
     return files
 
 
+def train_dense_once(s: Setup, model: str, dataset: str, epochs: int, batch_size: int, seed: int, progress: bool,
+                     report: RunReport) -> Path:  # fmt: skip
+    """Train the dense model into OUT/dense.pt, or load it from there when an earlier run finished it."""
+    from autoprune.models import load_checkpoint_into, save_checkpoint
+
+    path = s.out / "dense.pt"
+    if path.is_file():
+        console.print(f"dense model: {path} (trained by an earlier run of this folder)")
+        load_checkpoint_into(s.model, path)
+        return path
+    console.print(f"no --checkpoint: training {model} for {epochs} epochs first (kept as {path})")
+    report.set(training=_train(s, epochs, 0.05, batch_size, seed, progress))
+    save_checkpoint(s.model, path, {"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
+                                    "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)})
+    return path
+
+
 def _init_distributed(device: str) -> tuple[int, int]:
     """Under ``torchrun`` (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -239,9 +331,3 @@ def _init_distributed(device: str) -> tuple[int, int]:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return dist.get_rank(), world
-
-
-def _retarget(space: SearchSpace, target: float) -> dict[str, int]:
-    import dataclasses
-
-    return dataclasses.replace(space, target=target).project([1.0] * len(space.groups))

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autoprune.engine.plan import PrunePlan, apply_plan
-from autoprune.errors import CheckpointError
+from autoprune.errors import CheckpointError, ExportError
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -63,7 +63,7 @@ def export_onnx(
         The largest absolute difference between onnxruntime and PyTorch outputs on random input.
 
     Raises:
-        RuntimeError: the outputs differ by more than ``atol``.
+        ExportError: the outputs differ by more than ``atol``, or are not finite.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,12 @@ def export_onnx(
     (out,) = session.run(None, {"input": x.numpy()})
     with torch.inference_mode():
         ref = model(x).numpy()
+    if not (np.isfinite(ref).all() and np.isfinite(out).all()):
+        raise ExportError(
+            f"the model's outputs are not finite (NaN or inf) on random input, so {path} cannot be checked: "
+            "its weights or BatchNorm statistics hold NaN/inf; retrain or pass an earlier checkpoint"
+        )
     diff = float(np.abs(out - ref).max())
-    if diff > atol:
-        raise RuntimeError(f"ONNX export {path} differs from PyTorch by {diff:.2e} > {atol:.0e}")
+    if not diff <= atol:  # NaN never passes
+        raise ExportError(f"ONNX export {path} differs from PyTorch by {diff:.2e} > {atol:.0e}")
     return diff

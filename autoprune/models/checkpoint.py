@@ -58,8 +58,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     """Like :func:`load_weights_file` but also return the checkpoint's ``meta`` dict (``{}`` if none)."""
     file = Path(path)
     if not file.is_file():
-        reason = "is a folder, not a file" if file.is_dir() else "does not exist"
-        raise CheckpointError(f"checkpoint {str(file)!r} {reason}")
+        if file.is_dir():
+            reason = "is a folder, not a file"
+        elif file.exists():
+            reason = "is not a regular file (a device, pipe or socket)"
+        else:
+            reason = "does not exist"
+        raise CheckpointError(f"checkpoint {str(file)!r} {reason}; pass the path of a saved checkpoint file")
+    if file.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(file)!r} is empty (0 bytes); pass the path of a saved checkpoint")
     if file.suffix == SAFETENSORS_SUFFIX:
         return _read_safetensors(file)
     try:
@@ -67,10 +74,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             warnings.simplefilter("ignore")
             obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
+        # A refused class names a GLOBAL; an unknown opcode ("Unsupported operand") is a corrupt file.
+        refused = _refused_global(exc) or (_is_pickle(file) and "a plain Python pickle, not a torch.save file")
+        if "weights only load failed" in str(exc).lower() and refused:
             raise CheckpointError(
                 f"refused to unpickle {str(file)!r}: it holds Python objects other than tensors "
-                f"({_refused_global(exc)}), and loading them could run arbitrary code; {_SAVE_HINT}"
+                f"({refused}), and loading them could run arbitrary code; {_SAVE_HINT}"
             ) from None
         raise _corrupt(file, exc) from None
     except Exception as exc:  # torch reports bad files as OSError, RuntimeError, EOFError, KeyError, ...
@@ -97,6 +106,24 @@ def load_checkpoint_into(model: nn.Module, path: str | Path, *, strict: bool = T
             message names a few missing / unexpected keys and shape mismatches and suggests a fix.
     """
     state, meta = read_checkpoint(path)
+    if meta.get("kind") == "autoprune-supernet":
+        raise CheckpointError(
+            f"{path} is a supernet (written by `autoprune supernet`), not a dense checkpoint: pass it as "
+            "--supernet (Supernet.load in Python), or give the dense model's own checkpoint"
+        )
+    check_fits(model, state, meta, Path(path), strict=strict)
+    model.load_state_dict(state, strict=strict)
+    return meta
+
+
+def check_fits(
+    model: nn.Module, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], path: Path, *, strict: bool = True
+) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` fits ``model`` and holds only finite numbers.
+
+    The message names a few missing / unexpected keys and shape mismatches and suggests a fix (the
+    ``--model`` the checkpoint was saved from, when its ``meta`` says).
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -107,9 +134,13 @@ def load_checkpoint_into(model: nn.Module, path: str | Path, *, strict: bool = T
     ]
     no_overlap = len(missing) == len(expected)
     if mismatched or no_overlap or (strict and (missing or unexpected)):
-        raise CheckpointError(_mismatch_message(Path(path), state, meta, missing, unexpected, mismatched))
-    model.load_state_dict(state, strict=strict)
-    return meta
+        raise CheckpointError(_mismatch_message(path, state, meta, missing, unexpected, mismatched))
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds non-finite weights (NaN or inf in {bad!r}): the training that "
+            "wrote it diverged; retrain (e.g. with a lower --lr) or pass an earlier checkpoint"
+        )
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
@@ -213,19 +244,35 @@ def _unshared(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _corrupt(file: Path, exc: BaseException) -> CheckpointError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unexpected end of file"
     return CheckpointError(
         f"cannot read checkpoint {str(file)!r}: the file is truncated, corrupt or not a checkpoint "
-        f"({type(exc).__name__}: {reason[:200]}); re-save it with save_checkpoint() or torch.save(state_dict)"
+        f"({type(exc).__name__}: {first_sentence(exc)}); re-save it with save_checkpoint() or "
+        "torch.save(state_dict)"
     )
 
 
-def _refused_global(exc: BaseException) -> str:
+def first_sentence(exc: BaseException, limit: int = 160) -> str:
+    """The first sentence of an exception's message, whole (cut at a word, with an ellipsis, if over limit)."""
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else "unexpected end of file"
+    sentence = text.split(". ")[0].rstrip(".")
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0] + " ..."
+    return sentence
+
+
+def _is_pickle(file: Path) -> bool:
+    """Whether the file starts like a pickle (PROTO opcode and a protocol number), not like random bytes."""
+    with file.open("rb") as handle:
+        head = handle.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _refused_global(exc: BaseException) -> str | None:
     """The line of torch's message that names the refused object, else a generic description."""
     for line in str(exc).splitlines():
         if "GLOBAL" in line:
             return line.strip().rstrip(".")
-    return "an unsupported pickled object"
+    return None
 
 
 def _mismatch_message(

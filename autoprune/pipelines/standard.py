@@ -53,7 +53,7 @@ class StandardConfig:
 class RoundResult:
     """What one round did (accuracies on the validation split)."""
 
-    target: float
+    target: float | None  # None: explicit per-group keep ratios (no budget)
     val_accuracy_after_prune: float
     val_accuracy_after_finetune: float | None
 
@@ -98,9 +98,10 @@ def run_standard(
     plan: PrunePlan | None = None
     fraction = 1.0
     for i in range(1, config.rounds + 1):
+        target: float | None
         if config.prune.keep_ratios is not None:
             round_prune = config.prune
-            target = 1.0
+            target = None  # explicit per-group ratios: no budget
         else:
             assert base_cost is not None
             target = base_cost ** (i / config.rounds)
@@ -110,7 +111,8 @@ def run_standard(
         current = apply_plan(current, step_plan)  # keeps the weights finetuned in earlier rounds
         current.to(device)
         after_prune = evaluate_accuracy(current, val_loader, device=device).top1
-        log(f"round {i}/{config.rounds}: target {target:.3f}, val accuracy after pruning {after_prune:.4f}")
+        asked = "explicit keep ratios" if target is None else f"target {target:.3f}"
+        log(f"round {i}/{config.rounds}: {asked}, val accuracy after pruning {after_prune:.4f}")
         after_ft = None
         if config.finetune.epochs > 0:
             masks = plan.masks if plan.granularity != STRUCTURED else None
@@ -126,6 +128,6 @@ def run_standard(
             after_ft = evaluate_accuracy(current, val_loader, device=device).top1
             log(f"round {i}/{config.rounds}: val accuracy after finetuning {after_ft:.4f}")
         rounds.append(RoundResult(target, after_prune, after_ft))
-        fraction = target
+        fraction = 1.0 if target is None else target
     assert plan is not None
     return StandardResult(model=current, plan=plan, rounds=rounds)

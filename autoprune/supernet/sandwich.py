@@ -53,8 +53,9 @@ class SupernetConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.num_random < 0:
-            raise ValueError(f"epochs={self.epochs} and num_random={self.num_random} must be >= 0")
+        for name in ("epochs", "num_random"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
         if not self.lr > 0 or not self.temperature > 0:
             raise ValueError(f"lr={self.lr} and temperature={self.temperature} must be > 0")
 

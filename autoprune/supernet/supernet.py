@@ -17,7 +17,7 @@ from autoprune.engine.selection import select_kept
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, CheckpointError
 from autoprune.models import save_checkpoint
-from autoprune.models.checkpoint import read_checkpoint
+from autoprune.models.checkpoint import check_fits, read_checkpoint
 from autoprune.supernet.bn import adaptive_bn
 from autoprune.supernet.gates import ChannelGates
 
@@ -186,10 +186,8 @@ class Supernet(nn.Module):
         meta = dict(meta)
         if meta.get("kind") != "autoprune-supernet":
             raise CheckpointError(f"{path} is not an autoprune supernet (train one with `autoprune supernet`)")
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CheckpointError(f"supernet {path} does not fit this model: {str(exc)[:200]}") from None
+        check_fits(model, state, meta, Path(path))  # names the --model it was trained for
+        model.load_state_dict(state)
         scores = {k: torch.tensor(v) for k, v in meta["scores"].items()}
         net = cls(model, tuple(meta["input_shape"]), criterion=str(meta.get("criterion", "l1")), scores=scores)
         return net, meta

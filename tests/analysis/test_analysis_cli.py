@@ -87,6 +87,23 @@ def test_report_of_a_sample_folder(sample_dir: Path) -> None:
     assert len(re.findall(r"src='data:image/png;base64,", page)) == 3  # accuracy vs MACs, best so far, keep ratios
 
 
+def test_report_load_snippet_rebuilds_the_exported_model(sample_dir: Path) -> None:
+    import html
+
+    _ok("report", str(sample_dir), "--no-png")
+    page = (sample_dir / "report.html").read_text()
+    match = re.search(r"<pre id='load-snippet'><code>(.*?)</code></pre>", page, re.S)
+    assert match is not None
+    namespace: dict[str, object] = {}
+    exec(html.unescape(match.group(1)), namespace)  # the page's own snippet, as a user would paste it
+    model, splits = namespace["model"], namespace["splits"]
+    assert isinstance(model, torch.nn.Module) and not model.training
+    with torch.no_grad():
+        hits = [(model(x).argmax(1) == y).sum().item() for x, y in splits.test_loader()]  # type: ignore[attr-defined]
+    report = json.loads((sample_dir / "report.json").read_text())
+    assert sum(hits) / report["pruned"]["test_samples"] == pytest.approx(report["pruned"]["accuracy"])
+
+
 def test_sensitivity_command(checkpoint: Path, tmp_path: Path, digits_supernet) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "sens"
     _ok("sensitivity", "--checkpoint", str(checkpoint), "--ratios", "0.5,1", "--val-batches", "2",

@@ -65,7 +65,7 @@ def _prune(run_ok: Invoke, fast: tuple[str, ...], trained: Path, out: Path, *ext
 
 
 def _check_common(report: dict[str, Any], command: str) -> None:
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert report["command"] == command
     assert report["model"] == "resnet20"
     assert report["dataset"] == "digits"
@@ -79,7 +79,8 @@ def test_train_writes_a_loadable_checkpoint_and_an_honest_report(trained: Path) 
     report = _report(trained)
     _check_common(report, "train")
     assert report["files"] == {"checkpoint": "model.pt"}
-    assert report["config"] == {"device": "cpu", "checkpoint": None}
+    assert {k: v for k, v in report["config"].items() if k != "cli"} == {"device": "cpu", "checkpoint": None}
+    assert report["config"]["cli"]["epochs"] == 1 and report["config"]["cli"]["model"] == "resnet20"
     assert len(report["training"]["history"]["train_loss"]) == 1  # --epochs 1
 
     model = _resnet20()
@@ -217,7 +218,7 @@ def test_prune_without_checkpoint_trains_first(run_ok: Invoke, fast: tuple[str, 
 def test_groups_match_the_model_structure(run_ok: Invoke, tmp_path: Path) -> None:
     result = run_ok(["groups", "--model", "resnet20", "--out", str(tmp_path)])
     report = _report(tmp_path)
-    assert report["command"] == "groups" and report["schema_version"] == 1
+    assert report["command"] == "groups" and report["schema_version"] == 2
 
     structure = ModelStructure(_resnet20(), DIGITS_INPUT)
     expected = {g.name: (g.channels, g.macs) for g in structure.groups}
@@ -231,12 +232,20 @@ def test_groups_match_the_model_structure(run_ok: Invoke, tmp_path: Path) -> Non
 
 
 # --------------------------------------------------------------------------------------------- demo
-def test_demo_trains_prunes_and_reports(run_ok: Invoke, tmp_path: Path) -> None:
-    run_ok(["demo", "--model", "resnet20", "--epochs", "1", "--no-progress", "--threads", "1", "--out", str(tmp_path)])
-    report = _report(tmp_path)
-    _check_common(report, "demo")
+def test_demo_runs_the_main_job_and_prints_the_next_steps(run_ok: Invoke, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--train-epochs", "1", "--supernet-epochs", "1", "--trials", "3", "--no-progress", "--threads", "1",
+            "--out", str(out)]
+    first = run_ok(args)
+    report = _report(out)
+    _check_common(report, "search")  # the demo is the main job: a search, its export and its report
     assert 0.48 <= report["macs_ratio"] <= TARGET
-    assert count_macs(_rebuild(tmp_path), DIGITS_INPUT) == report["pruned"]["macs"]
+    assert count_macs(_rebuild(out), DIGITS_INPUT) == report["pruned"]["macs"]
+    for name in ("model.onnx", "report.html", "trials.csv"):
+        assert (out / name).is_file(), name
+    assert "next steps" in first.output and "load_pruned" in first.output
+    again = run_ok(args)  # a rerun continues the same folder (nothing to add: 3 trials are done)
+    assert _report(out)["search"]["trials"] == 3 and "next steps" in again.output
 
 
 def test_prune_with_per_group_keep_ratios(run_ok: Invoke, trained: Path, tmp_path: Path) -> None:

@@ -46,9 +46,9 @@ BAD_VALUES = [
     (["--dataset", "digitz"], ["'digitz'", "digits"]),
     (["--criterion", "bogus"], ["'bogus'", "l1", "taylor"]),
     (["--target-macs", "1.7"], ["1.7", "(0, 1]"]),
-    (["--target-macs", "0"], ["target_macs=0", "(0, 1]"]),
+    (["--target-macs", "0"], ["--target-macs 0", "(0, 1]"]),
     (["--target-macs", "-0.5"], ["-0.5", "(0, 1]"]),
-    (["--target-params", "2"], ["target_params=2", "(0, 1]"]),
+    (["--target-params", "2"], ["--target-params 2", "(0, 1]"]),
     (["--granularity", "bogus"], ["'bogus'", "channel", "kernel"]),
     (["--scope", "everywhere"], ["'everywhere'", "local", "global"]),
     (["--round-to", "0"], ["round_to=0"]),
@@ -161,7 +161,7 @@ def test_out_is_an_existing_file(invoke: Invoke, tmp_path: Path) -> None:
 
 def test_demo_checks_its_budget_before_training(invoke: Invoke, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = invoke(["demo", "--target-macs", "1.7", "--epochs", "50", "--out", str(out), "--no-progress"])
+    result = invoke(["demo", "--target-macs", "1.7", "--train-epochs", "50", "--out", str(out), "--no-progress"])
     _check_user_error(result, out, "1.7", "(0, 1]")
     assert not out.exists()
 
