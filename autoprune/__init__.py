@@ -11,25 +11,83 @@ The public Python API in one place::
 
 __version__ = "0.1.0"
 
-from autoprune.data import DataSplits, load_dataset
-from autoprune.engine import (
-    ModelStructure,
-    PruneConfig,
-    PrunePlan,
-    apply_plan,
-    export_onnx,
-    load_pruned,
-    optimize_for_inference,
-)
-from autoprune.evaluate import SupernetEvaluator
-from autoprune.metrics import count_cost, count_macs, evaluate_accuracy, measure_latency
-from autoprune.models import build_model, load_checkpoint_into, save_checkpoint
-from autoprune.pipelines import StandardConfig, compute_plan, prune, run_standard
-from autoprune.pipelines.search import search_supernet
-from autoprune.search import SEARCHERS, SearchConfig, Searcher, make_searcher, run_search
-from autoprune.search_spaces import SearchSpace, auto_space, load_space
-from autoprune.supernet import Supernet, SupernetConfig
-from autoprune.training import TrainConfig, train
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it. Imported on first use, so that ``import autoprune`` (and the
+#: command line's ``--help``) does not pay for torch, torchvision and scikit-learn until they are needed.
+_EXPORTS: dict[str, str] = {
+    "DataSplits": "autoprune.data",
+    "ModelStructure": "autoprune.engine",
+    "PruneConfig": "autoprune.engine",
+    "PrunePlan": "autoprune.engine",
+    "SEARCHERS": "autoprune.search",
+    "SearchConfig": "autoprune.search",
+    "SearchSpace": "autoprune.search_spaces",
+    "Searcher": "autoprune.search",
+    "StandardConfig": "autoprune.pipelines",
+    "Supernet": "autoprune.supernet",
+    "SupernetConfig": "autoprune.supernet",
+    "SupernetEvaluator": "autoprune.evaluate",
+    "TrainConfig": "autoprune.training",
+    "apply_plan": "autoprune.engine",
+    "auto_space": "autoprune.search_spaces",
+    "build_model": "autoprune.models",
+    "compute_plan": "autoprune.pipelines",
+    "count_cost": "autoprune.metrics",
+    "count_macs": "autoprune.metrics",
+    "evaluate_accuracy": "autoprune.metrics",
+    "export_onnx": "autoprune.engine",
+    "load_checkpoint_into": "autoprune.models",
+    "load_dataset": "autoprune.data",
+    "load_pruned": "autoprune.engine",
+    "load_space": "autoprune.search_spaces",
+    "make_searcher": "autoprune.search",
+    "measure_latency": "autoprune.metrics",
+    "optimize_for_inference": "autoprune.engine",
+    "prune": "autoprune.pipelines",
+    "run_search": "autoprune.search",
+    "run_standard": "autoprune.pipelines",
+    "save_checkpoint": "autoprune.models",
+    "search_supernet": "autoprune.pipelines.search",
+    "train": "autoprune.training",
+}
+
+if TYPE_CHECKING:
+    from autoprune.data import DataSplits, load_dataset
+    from autoprune.engine import (
+        ModelStructure,
+        PruneConfig,
+        PrunePlan,
+        apply_plan,
+        export_onnx,
+        load_pruned,
+        optimize_for_inference,
+    )
+    from autoprune.evaluate import SupernetEvaluator
+    from autoprune.metrics import count_cost, count_macs, evaluate_accuracy, measure_latency
+    from autoprune.models import build_model, load_checkpoint_into, save_checkpoint
+    from autoprune.pipelines import StandardConfig, compute_plan, prune, run_standard
+    from autoprune.pipelines.search import search_supernet
+    from autoprune.search import SEARCHERS, SearchConfig, Searcher, make_searcher, run_search
+    from autoprune.search_spaces import SearchSpace, auto_space, load_space
+    from autoprune.supernet import Supernet, SupernetConfig
+    from autoprune.training import TrainConfig, train
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autoprune' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "SEARCHERS",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -100,6 +102,7 @@ def train(
     progress: bool = True,
     description: str = "train",
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place with SGD + cosine schedule.
 
@@ -115,6 +118,9 @@ def train(
         progress: Show a progress bar.
         description: Label of the progress bar.
         on_epoch_end: Called with ``(epoch, model)`` after each epoch (checkpointing).
+        checkpoint: Resumable training: the state after every finished epoch (weights, optimizer, schedule,
+            history) is written here, and training started again with the same file continues after the
+            last finished epoch (later epochs see a fresh data order). The caller removes it when done.
 
     Returns:
         The per-epoch history.
@@ -140,13 +146,24 @@ def train(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("epochs") != config.epochs:
+            raise TrainingError(f"{checkpoint} holds training toward {state.get('epochs')} epochs, not "
+                                f"{config.epochs}: delete it to start over, or train {state.get('epochs')} epochs")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = TrainHistory(**state["history"])
+        start = int(state["epoch"])
     enforcer = MaskEnforcer(model, masks) if masks else None
     if enforcer is not None:
         enforcer.attach(optimizer)
     try:
         with make_progress(progress) as bar:
-            task = bar.add_task(description, total=total, status="")
-            for epoch in range(config.epochs):
+            task = bar.add_task(description, total=total, completed=start * steps_per_epoch, status="")
+            for epoch in range(start, config.epochs):
                 good_state = copy.deepcopy(model.state_dict())
                 model.train()
                 loss_sum, seen = 0.0, 0
@@ -174,10 +191,20 @@ def train(
                     bar.update(task, status=f"epoch {epoch + 1}/{config.epochs} val acc {acc:.3f}")
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, model)
+                if checkpoint is not None:
+                    _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "epochs": config.epochs,
+                                  "history": history.to_dict()}, checkpoint)
     finally:
         if enforcer is not None:
             enforcer.remove()
     return history
+
+
+def _save_atomic(state: dict[str, object], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def _len(loader: Iterable[Batch]) -> int:

@@ -95,3 +95,47 @@ def test_a_corrupt_supernet_checkpoint_is_named_in_one_line(tmp_path: Path) -> N
     proc = subprocess.run(_command(bad, tmp_path / "run", "random", 3), capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2 and str(bad) in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("stage", ["dense", "supernet"])
+def test_sigkill_during_a_training_stage_resumes_after_its_finished_epochs(tmp_path: Path, stage: str) -> None:
+    """A search that trains its own dense model and supernet, killed in either stage: the resume keeps the
+    finished epochs (OUT/dense.partial.pt, OUT/supernet.pt), finishes, and the stage's history is whole."""
+    import torch
+
+    from autoprune.models.checkpoint import read_checkpoint
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "autoprune", "search", "--searcher", "random", "--trials", "2", "--train-epochs",
+           "8", "--supernet-epochs", "4", "--out", str(out), *FAST]
+    proc = _start(cmd)
+    watched = out / ("dense.partial.pt" if stage == "dense" else "supernet.pt")
+    deadline = time.monotonic() + 240
+    while not watched.is_file():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"no {watched.name} within 240 s"
+        time.sleep(0.02)
+    time.sleep(0.2)  # the file is replaced atomically; let one more epoch maybe finish
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    if stage == "dense":
+        assert not (out / "dense.pt").exists()
+        done = torch.load(watched, weights_only=True)["epoch"]
+        first_losses = torch.load(watched, weights_only=True)["history"]["train_loss"]
+    else:
+        assert (out / "dense.pt").is_file() and not (out / "dense.partial.pt").exists()
+        first_losses = read_checkpoint(watched)[1]["history"]["largest_loss"]
+        done = len(first_losses)
+    assert 1 <= done < (8 if stage == "dense" else 4)
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = " ".join(resumed.stderr.split())  # rich wraps long lines
+    if stage == "dense":
+        assert "resuming after its last finished epoch" in said
+        assert not (out / "dense.partial.pt").exists() and (out / "dense.pt").is_file()
+    else:
+        assert "trained by an earlier run" in said  # the dense model is not trained again
+        history = read_checkpoint(out / "supernet.pt")[1]["history"]["largest_loss"]
+        assert len(history) == 4 and history[:done] == first_losses  # finished epochs kept, not redone
+    assert json.loads((out / "report.json").read_text())["search"]["trials"] == 2

@@ -107,7 +107,9 @@ def load_run(folder: str | Path) -> RunData:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise AutoPruneError(f"run folder {str(folder)!r} does not exist; pass the --out folder of an autoprune run")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        hint = f" (its folder is {str(folder.parent)!r})" if folder.name == "report.json" else ""
+        raise AutoPruneError(f"run folder {str(folder)!r} {what}; pass the --out folder of an autoprune run{hint}")
     report_path, trials_path, sens_path = folder / "report.json", folder / "trials.csv", folder / "sensitivity.csv"
     if not (report_path.is_file() or trials_path.is_file() or sens_path.is_file()):
         raise AutoPruneError(

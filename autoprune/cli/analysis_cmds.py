@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from autoprune.cli import options as opt
 from autoprune.cli.app import _metrics_table, _train, app, out_console
-from autoprune.cli.common import Setup, at_least, console, one_budget, setup, user_errors, with_budget
-from autoprune.engine.export import export_onnx, save_weights
-from autoprune.engine.importance import IMPORTANCES
-from autoprune.engine.pruner import DEFAULT_ROUND_TO
+from autoprune.cli.common import (
+    Setup,
+    at_least,
+    console,
+    limit_validation,
+    one_budget,
+    setup,
+    user_errors,
+    with_budget,
+)
+
+if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not for --help
+    from autoprune.report import RunReport
+
+from autoprune.defaults import DEFAULT_ROUND_TO
 from autoprune.errors import AutoPruneError
-from autoprune.metrics.accuracy import evaluate_accuracy
-from autoprune.report import RunReport, model_metrics
-from autoprune.training import TrainConfig
 
 Space = Annotated[
     str | None,
@@ -28,9 +35,7 @@ Space = Annotated[
 ]
 Criterion = Annotated[str, typer.Option("--criterion", help="Channel ranking: which channels a pruned group keeps.")]
 BnBatches = Annotated[int, typer.Option("--bn-batches", help="Calibration batches for adaptive BatchNorm.")]
-ValBatches = Annotated[
-    int | None, typer.Option("--val-batches", help="Score on at most this many validation batches (default: all).")
-]
+ValBatches = opt.ValBatches
 TrainEpochs = opt.DenseEpochs
 BatchSize = opt.BatchSize
 TensorBoard = Annotated[
@@ -46,10 +51,9 @@ def _prepare(s: Setup, checkpoint: Path | None, train_epochs: int, batch_size: i
     s.model.eval()
 
 
-def _val(s: Setup, val_batches: int | None) -> list[Any]:
-    if val_batches is not None and val_batches < 1:
-        raise AutoPruneError(f"--val-batches {val_batches} must be >= 1")
-    return [(x.to(s.device), y.to(s.device)) for x, y in islice(s.splits.val_loader(), val_batches)]
+def _val(s: Setup, val_batch_size: int | None, val_batches: int | None) -> list[Any]:
+    size = limit_validation(s, val_batch_size, val_batches)
+    return [(x.to(s.device), y.to(s.device)) for x, y in s.splits.val_loader(size)]
 
 
 def _tensorboard(enabled: bool, out: Path) -> Any:
@@ -88,6 +92,7 @@ def sample_cmd(
         int | None, typer.Option("--finetune-batches", help="Training batches per finetuning epoch (default: all).")
     ] = None,
     val_batches: ValBatches = None,
+    val_batch_size: opt.ValBatchSize = None,
     train_epochs: TrainEpochs = 10,
     batch_size: BatchSize = 128,
     onnx: opt.Onnx = True,
@@ -101,17 +106,23 @@ def sample_cmd(
 ) -> None:
     """Sub-model sampling (EagleEye): sample candidates at the budget, score them with adaptive BN on the
     original weights, finetune the top k briefly and export the best."""
+    settings = dict(locals())  # the options as given, before anything else is bound
+    from autoprune.engine.export import export_onnx, save_weights
+    from autoprune.engine.importance import IMPORTANCES
     from autoprune.engine.structure import ModelStructure
+    from autoprune.metrics.accuracy import evaluate_accuracy
     from autoprune.pipelines.oneshot import resolve_space
     from autoprune.pipelines.sampling import SamplingConfig, run_sampling
+    from autoprune.report import model_metrics
+    from autoprune.training import TrainConfig
 
-    settings = dict(locals())
     started = time.perf_counter()
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
     budget, target = one_budget(target_macs=target_macs, target_params=target_params)
     settings.update(budget=budget, target=target)
-    at_least(1, samples=samples, top_k=top_k, val_batches=val_batches, finetune_batches=finetune_batches,
+    at_least(1, samples=samples, top_k=top_k, val_batches=val_batches, val_batch_size=val_batch_size,
+             finetune_batches=finetune_batches,
              batch_size=batch_size)
     at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
     if checkpoint is None:
@@ -128,7 +139,7 @@ def sample_cmd(
     search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
                                target)
     _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
-    val = _val(s, val_batches)
+    val = _val(s, val_batch_size, val_batches)
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
     dense["val_accuracy"] = evaluate_accuracy(s.model, val, device=s.device).top1
@@ -213,6 +224,7 @@ def sensitivity_cmd(
     target_macs: opt.TargetMacs = None,
     target_params: opt.TargetParams = None,
     val_batches: ValBatches = None,
+    val_batch_size: opt.ValBatchSize = None,
     train_epochs: TrainEpochs = 10,
     batch_size: BatchSize = 128,
     tensorboard: TensorBoard = False,
@@ -228,19 +240,20 @@ def sensitivity_cmd(
     Writes sensitivity.csv, sensitivity.png and report.json (per-group lower bounds on the keep ratio and
     sensitivity-guided seed candidates at --target-macs, for searches).
     """
+    settings = dict(locals())  # the options as given, before anything else is bound
     from autoprune.analysis.plots import plot_sensitivity, save_png
     from autoprune.analysis.sensitivity import keep_ratio_lower_bounds, measure_sensitivity, sensitivity_seed_ratios
+    from autoprune.engine.importance import IMPORTANCES
     from autoprune.engine.structure import ModelStructure
     from autoprune.pipelines.oneshot import resolve_space
 
-    settings = dict(locals())
     started = time.perf_counter()
     grid = _parse_ratios(ratios)
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
     budget, target = one_budget(target_macs=target_macs, target_params=target_params)
     settings.update(budget=budget, target=target)
-    at_least(1, round_to=round_to, val_batches=val_batches, batch_size=batch_size)
+    at_least(1, round_to=round_to, val_batches=val_batches, val_batch_size=val_batch_size, batch_size=batch_size)
     at_least(0, bn_batches=bn_batches, max_drop=max_drop)
     if checkpoint is None:
         at_least(1, train_epochs=train_epochs)
@@ -251,7 +264,7 @@ def sensitivity_cmd(
     search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
                                target)
     _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
-    val = _val(s, val_batches)
+    val = _val(s, val_batch_size, val_batches)
     from autoprune.training import make_progress
 
     n_groups = len(ModelStructure(s.model, s.input_shape).groups)

@@ -12,16 +12,8 @@ from rich.table import Table
 
 from autoprune.cli import options as opt
 from autoprune.cli.common import Setup, console, one_budget, parse_keep_ratios, setup, user_errors
-from autoprune.engine.export import export_onnx, save_weights
-from autoprune.engine.importance import IMPORTANCES
-from autoprune.engine.plan import STRUCTURED
-from autoprune.engine.pruner import DEFAULT_ROUND_TO, PruneConfig
-from autoprune.engine.structure import ModelStructure
+from autoprune.defaults import DEFAULT_ROUND_TO, STRUCTURED
 from autoprune.errors import AutoPruneError
-from autoprune.models import save_checkpoint
-from autoprune.pipelines.standard import StandardConfig, run_standard
-from autoprune.report import model_metrics
-from autoprune.training import TrainConfig, train
 
 app = typer.Typer(
     name="autoprune",
@@ -60,7 +52,11 @@ def _run_settings(s: Setup, checkpoint: Path | None) -> dict[str, object]:
     return {"device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)}
 
 
-def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> dict[str, object]:
+def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progress: bool,
+           checkpoint: Path | None = None) -> dict[str, object]:  # fmt: skip
+    """Dense training of ``s.model``; with ``checkpoint``, resumable after every finished epoch."""
+    from autoprune.training import TrainConfig, train
+
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
     history = train(
         s.model,
@@ -70,6 +66,7 @@ def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progres
         device=s.device,
         progress=progress,
         description="train",
+        checkpoint=checkpoint,
     )
     return {"config": config.to_dict(), "history": history.to_dict()}
 
@@ -94,7 +91,10 @@ def train_cmd(
     progress: opt.Progress = True,
 ) -> None:
     """Train a model on a dataset; writes model.pt (weights-only checkpoint) and report.json."""
-    settings = dict(locals())
+    settings = dict(locals())  # the options as given, before anything else is bound
+    from autoprune.models import save_checkpoint
+    from autoprune.report import model_metrics
+
     started = time.perf_counter()
     if epochs < 1:
         raise AutoPruneError(f"--train-epochs {epochs} trains nothing: give at least 1")
@@ -154,7 +154,15 @@ def prune_cmd(
     progress: opt.Progress = True,
 ) -> None:
     """Standard pipeline: train (or load) -> prune to a budget -> finetune, in one or more rounds."""
-    settings = dict(locals())
+    settings = dict(locals())  # the options as given, before anything else is bound
+    from autoprune.engine.export import export_onnx, save_weights
+    from autoprune.engine.importance import IMPORTANCES
+    from autoprune.engine.pruner import PruneConfig
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.pipelines.standard import StandardConfig, run_standard
+    from autoprune.report import model_metrics
+    from autoprune.training import TrainConfig
+
     started = time.perf_counter()
     IMPORTANCES.get(criterion)  # an unknown name fails now, not after training
     budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios)
@@ -249,7 +257,9 @@ def groups_cmd(
     threads: opt.Threads = None,
 ) -> None:
     """List the prunable channel groups of a model (name, channels, MACs controlled, members)."""
-    settings = dict(locals())
+    settings = dict(locals())  # the options as given, before anything else is bound
+    from autoprune.engine.structure import ModelStructure
+
     started = time.perf_counter()
     s = setup(command="groups", model=model, dataset=dataset, data_dir=data_dir, download=False,
               image_size=image_size, checkpoint=None, seed=seed, device=device, out=out, threads=threads,

@@ -8,20 +8,21 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import torch
 import typer
 from rich.console import Console
-from torch import nn
 
 from autoprune.cli.runfolder import MARKER, Mode, claim_run_folder
-from autoprune.data import DataSplits, load_dataset
 from autoprune.errors import AutoPruneError
-from autoprune.models import build_model, load_checkpoint_into
-from autoprune.report import RunReport
-from autoprune.search_spaces import SearchSpace
-from autoprune.seed import seed_everything
+
+if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not for --help
+    import torch
+    from torch import nn
+
+    from autoprune.data import DataSplits
+    from autoprune.report import RunReport
+    from autoprune.search_spaces import SearchSpace
 
 console = Console(stderr=True)
 P = ParamSpec("P")
@@ -81,6 +82,8 @@ def _kept() -> str:
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when available; an unavailable device is a clear error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -121,6 +124,25 @@ def with_budget(space: SearchSpace, budget: str, target: float) -> SearchSpace:
     return dataclasses.replace(space, metric=metric, target=target, latency_table=None)
 
 
+def limit_validation(s: Setup, val_batch_size: int | None, val_batches: int | None) -> int:
+    """Apply ``--val-batch-size`` / ``--val-batches`` to ``s.splits`` (the same rule on every command).
+
+    Returns the validation batch size: the given one, else 256, smaller for small validation sets so that
+    there are at least 8 batches. With ``val_batches``, validation (and the calibration drawn from it) keeps
+    only its first ``val_batches`` batches.
+    """
+    import math
+
+    from torch.utils.data import Subset
+
+    at_least(1, val_batch_size=val_batch_size, val_batches=val_batches)
+    n_samples = len(s.splits.val)  # type: ignore[arg-type]
+    size = val_batch_size or min(256, max(16, math.ceil(n_samples / 8)))
+    if val_batches is not None and val_batches * size < n_samples:
+        s.splits = dataclasses.replace(s.splits, val=Subset(s.splits.val, range(val_batches * size)))
+    return size
+
+
 def at_least(minimum: float, **values: float | None) -> None:
     """Refuse any given option value below ``minimum``, naming the option (``bn_batches=-3`` -> ``--bn-batches``)."""
     for name, value in values.items():
@@ -149,6 +171,8 @@ class Setup:
 
     def report(self, command: str, model: str, dataset: str, seed: int, started: float | None = None) -> RunReport:
         """The command's report, with every command-line option (``config.cli``) and the data's shape."""
+        from autoprune.report import RunReport
+
         report = RunReport(command, model, dataset, seed, self.out, cli=dict(self.settings))
         if started is not None:
             report.started = started
@@ -180,6 +204,12 @@ def setup(
     ``settings``, ``mode``, ``overwrite`` and ``defining``: see :func:`claim_run_folder` (the folder is
     checked and claimed first, so that nothing is computed for a run that cannot be written).
     """
+    import torch
+
+    from autoprune.data import load_dataset
+    from autoprune.models import build_model, load_checkpoint_into
+    from autoprune.seed import seed_everything
+
     if threads is not None:
         if threads < 1:
             raise AutoPruneError(f"--threads {threads} must be >= 1")
@@ -204,6 +234,8 @@ def setup(
 
 def check_input_fits(net: nn.Module, name: str, input_shape: tuple[int, ...]) -> None:
     """One forward pass on zeros of the data's shape, so a model that cannot take it fails now, clearly."""
+    import torch
+
     was_training = net.training
     net.eval()
     try:

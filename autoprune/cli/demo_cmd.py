@@ -21,6 +21,7 @@ DEMO_OUT = Path("runs/demo")
 def demo_cmd(
     model: opt.Model = "resnet20",
     target_macs: opt.TargetMacs = None,
+    target_params: opt.TargetParams = None,
     train_epochs: opt.DenseEpochs = 30,
     supernet_epochs: opt.SupernetEpochs = 15,
     trials: Annotated[int, typer.Option("--trials", help="Candidates the search evaluates.")] = 40,
@@ -41,7 +42,8 @@ def demo_cmd(
     """
     marker = read_marker(out) if out.is_dir() else None
     resume = not overwrite and marker is not None and marker["command"] == "search"
-    search_cmd(model=model, dataset="digits", target_macs=target_macs, searcher="tpe", trials=trials,
+    search_cmd(model=model, dataset="digits", target_macs=target_macs, target_params=target_params, searcher="tpe",
+               trials=trials,
                train_epochs=train_epochs, supernet_epochs=supernet_epochs, seed=seed, device="cpu", out=out,
                resume=resume, overwrite=overwrite, threads=threads, progress=progress)  # fmt: skip
     from autoprune.analysis.html import write_report

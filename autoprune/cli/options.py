@@ -68,6 +68,14 @@ RoundTo = Annotated[
     int, typer.Option("--round-to", help="Kept channels are multiples of this (1 = exact; 8 runs well on most "
                       "hardware).")
 ]
+ValBatchSize = Annotated[
+    int | None,
+    typer.Option("--val-batch-size", help="Validation batch size (search: one fidelity unit). Default: 256, "
+                 "smaller for small validation sets so that there are at least 8 batches."),
+]
+ValBatches = Annotated[
+    int | None, typer.Option("--val-batches", help="Score on at most this many validation batches (default: all).")
+]
 Onnx = Annotated[
     bool, typer.Option("--onnx/--no-onnx", metavar="", help="Also export model.onnx (checked against PyTorch).")
 ]

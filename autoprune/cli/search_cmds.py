@@ -10,28 +10,34 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from torch import nn
+
+if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not for --help
+    from torch import nn
+
+    from autoprune.search.winner import WinnerChoice
+    from autoprune.search_spaces import SearchSpace
+    from autoprune.supernet import Supernet
+
 
 from autoprune.cli import options as opt
 from autoprune.cli.app import app
-from autoprune.cli.common import Setup, at_least, console, one_budget, setup, user_errors, with_budget
+from autoprune.cli.common import (
+    Setup,
+    at_least,
+    console,
+    limit_validation,
+    one_budget,
+    setup,
+    user_errors,
+    with_budget,
+)
 from autoprune.cli.runfolder import adopt_recorded
 from autoprune.cli.supernet_cmds import BnBatches, Space, dense_model_of, export_subnet, train_dense_once
-from autoprune.engine.structure import ModelStructure
+from autoprune.defaults import DEFAULT_TOP_K
 from autoprune.errors import AutoPruneError
-from autoprune.pipelines.oneshot import build_supernet, resolve_space
-from autoprune.pipelines.search import pick_winner, search_supernet
-from autoprune.report import binomial_se, model_metrics
-from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs, pareto_front
-from autoprune.search.base import best_trial
-from autoprune.search.winner import DEFAULT_TOP_K, WinnerChoice
-from autoprune.search_spaces import SearchSpace
-from autoprune.search_spaces.budget import budget_use_summary
-from autoprune.supernet import Supernet, SupernetConfig
-from autoprune.training import TrainConfig, train
 
 SearcherName = Annotated[
     str, typer.Option("--searcher", help="tpe, cmaes, gp, qmc, nsga2 (Optuna; nsga2: Pareto front), ddpg, td3, sac, "
@@ -56,12 +62,13 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 #: The settings a resumed search must share with the run it continues (--trials may grow, --workers change).
 RESUME_DEFINING = ("model", "dataset", "data_dir", "image_size", "checkpoint", "supernet", "space", "budget", "target",
                    "latency_batch_size", "latency_form", "searcher", "rungs", "pruner", "storage", "study_name",
-                   "searcher_option", "supernet_epochs", "train_epochs", "bn_batches", "val_batch_size", "seed")
+                   "searcher_option", "supernet_epochs", "train_epochs", "bn_batches", "val_batch_size", "val_batches",
+                   "seed")
 
 
 #: Options that, left out of a --resume, take the value the run recorded.
 RESUME_ADOPTS = ("checkpoint", "supernet", "data_dir", "space", "image_size", "rungs", "pruner", "storage",
-                 "study_name", "val_batch_size", "target_macs", "target_params", "target_latency")
+                 "study_name", "val_batch_size", "val_batches", "target_macs", "target_params", "target_latency")
 
 
 def _path(value: Any) -> Path | None:
@@ -69,6 +76,8 @@ def _path(value: Any) -> Path | None:
 
 
 def _study_based(searcher: str) -> bool:
+    from autoprune.search import SEARCHERS
+
     factory = SEARCHERS.get(searcher)
     return bool(getattr(factory, "study_based", False))
 
@@ -127,10 +136,8 @@ def search_cmd(
         int, typer.Option("--finetune-epochs", help="Optional finetuning of the winner (0: none, the default).")
     ] = 0,
     bn_batches: BnBatches = 10,
-    val_batch_size: Annotated[
-        int | None, typer.Option("--val-batch-size", help="Validation batch = one fidelity unit (default: 256, "
-                                 "smaller for small validation sets so that there are at least 8 batches).")
-    ] = None,
+    val_batch_size: opt.ValBatchSize = None,
+    val_batches: opt.ValBatches = None,
     top_k: Annotated[
         int, typer.Option("--top-k", help="Best trials re-scored on the whole validation split (with a larger "
                           "BatchNorm calibration) to fix the winner; the uniform candidate is always re-scored too.")
@@ -157,14 +164,22 @@ def search_cmd(
     evaluated meets the budget; trials are appended to OUT/trials.csv as they finish; rerun with --resume to
     continue an interrupted search.
     """
-    settings = dict(locals())
+    settings = dict(locals())  # the options as given, before anything else is bound
+    from autoprune.pipelines.search import pick_winner, search_supernet
+    from autoprune.report import binomial_se, model_metrics
+    from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs, pareto_front
+    from autoprune.search.base import best_trial
+    from autoprune.search_spaces.budget import budget_use_summary
+    from autoprune.training import TrainConfig, train
+
     started = time.perf_counter()
     SEARCHERS.get(searcher)  # an unknown name fails before any work
     if resume and out is not None:  # options left out take the recorded run's values
         adopted = adopt_recorded(out, settings, RESUME_ADOPTS)
         checkpoint, supernet, data_dir = (_path(settings[k]) for k in ("checkpoint", "supernet", "data_dir"))
-        space, image_size, rungs, pruner, storage, study_name, val_batch_size = (
-            settings[k] for k in ("space", "image_size", "rungs", "pruner", "storage", "study_name", "val_batch_size"))
+        space, image_size, rungs, pruner, storage, study_name, val_batch_size, val_batches = (
+            settings[k] for k in ("space", "image_size", "rungs", "pruner", "storage", "study_name", "val_batch_size",
+                                  "val_batches"))
         target_macs, target_params, target_latency = (
             settings[k] for k in ("target_macs", "target_params", "target_latency"))
         if adopted:
@@ -172,7 +187,7 @@ def search_cmd(
     budget, target = one_budget(target_macs=target_macs, target_params=target_params, target_latency=target_latency)
     settings.update(budget=budget, target=target)
     at_least(1, top_k=top_k, rescore_bn_batches=rescore_bn_batches, trials=trials,
-             latency_batch_size=latency_batch_size, val_batch_size=val_batch_size)
+             latency_batch_size=latency_batch_size, val_batch_size=val_batch_size, val_batches=val_batches)
     at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
     if supernet is None:
         at_least(1, supernet_epochs=supernet_epochs)
@@ -221,10 +236,8 @@ def search_cmd(
             log.reset()
         procs = _spawn_workers(workers - 1, s.out, supernet or s.out / "supernet.pt", options)
     on_trial = _tensorboard(s.out) if tensorboard else None
-    n_samples = len(s.splits.val)  # type: ignore[arg-type]
-    if val_batch_size is None:
-        val_batch_size = min(256, max(16, math.ceil(n_samples / 8)))
-    n_val = math.ceil(n_samples / val_batch_size)
+    val_batch_size = limit_validation(s, val_batch_size, val_batches)
+    n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
     outcome = search_supernet(
         net, search_space, s.splits, searcher=searcher, trials=trials, seed=seed,
         rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
@@ -345,6 +358,11 @@ def _supernet_and_space(
 
     Also returns a copy of the dense model (trained or from --checkpoint) for the report, if there is one.
     """
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.pipelines.oneshot import build_supernet, resolve_space
+    from autoprune.search_spaces import SearchSpace
+    from autoprune.supernet import Supernet, SupernetConfig
+
     if supernet is not None:
         dense = copy.deepcopy(s.model) if checkpoint is not None else None
         net, meta = Supernet.load(supernet, s.model)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
-import torch.distributed as dist
+if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not for --help
+    from torch import nn
+
+    from autoprune.evaluate import SupernetEvaluator
+    from autoprune.report import RunReport
+    from autoprune.search_spaces import SearchSpace
+    from autoprune.supernet import Supernet
+
 import typer
-from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
 from autoprune.cli import options as opt
 from autoprune.cli.app import _metrics_table, _train, app, out_console
@@ -25,15 +29,7 @@ from autoprune.cli.common import (
     user_errors,
     with_budget,
 )
-from autoprune.engine.export import export_onnx, save_weights
-from autoprune.engine.importance import IMPORTANCES
 from autoprune.errors import AutoPruneError
-from autoprune.evaluate import SupernetEvaluator
-from autoprune.models import build_model
-from autoprune.pipelines.oneshot import build_supernet, resolve_space
-from autoprune.report import RunReport, model_metrics
-from autoprune.search_spaces import SearchSpace
-from autoprune.supernet import Supernet, SupernetConfig
 
 Space = Annotated[
     str | None,
@@ -85,7 +81,16 @@ def supernet_cmd(
     Without --checkpoint the dense model is trained first and kept as OUT/dense.pt; a rerun with the same
     settings on the same --out continues where it stopped (dense model and finished epochs are kept).
     """
-    settings = dict(locals())
+    settings = dict(locals())  # the options as given, before anything else is bound
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from autoprune.engine.importance import IMPORTANCES
+    from autoprune.evaluate import SupernetEvaluator
+    from autoprune.pipelines.oneshot import build_supernet, resolve_space
+    from autoprune.report import model_metrics
+    from autoprune.supernet import SupernetConfig
+
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
     budget, target = one_budget(target_macs=target_macs, target_params=target_params)
@@ -184,7 +189,13 @@ def extract_cmd(
     Give one of: a budget (--target-macs, default 0.5, or --target-params: the widest uniform sub-network
     within it), --keep-ratios, or --from-run (with --trial).
     """
-    settings = dict(locals())
+    settings = dict(locals())  # the options as given, before anything else is bound
+    from autoprune.models import build_model
+    from autoprune.pipelines.oneshot import resolve_space
+    from autoprune.report import model_metrics
+    from autoprune.search_spaces import SearchSpace
+    from autoprune.supernet import Supernet
+
     budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios,
                                from_run=from_run)
     settings.update(budget=budget, target=value if budget.startswith("target") else None)
@@ -251,7 +262,7 @@ def explicit_counts(space: SearchSpace, ratios: dict[str, float]) -> dict[str, i
 
 def dense_model_of(meta: dict[str, Any], model: str, s: Setup) -> nn.Module | None:
     """The supernet's dense model, when its meta names a checkpoint that still exists (for the report)."""
-    from autoprune.models import load_checkpoint_into
+    from autoprune.models import build_model, load_checkpoint_into
 
     path = meta.get("dense_checkpoint")
     if not isinstance(path, str) or not Path(path).is_file():
@@ -295,6 +306,8 @@ def export_subnet(
     net: Supernet, counts: dict[str, int], model: nn.Module, s: Setup, report: RunReport, *, onnx: bool
 ) -> dict[str, str]:
     """Write plan.json, model.safetensors (and model.onnx, checked against PyTorch) of a sub-network."""
+    from autoprune.engine.export import export_onnx, save_weights
+
     net.plan(counts).save(s.out / "plan.json")
     save_weights(model, s.out / "model.safetensors")
     files = {"plan": "plan.json", "weights": "model.safetensors"}
@@ -314,15 +327,21 @@ def train_dense_once(s: Setup, model: str, dataset: str, epochs: int, batch_size
         console.print(f"dense model: {path} (trained by an earlier run of this folder)")
         load_checkpoint_into(s.model, path)
         return path
-    console.print(f"no --checkpoint: training {model} for {epochs} epochs first (kept as {path})")
-    report.set(training=_train(s, epochs, 0.05, batch_size, seed, progress))
+    partial = s.out / "dense.partial.pt"  # every finished epoch, so that a killed run resumes there
+    resumed = " (resuming after its last finished epoch)" if partial.is_file() else ""
+    console.print(f"no --checkpoint: training {model} for {epochs} epochs first{resumed} (kept as {path})")
+    report.set(training=_train(s, epochs, 0.05, batch_size, seed, progress, checkpoint=partial))
     save_checkpoint(s.model, path, {"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
                                     "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)})
+    partial.unlink(missing_ok=True)
     return path
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
     """Under ``torchrun`` (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on GPU."""
+    import torch
+    import torch.distributed as dist
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune.defaults import STRUCTURED
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, CheckpointError
 
 PLAN_VERSION = 1
-STRUCTURED = "channel"
 MASK_GRANULARITIES = ("kernel", "vector", "fine")
 GRANULARITIES = (STRUCTURED, *MASK_GRANULARITIES)
 

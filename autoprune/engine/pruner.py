@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from autoprune.defaults import DEFAULT_ROUND_TO
 from autoprune.engine.importance import IMPORTANCES, get_importance
 from autoprune.engine.plan import GRANULARITIES, STRUCTURED, PrunePlan
 from autoprune.engine.selection import select_kept
@@ -21,7 +22,6 @@ from autoprune.engine.unstructured import make_mask_plan
 from autoprune.errors import AutoPruneError, BudgetError
 
 #: Default channel rounding: kept widths are multiples of 8 (measured in benchmarks/results/engine_speed.md).
-DEFAULT_ROUND_TO = 8
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autoprune.defaults import DEFAULT_TOP_K
 from autoprune.evaluate import FullScore, paired_difference
 from autoprune.search.base import Trial
 
 #: Top candidates re-scored by default.
-DEFAULT_TOP_K = 5
 #: How many standard errors of the paired difference a gain over the uniform candidate must exceed.
 SIGNIFICANCE = 2.0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fractions
 import pickle
 import re
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -179,10 +178,13 @@ def test_interrupt_keeps_files_and_exits_130(
     def interrupted(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sys.modules["autoprune.cli.app"], "train", interrupted)
+    import autoprune.training
+
+    monkeypatch.setattr(autoprune.training, "train", interrupted)
     result = invoke(["train", "--epochs", "1", "--out", str(tmp_path), "--no-progress", "--device", "cpu"])
     assert result.exit_code == 130
     assert "interrupted" in _plain(result.output)
+    assert "no result was written yet" in _plain(result.output)  # not "files are kept" of an empty folder
     assert "Traceback" not in result.output
 
 

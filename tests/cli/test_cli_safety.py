@@ -275,3 +275,9 @@ def test_keep_ratios_prune_does_not_claim_a_target(run_ok: Invoke, trained: Path
     result = run_ok(["prune", "--checkpoint", str(trained / "model.pt"), "--keep-ratios", '{"conv1": 0.5}',
                      "--round-to", "1", "--out", str(tmp_path / "r"), *TINY])
     assert "target 1.000" not in result.output and "explicit" in result.output
+
+
+def test_report_of_a_file_says_it_is_a_file(invoke: Invoke, trained: Path) -> None:
+    result = invoke(["report", str(trained / "report.json")])
+    line = _check_user_error(result, Path("/nonexistent"), "is a file, not a folder", str(trained))
+    assert "does not exist" not in line

@@ -63,11 +63,11 @@ def test_search_exports_a_feasible_winner_and_reports_it(searched: Path) -> None
 def test_the_cli_reads_the_test_split_only_after_the_winner_is_fixed(
     searched: Path, run_ok: Invoke, fast: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autoprune.cli import search_cmds
     from autoprune.data import DataSplits
+    from autoprune.pipelines import search as search_pipeline
 
     events: list[str] = []
-    real_pick, real_test = search_cmds.pick_winner, DataSplits.test_loader
+    real_pick, real_test = search_pipeline.pick_winner, DataSplits.test_loader
 
     def pick(*args: object, **kwargs: object) -> object:
         events.append("winner fixed")
@@ -77,7 +77,7 @@ def test_the_cli_reads_the_test_split_only_after_the_winner_is_fixed(
         events.append("test read")
         return real_test(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(search_cmds, "pick_winner", pick)
+    monkeypatch.setattr(search_pipeline, "pick_winner", pick)  # the search command imports it when it runs
     monkeypatch.setattr(DataSplits, "test_loader", test_loader)
     run_ok(["search", "--searcher", "random", "--trials", "3", "--supernet", str(searched / "supernet.pt"),
             "--out", str(tmp_path / "s"), "--no-onnx", *SMALL, *fast])
