@@ -17,7 +17,7 @@ from autoprune.cli.common import (
     console,
     limit_validation,
     one_budget,
-    setup,
+    start,
     user_errors,
     with_budget,
 )
@@ -66,13 +66,9 @@ def _tensorboard(enabled: bool, out: Path) -> Any:
 
 @app.command("sample")
 @user_errors
+@opt.run_options()
 def sample_cmd(
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = None,
-    checkpoint: opt.Checkpoint = None,
+    run: opt.RunOptions,
     space: Space = None,
     target_macs: opt.TargetMacs = None,
     target_params: opt.TargetParams = None,
@@ -97,16 +93,10 @@ def sample_cmd(
     batch_size: BatchSize = 128,
     onnx: opt.Onnx = True,
     tensorboard: TensorBoard = False,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
-    progress: opt.Progress = True,
 ) -> None:
     """Sub-model sampling (EagleEye): sample candidates at the budget, score them with adaptive BN on the
     original weights, finetune the top k briefly and export the best."""
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.engine.export import export_onnx, save_weights
     from autoprune.engine.importance import IMPORTANCES
     from autoprune.engine.structure import ModelStructure
@@ -125,29 +115,27 @@ def sample_cmd(
              finetune_batches=finetune_batches,
              batch_size=batch_size)
     at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
-    if checkpoint is None:
+    if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
     config = SamplingConfig(
         samples=samples, top_k=top_k, strategy=strategy, criterion=criterion, bn_batches=bn_batches,
         score_without_bn=score_without_bn, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
-        batch_size=batch_size), finetune_batches=finetune_batches, seed=seed,
+        batch_size=batch_size), finetune_batches=finetune_batches, seed=run.seed,
     )  # fmt: skip
-    s = setup(command="sample", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, overwrite=overwrite)
-    report = s.report("sample", model, dataset, seed, started)
-    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
+    s = start("sample", run, settings)
+    report = s.report("sample", run.model, run.dataset, run.seed, started)
+    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), run.model, space, None), budget,
                                target)
-    _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
+    _prepare(s, run.checkpoint, train_epochs, batch_size, run.seed, run.progress, report)
     val = _val(s, val_batch_size, val_batches)
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
     dense["val_accuracy"] = evaluate_accuracy(s.model, val, device=s.device).top1
     with _tensorboard(tensorboard, s.out) as tb:
         result = run_sampling(
-            s.model, s.input_shape, search_space, train_loader=s.splits.train_loader(batch_size, seed=seed),
-            val_batches=val, calibration=s.splits.calibration_loader(seed=seed), config=config, device=s.device,
-            out=s.out, progress=progress, on_trial=None if tb is None else tb.on_trial,
+            s.model, s.input_shape, search_space, train_loader=s.splits.train_loader(batch_size, seed=run.seed),
+            val_batches=val, calibration=s.splits.calibration_loader(seed=run.seed), config=config, device=s.device,
+            out=s.out, progress=run.progress, on_trial=None if tb is None else tb.on_trial,
             log=lambda msg: console.print(msg),
         )  # fmt: skip
         if tb is not None:
@@ -172,12 +160,12 @@ def sample_cmd(
         reference={"uniform": {"val_accuracy": result.uniform.accuracy, "macs_ratio": result.uniform.macs_ratio,
                                "note": "adaptive-BN score, not finetuned"}},
         sampling=result.summary(), config={"sampling": config.to_dict(), "device": str(s.device),
-                                           "checkpoint": None if checkpoint is None else str(checkpoint),
+                                           "checkpoint": None if run.checkpoint is None else str(run.checkpoint),
                                            "val_batches": len(val)},
         files=files, finetuned=True,
     )  # fmt: skip
     path = report.write()
-    out_console.print(_metrics_table(f"{model}: best of {len(result.candidates)} sampled ({strategy}), finetuned",
+    out_console.print(_metrics_table(f"{run.model}: best of {len(result.candidates)} sampled ({strategy}), finetuned",
                                      {"dense": dense, "pruned": pruned}))  # fmt: skip
     corr = result.correlation.get("adaptive_bn_score_vs_finetuned")
     out_console.print(f"MACs kept: {pruned['macs'] / dense['macs']:.3f}; Spearman(adaptive-BN score, finetuned) over "
@@ -202,13 +190,9 @@ def _parse_ratios(text: str) -> tuple[float, ...]:
 
 @app.command("sensitivity")
 @user_errors
+@opt.run_options()
 def sensitivity_cmd(
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = None,
-    checkpoint: opt.Checkpoint = None,
+    run: opt.RunOptions,
     ratios: Annotated[
         str, typer.Option("--ratios", help="Comma-separated keep ratios to measure per group.")
     ] = "0.125,0.25,0.5,0.75,1",
@@ -228,19 +212,13 @@ def sensitivity_cmd(
     train_epochs: TrainEpochs = 10,
     batch_size: BatchSize = 128,
     tensorboard: TensorBoard = False,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
-    progress: opt.Progress = True,
 ) -> None:
     """Layer sensitivity: prune each group alone to each keep ratio; accuracy drop and output KL vs dense.
 
     Writes sensitivity.csv, sensitivity.png and report.json (per-group lower bounds on the keep ratio and
     sensitivity-guided seed candidates at --target-macs, for searches).
     """
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.analysis.plots import plot_sensitivity, save_png
     from autoprune.analysis.sensitivity import keep_ratio_lower_bounds, measure_sensitivity, sensitivity_seed_ratios
     from autoprune.engine.importance import IMPORTANCES
@@ -255,20 +233,18 @@ def sensitivity_cmd(
     settings.update(budget=budget, target=target)
     at_least(1, round_to=round_to, val_batches=val_batches, val_batch_size=val_batch_size, batch_size=batch_size)
     at_least(0, bn_batches=bn_batches, max_drop=max_drop)
-    if checkpoint is None:
+    if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
-    s = setup(command="sensitivity", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, overwrite=overwrite)
-    report = s.report("sensitivity", model, dataset, seed, started)
-    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
+    s = start("sensitivity", run, settings)
+    report = s.report("sensitivity", run.model, run.dataset, run.seed, started)
+    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), run.model, space, None), budget,
                                target)
-    _prepare(s, checkpoint, train_epochs, batch_size, seed, progress, report)
+    _prepare(s, run.checkpoint, train_epochs, batch_size, run.seed, run.progress, report)
     val = _val(s, val_batch_size, val_batches)
     from autoprune.training import make_progress
 
     n_groups = len(ModelStructure(s.model, s.input_shape).groups)
-    with make_progress(progress) as bar, _tensorboard(tensorboard, s.out) as tb:
+    with make_progress(run.progress) as bar, _tensorboard(tensorboard, s.out) as tb:
         task = bar.add_task("sensitivity", total=n_groups * len(set(grid)), status="")
 
         def on_row(row: Any) -> None:
@@ -278,7 +254,7 @@ def sensitivity_cmd(
                                 f"sensitivity/{row.group}/kl": row.kl}, step=round(100 * row.actual_keep_ratio))
 
         table = measure_sensitivity(s.model, s.input_shape, val, ratios=grid, criterion=criterion,
-                                    calibration=s.splits.calibration_loader(seed=seed), bn_batches=bn_batches,
+                                    calibration=s.splits.calibration_loader(seed=run.seed), bn_batches=bn_batches,
                                     round_to=round_to, device=s.device, on_row=on_row)  # fmt: skip
     table.save_csv(s.out / "sensitivity.csv")
     save_png(plot_sensitivity(table), s.out / "sensitivity.png")

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoprune.cli import options as opt
-from autoprune.cli.common import Setup, console, one_budget, parse_keep_ratios, setup, user_errors
+from autoprune.cli.common import Setup, console, one_budget, parse_keep_ratios, start, user_errors
 from autoprune.defaults import DEFAULT_ROUND_TO, STRUCTURED
 from autoprune.errors import AutoPruneError
 
@@ -73,55 +73,40 @@ def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progres
 
 @app.command("train")
 @user_errors
+@opt.run_options()
 def train_cmd(
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = None,
-    checkpoint: opt.Checkpoint = None,
+    run: opt.RunOptions,
     epochs: opt.TrainEpochs = 10,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.05,
     batch_size: opt.BatchSize = 128,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
-    progress: opt.Progress = True,
 ) -> None:
     """Train a model on a dataset; writes model.pt (weights-only checkpoint) and report.json."""
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.models import save_checkpoint
     from autoprune.report import model_metrics
 
     started = time.perf_counter()
     if epochs < 1:
         raise AutoPruneError(f"--train-epochs {epochs} trains nothing: give at least 1")
-    s = setup(command="train", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, overwrite=overwrite)
-    report = s.report("train", model, dataset, seed, started)
-    training = _train(s, epochs, lr, batch_size, seed, progress)
-    meta = {"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
+    s = start("train", run, settings)
+    report = s.report("train", run.model, run.dataset, run.seed, started)
+    training = _train(s, epochs, lr, batch_size, run.seed, run.progress)
+    meta = {"model": run.model, "dataset": run.dataset, "num_classes": s.splits.num_classes,
             "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)}
     save_checkpoint(s.model, s.out / "model.pt", meta)
     dense = model_metrics(s.model, s.input_shape, test_loader=s.splits.test_loader(), device=s.device)
-    report.set(config=_run_settings(s, checkpoint), dense=dense, training=training, files={"checkpoint": "model.pt"})
+    report.set(config=_run_settings(s, run.checkpoint), dense=dense, training=training,
+               files={"checkpoint": "model.pt"})
     path = report.write()
-    out_console.print(_metrics_table(f"{model} on {dataset}", {"trained": dense}))
+    out_console.print(_metrics_table(f"{run.model} on {run.dataset}", {"trained": dense}))
     out_console.print(f"checkpoint: {s.out / 'model.pt'}\nreport: {path}")
 
 
 @app.command("prune")
 @user_errors
+@opt.run_options()
 def prune_cmd(
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = None,
-    checkpoint: opt.Checkpoint = None,
+    run: opt.RunOptions,
     target_macs: opt.TargetMacs = None,
     target_params: opt.TargetParams = None,
     keep_ratios: Annotated[
@@ -146,15 +131,9 @@ def prune_cmd(
     finetune_lr: Annotated[float, typer.Option("--finetune-lr")] = 0.01,
     batch_size: opt.BatchSize = 128,
     onnx: opt.Onnx = True,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
-    progress: opt.Progress = True,
 ) -> None:
     """Standard pipeline: train (or load) -> prune to a budget -> finetune, in one or more rounds."""
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.engine.export import export_onnx, save_weights
     from autoprune.engine.importance import IMPORTANCES
     from autoprune.engine.pruner import PruneConfig
@@ -176,23 +155,21 @@ def prune_cmd(
         granularity=granularity,
         scope=scope,  # type: ignore[arg-type]
         round_to=round_to,
-        seed=seed,
+        seed=run.seed,
     )
     config = StandardConfig(
         prune=prune_config,
         finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr, batch_size=batch_size),
         rounds=rounds,
     )
-    s = setup(command="prune", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, overwrite=overwrite)
-    report = s.report("prune", model, dataset, seed, started)
-    report.set(config={**config.to_dict(), **_run_settings(s, checkpoint)})
+    s = start("prune", run, settings)
+    report = s.report("prune", run.model, run.dataset, run.seed, started)
+    report.set(config={**config.to_dict(), **_run_settings(s, run.checkpoint)})
     if ratios is not None:  # check group names before spending time on training
         ModelStructure(s.model, s.input_shape).keep_counts(ratios, round_to=1)
-    if checkpoint is None:
-        console.print(f"no --checkpoint: training {model} for {train_epochs} epochs first")
-        report.set(training=_train(s, train_epochs, 0.05, batch_size, seed, progress))
+    if run.checkpoint is None:
+        console.print(f"no --checkpoint: training {run.model} for {train_epochs} epochs first")
+        report.set(training=_train(s, train_epochs, 0.05, batch_size, run.seed, run.progress))
     effective = granularity != STRUCTURED
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device, effective=effective)
@@ -200,11 +177,11 @@ def prune_cmd(
         s.model,
         s.input_shape,
         config,
-        train_loader=s.splits.train_loader(batch_size, seed=seed),
+        train_loader=s.splits.train_loader(batch_size, seed=run.seed),
         val_loader=s.splits.val_loader(),
-        calibration=s.splits.calibration_loader(seed=seed),
+        calibration=s.splits.calibration_loader(seed=run.seed),
         device=s.device,
-        progress=progress,
+        progress=run.progress,
         log=lambda msg: console.print(msg),
     )
     pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader, device=s.device, effective=effective)
@@ -230,7 +207,7 @@ def prune_cmd(
             note=MASKS_DO_NOT_SPEED_UP,
         )
     path = report.write()
-    out_console.print(_metrics_table(f"{model} on {dataset}: {granularity} pruning, {criterion}",
+    out_console.print(_metrics_table(f"{run.model} on {run.dataset}: {granularity} pruning, {criterion}",
                                      {"dense": dense, "pruned": pruned}))
     data = report.to_dict()
     ratio = data.get("effective_macs_ratio", data.get("macs_ratio"))
@@ -245,34 +222,26 @@ def prune_cmd(
 
 @app.command("groups")
 @user_errors
+@opt.run_options(without=("download", "checkpoint", "progress"))
 def groups_cmd(
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    image_size: opt.ImageSize = None,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
+    run: opt.RunOptions,
 ) -> None:
     """List the prunable channel groups of a model (name, channels, MACs controlled, members)."""
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.engine.structure import ModelStructure
 
     started = time.perf_counter()
-    s = setup(command="groups", model=model, dataset=dataset, data_dir=data_dir, download=False,
-              image_size=image_size, checkpoint=None, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, overwrite=overwrite)
+    s = start("groups", run, settings, checkpoint=False)
     structure = ModelStructure(s.model.cpu(), s.input_shape)
-    table = Table(title=f"{model}: {len(structure.groups)} prunable groups, {structure.dense_macs / 1e6:.2f}M MACs")
+    table = Table(title=f"{run.model}: {len(structure.groups)} prunable groups, "
+                        f"{structure.dense_macs / 1e6:.2f}M MACs")
     for col in ("group", "channels", "MACs share", "members"):
         table.add_column(col)
     for g in structure.groups:
         table.add_row(g.name, str(g.channels), f"{g.macs / structure.dense_macs:.3f}", str(len(g.members)))
     out_console.print(table)
     out_console.print(f"never pruned (output layers): {', '.join(structure.output_layers)}")
-    report = s.report("groups", model, dataset, seed, started)
+    report = s.report("groups", run.model, run.dataset, run.seed, started)
     report.set(
         dense={"macs": structure.dense_macs, "params": structure.dense_params},
         groups=[{"name": g.name, "channels": g.channels, "macs": g.macs,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not 
     import torch
     from torch import nn
 
+    from autoprune.cli.options import RunOptions
     from autoprune.data import DataSplits
     from autoprune.report import RunReport
     from autoprune.search_spaces import SearchSpace
@@ -230,6 +231,15 @@ def setup(
         meta = load_checkpoint_into(net, checkpoint)
     return Setup(splits=splits, model=net.to(dev), device=dev, out=folder, checkpoint_meta=meta,
                  settings=dict(settings or {}))
+
+
+def start(command: str, run: RunOptions, settings: dict[str, Any], *, mode: Mode = "new",
+          defining: tuple[str, ...] | None = None, checkpoint: Path | bool | None = True) -> Setup:  # fmt: skip
+    """:func:`setup` from the shared options (``checkpoint=False``: the command loads no dense checkpoint)."""
+    return setup(command=command, model=run.model, dataset=run.dataset, data_dir=run.data_dir, download=run.download,
+                 image_size=run.image_size, checkpoint=run.checkpoint if checkpoint is True else None, seed=run.seed,
+                 device=run.device, out=run.out, threads=run.threads, settings=settings, mode=mode,
+                 overwrite=run.overwrite, defining=defining)  # fmt: skip
 
 
 def check_input_fits(net: nn.Module, name: str, input_shape: tuple[int, ...]) -> None:

@@ -42,10 +42,10 @@ def demo_cmd(
     """
     marker = read_marker(out) if out.is_dir() else None
     resume = not overwrite and marker is not None and marker["command"] == "search"
-    search_cmd(model=model, dataset="digits", target_macs=target_macs, target_params=target_params, searcher="tpe",
-               trials=trials,
-               train_epochs=train_epochs, supernet_epochs=supernet_epochs, seed=seed, device="cpu", out=out,
-               resume=resume, overwrite=overwrite, threads=threads, progress=progress)  # fmt: skip
+    shared = opt.RunOptions(model=model, dataset="digits", seed=seed, device="cpu", out=out, overwrite=overwrite,
+                            threads=threads, progress=progress)
+    search_cmd(shared, target_macs=target_macs, target_params=target_params, searcher="tpe", trials=trials,
+               train_epochs=train_epochs, supernet_epochs=supernet_epochs, resume=resume)
     from autoprune.analysis.html import write_report
 
     page = write_report(out, png=True).get("html", out / "report.html")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 Model = Annotated[
     str,
@@ -79,3 +86,67 @@ ValBatches = Annotated[
 Onnx = Annotated[
     bool, typer.Option("--onnx/--no-onnx", metavar="", help="Also export model.onnx (checked against PyTorch).")
 ]
+
+
+@dataclass
+class RunOptions:
+    """The options every command that builds a model shares (given once, by :func:`run_options`)."""
+
+    model: str = "resnet20"
+    dataset: str = "digits"
+    data_dir: Path | None = None
+    download: bool = False
+    image_size: int | None = None
+    checkpoint: Path | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: Path | None = None
+    overwrite: bool = False
+    threads: int | None = None
+    progress: bool = True
+
+
+#: Each shared option's annotation (help text and flags), in the order ``--help`` lists them: the first
+#: six before a command's own options, the rest after.
+_SHARED: dict[str, Any] = {
+    "model": Model, "dataset": Dataset, "data_dir": DataDir, "download": Download, "image_size": ImageSize,
+    "checkpoint": Checkpoint, "seed": Seed, "device": Device, "out": Out, "overwrite": Overwrite,
+    "threads": Threads, "progress": Progress,
+}  # fmt: skip
+_HEAD = ("model", "dataset", "data_dir", "download", "image_size", "checkpoint")
+
+
+def run_options(*, without: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> Callable[[F], F]:
+    """Give a command the shared options (minus ``without``) as one :class:`RunOptions` argument ``run``.
+
+    The command declares only its own options and a first parameter ``run: RunOptions``; ``--help`` lists
+    the shared options with theirs. ``defaults`` overrides a shared option's default for this command.
+    """
+
+    def decorate(fn: F) -> F:
+        names = [n for n in _SHARED if n not in without]
+        base = {f.name: f.default for f in dataclasses.fields(RunOptions)} | (defaults or {})
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "run"]
+        shared = {n: inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=base[n], annotation=_SHARED[n])
+                  for n in names}  # fmt: skip
+        params = [shared[n] for n in names if n in _HEAD]
+        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        params += [shared[n] for n in names if n not in _HEAD]
+
+        @functools.wraps(fn)
+        def command(given: RunOptions | None = None, /, **kwargs: Any) -> Any:
+            """From the command line: shared options as keywords; from Python: a RunOptions first."""
+            values: dict[str, Any] = {n: kwargs.pop(n) if n in kwargs else base[n] for n in _SHARED}
+            return fn(given if given is not None else RunOptions(**values), **kwargs)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {**{n: _SHARED[n] for n in names}, **{p.name: p.annotation for p in own}}
+        del command.__wrapped__  # typer must read the new signature, not the function's own
+        return command  # type: ignore[return-value]
+
+    return decorate
+
+
+def settings_of(run: RunOptions, own: dict[str, Any]) -> dict[str, Any]:
+    """Every option of a command as given: the shared ones and the command's own (its ``locals()`` at entry)."""
+    return {**dataclasses.asdict(run), **{k: v for k, v in own.items() if k != "run"}}

@@ -30,7 +30,7 @@ from autoprune.cli.common import (
     console,
     limit_validation,
     one_budget,
-    setup,
+    start,
     user_errors,
     with_budget,
 )
@@ -75,22 +75,11 @@ def _path(value: Any) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _study_based(searcher: str) -> bool:
-    from autoprune.search import SEARCHERS
-
-    factory = SEARCHERS.get(searcher)
-    return bool(getattr(factory, "study_based", False))
-
-
 @app.command("search")
 @user_errors
+@opt.run_options()
 def search_cmd(
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = None,
-    checkpoint: opt.Checkpoint = None,
+    run: opt.RunOptions,
     supernet: Annotated[
         Path | None, typer.Option("--supernet", help="supernet.pt from `autoprune supernet`; default: build one.")
     ] = None,
@@ -151,12 +140,6 @@ def search_cmd(
         bool, typer.Option("--tensorboard", metavar="", help="Log trials to OUT/tensorboard.")
     ] = False,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
-    progress: opt.Progress = True,
 ) -> None:
     """Search per-group keep ratios over a weight-sharing supernet; export the winner without finetuning.
 
@@ -164,7 +147,7 @@ def search_cmd(
     evaluated meets the budget; trials are appended to OUT/trials.csv as they finish; rerun with --resume to
     continue an interrupted search.
     """
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.pipelines.search import pick_winner, search_supernet
     from autoprune.report import binomial_se, model_metrics
     from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs, pareto_front
@@ -174,10 +157,10 @@ def search_cmd(
 
     started = time.perf_counter()
     SEARCHERS.get(searcher)  # an unknown name fails before any work
-    if resume and out is not None:  # options left out take the recorded run's values
-        adopted = adopt_recorded(out, settings, RESUME_ADOPTS)
-        checkpoint, supernet, data_dir = (_path(settings[k]) for k in ("checkpoint", "supernet", "data_dir"))
-        space, image_size, rungs, pruner, storage, study_name, val_batch_size, val_batches = (
+    if resume and run.out is not None:  # options left out take the recorded run's values
+        adopted = adopt_recorded(run.out, settings, RESUME_ADOPTS)
+        run.checkpoint, supernet, data_dir = (_path(settings[k]) for k in ("checkpoint", "supernet", "data_dir"))
+        space, run.image_size, rungs, pruner, storage, study_name, val_batch_size, val_batches = (
             settings[k] for k in ("space", "image_size", "rungs", "pruner", "storage", "study_name", "val_batch_size",
                                   "val_batches"))
         target_macs, target_params, target_latency = (
@@ -191,16 +174,16 @@ def search_cmd(
     at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
     if supernet is None:
         at_least(1, supernet_epochs=supernet_epochs)
-        if checkpoint is None:
+        if run.checkpoint is None:
             at_least(1, train_epochs=train_epochs)
-    if resume and overwrite:
+    if resume and run.overwrite:
         raise AutoPruneError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial drowns the progress bar
     if workers < 1:
         raise AutoPruneError(f"--workers {workers} must be >= 1")
-    study = _study_based(searcher)
+    study = SEARCHERS.get(searcher).study_based
     if workers > 1 and not study:
         raise AutoPruneError(f"--workers {workers} needs an Optuna searcher (tpe, cmaes, gp, nsga2) that shares "
                              f"a study; {searcher!r} runs in one process")
@@ -213,13 +196,12 @@ def search_cmd(
         if not study:
             raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
         options["pruner"] = pruner
-    s = setup(command="search", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, mode="worker" if worker else "resume" if resume else "new", overwrite=overwrite,
+    s = start("search", run, settings, mode="worker" if worker else "resume" if resume else "new",
               defining=RESUME_DEFINING)
     log = TrialLog(s.out)
-    net, search_space, dense_model = _supernet_and_space(s, model, dataset, supernet, space, checkpoint, seed, progress,
-                                            supernet_epochs, train_epochs, bn_batches)
+    net, search_space, dense_model = _supernet_and_space(s, run.model, run.dataset, supernet, space, run.checkpoint,
+                                                         run.seed, run.progress, supernet_epochs, train_epochs,
+                                                         bn_batches)
     with net.gates.detached():  # the latency table times the plain model, without the supernet's hooks
         search_space = _retarget(s, search_space, budget, target, latency_batch_size, latency_form, resume or worker)
     if study:
@@ -239,10 +221,10 @@ def search_cmd(
     val_batch_size = limit_validation(s, val_batch_size, val_batches)
     n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
     outcome = search_supernet(
-        net, search_space, s.splits, searcher=searcher, trials=trials, seed=seed,
+        net, search_space, s.splits, searcher=searcher, trials=trials, seed=run.seed,
         rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
         val_batch_size=val_batch_size,
-        out=s.out, resume=resume or worker or workers > 1, progress=progress and not worker, on_trial=on_trial,
+        out=s.out, resume=resume or worker or workers > 1, progress=run.progress and not worker, on_trial=on_trial,
         latency_batch_size=latency_batch_size if target_latency is not None else None, latency_form=latency_form,
         device=s.device,
         repair_log=not worker and workers == 1, extract=False,  # the winner is read from the shared log below
@@ -260,7 +242,7 @@ def search_cmd(
                              "check the errors there, then rerun with --resume")
     # The winner is fixed on validation data only (top-k re-scored with a larger calibration, and the
     # uniform candidate); the test split is read below, once, for the report.
-    chosen = pick_winner(net, search_space, s.splits, all_trials, top_k=top_k, seed=seed, device=s.device,
+    chosen = pick_winner(net, search_space, s.splits, all_trials, top_k=top_k, seed=run.seed, device=s.device,
                          rescore_bn_batches=rescore_bn_batches or 4 * max(bn_batches, 1),
                          val_batch_size=val_batch_size)  # fmt: skip
     choice = chosen.choice
@@ -268,7 +250,7 @@ def search_cmd(
     winner = chosen.extract(net)
     uniform_model = net.extract(choice.uniform.score.counts, calibration=chosen.calibration,
                                 bn_batches=len(chosen.calibration))
-    report = s.report("search", model, dataset, seed, started)
+    report = s.report("search", run.model, run.dataset, run.seed, started)
     test_loader = s.splits.test_loader()
     dense: dict[str, Any] = (
         model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
@@ -288,8 +270,8 @@ def search_cmd(
     files.update(trials="trials.csv", trials_log="trials.jsonl")
     if finetune_epochs > 0:
         tuned = copy.deepcopy(winner)
-        train(tuned, s.splits.train_loader(128, seed=seed), TrainConfig(epochs=finetune_epochs, lr=0.01),
-              val_loader=s.splits.val_loader(), device=s.device, progress=progress, description="finetune")
+        train(tuned, s.splits.train_loader(128, seed=run.seed), TrainConfig(epochs=finetune_epochs, lr=0.01),
+              val_loader=s.splits.val_loader(), device=s.device, progress=run.progress, description="finetune")
         report.set(finetuned_metrics=model_metrics(tuned, s.input_shape, test_loader=test_loader, device=s.device),
                    finetune_epochs=finetune_epochs)
     summary = outcome.result.summary()
@@ -310,13 +292,13 @@ def search_cmd(
                 "top_k": top_k, "rescore_bn_batches": len(chosen.calibration),
                 "latency_form": latency_form,
                 "supernet": str(supernet or s.out / "supernet.pt"),
-                "device": str(s.device), "checkpoint": None if checkpoint is None else str(checkpoint)},
+                "device": str(s.device), "checkpoint": None if run.checkpoint is None else str(run.checkpoint)},
     )  # fmt: skip
     path = report.write()
     files.update(_plot(s.out))
     report.set(files=files)
     path = report.write()
-    print(_side_by_side(model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
+    print(_side_by_side(run.model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
     print(f"{choice.statement}\nreport: {path}  (HTML page and figures: autoprune report {s.out})")
 
 

@@ -25,7 +25,7 @@ from autoprune.cli.common import (
     console,
     one_budget,
     parse_keep_ratios,
-    setup,
+    start,
     user_errors,
     with_budget,
 )
@@ -50,13 +50,9 @@ def _reference_points(evaluator: SupernetEvaluator, space: SearchSpace) -> dict[
 
 @app.command("supernet")
 @user_errors
+@opt.run_options()
 def supernet_cmd(
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    download: opt.Download = False,
-    image_size: opt.ImageSize = None,
-    checkpoint: opt.Checkpoint = None,
+    run: opt.RunOptions,
     space: Space = None,
     target_macs: opt.TargetMacs = None,
     target_params: opt.TargetParams = None,
@@ -69,19 +65,13 @@ def supernet_cmd(
     train_epochs: opt.DenseEpochs = 10,
     batch_size: opt.BatchSize = 128,
     bn_batches: BnBatches = 10,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
-    progress: opt.Progress = True,
 ) -> None:
     """Train a weight-sharing supernet once (sandwich rule + in-place distillation); rerun to resume.
 
     Without --checkpoint the dense model is trained first and kept as OUT/dense.pt; a rerun with the same
     settings on the same --out continues where it stopped (dense model and finished epochs are kept).
     """
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     import torch.distributed as dist
     from torch.utils.data import DataLoader, DistributedSampler
 
@@ -97,42 +87,42 @@ def supernet_cmd(
     settings.update(budget=budget, target=target)
     at_least(1, supernet_epochs=epochs, batch_size=batch_size)
     at_least(0, num_random=num_random, bn_batches=bn_batches)
-    if checkpoint is None:
+    if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
-    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=seed)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and checkpoint is None:
+    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and run.checkpoint is None:
         raise AutoPruneError("under torchrun pass --checkpoint (a trained dense model), so that every process "
                              "ranks channels of the same weights; train it first with `autoprune train`")
-    rank, world = _init_distributed(device)
-    s = setup(command="supernet", model=model, dataset=dataset, data_dir=data_dir, download=download,
-              image_size=image_size, checkpoint=checkpoint, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, mode="continue", overwrite=overwrite,
+    rank, world = _init_distributed(run.device)
+    s = start("supernet", run, settings, mode="continue",  # more epochs continue the same run
               defining=tuple(k for k in settings if k not in ("device", "out", "overwrite", "threads", "progress",
-                                                              "epochs", "bn_batches")))  # more epochs continue
-    report = s.report("supernet", model, dataset, seed)
+                                                              "epochs", "bn_batches")))
+    report = s.report("supernet", run.model, run.dataset, run.seed)
     ckpt = s.out / "supernet.pt"
-    dense_file = checkpoint if checkpoint is not None else train_dense_once(s, model, dataset, train_epochs, batch_size,
-                                                                            seed, progress, report)
+    dense_file = run.checkpoint if run.checkpoint is not None else train_dense_once(s, run.model, run.dataset,
+                                                                                    train_epochs, batch_size,
+                                                                            run.seed, run.progress, report)
     from autoprune.engine.structure import ModelStructure
 
-    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), model, space, None), budget,
+    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), run.model, space, None), budget,
                                target)
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
     if ckpt.exists():
         console.print(f"resuming the supernet in {ckpt}")
     if world > 1:
-        sampler: DistributedSampler[Any] = DistributedSampler(s.splits.train, num_replicas=world, rank=rank, seed=seed)
+        sampler: DistributedSampler[Any] = DistributedSampler(s.splits.train, num_replicas=world, rank=rank,
+                                                              seed=run.seed)
         train_loader: Any = DataLoader(s.splits.train, batch_size=batch_size, sampler=sampler)
     else:
-        train_loader = s.splits.train_loader(batch_size, seed=seed)
-    run = build_supernet(
+        train_loader = s.splits.train_loader(batch_size, seed=run.seed)
+    built = build_supernet(
         s.model, s.input_shape, search_space, train_loader, config,
-        criterion=criterion, calibration=s.splits.calibration_loader(seed=seed), checkpoint=ckpt,
-        meta={"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
+        criterion=criterion, calibration=s.splits.calibration_loader(seed=run.seed), checkpoint=ckpt,
+        meta={"model": run.model, "dataset": run.dataset, "num_classes": s.splits.num_classes,
               "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size),
               "dense_checkpoint": str(Path(dense_file).resolve())},
-        device=s.device, progress=progress and rank == 0,
+        device=s.device, progress=run.progress and rank == 0,
     )
     if world > 1:
         dist.barrier()
@@ -140,12 +130,12 @@ def supernet_cmd(
         if rank != 0:
             return
         report.set(distributed={"world_size": world, "backend": "nccl" if s.device.type == "cuda" else "gloo"})
-    evaluator = SupernetEvaluator(run.supernet, s.splits.val_loader(), s.splits.calibration_loader(seed=seed),
+    evaluator = SupernetEvaluator(built.supernet, s.splits.val_loader(), s.splits.calibration_loader(seed=run.seed),
                                   bn_batches=bn_batches, device=s.device)
-    points = _reference_points(evaluator, run.space)
+    points = _reference_points(evaluator, built.space)
     report.set(dense=dense, config={"supernet": config.to_dict(), "criterion": criterion, "device": str(s.device)},
-               space=run.space.to_dict(), history=run.history.__dict__, subnets=points,
-               files={"supernet": "supernet.pt", **({"checkpoint": "dense.pt"} if checkpoint is None else {})},
+               space=built.space.to_dict(), history=built.history.__dict__, subnets=points,
+               files={"supernet": "supernet.pt", **({"checkpoint": "dense.pt"} if run.checkpoint is None else {})},
                evaluator=evaluator.stats.to_dict())
     path = report.write()
     for name, p in points.items():
@@ -155,12 +145,10 @@ def supernet_cmd(
 
 @app.command("extract")
 @user_errors
+@opt.run_options(without=("download", "checkpoint", "progress"))
 def extract_cmd(
+    run: opt.RunOptions,
     supernet: Annotated[Path, typer.Option("--supernet", help="supernet.pt written by `autoprune supernet`.")],
-    model: opt.Model = "resnet20",
-    dataset: opt.Dataset = "digits",
-    data_dir: opt.DataDir = None,
-    image_size: opt.ImageSize = None,
     target_macs: opt.TargetMacs = None,
     target_params: opt.TargetParams = None,
     keep_ratios: Annotated[
@@ -178,18 +166,13 @@ def extract_cmd(
     ] = None,
     bn_batches: BnBatches = 10,
     onnx: opt.Onnx = True,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    out: opt.Out = None,
-    overwrite: opt.Overwrite = False,
-    threads: opt.Threads = None,
 ) -> None:
     """Export one sub-network of a supernet with its shared weights (no finetuning).
 
     Give one of: a budget (--target-macs, default 0.5, or --target-params: the widest uniform sub-network
     within it), --keep-ratios, or --from-run (with --trial).
     """
-    settings = dict(locals())  # the options as given, before anything else is bound
+    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.models import build_model
     from autoprune.pipelines.oneshot import resolve_space
     from autoprune.report import model_metrics
@@ -202,29 +185,27 @@ def extract_cmd(
     if trial is not None and from_run is None:
         raise AutoPruneError("--trial needs --from-run RUN_DIR (the search run folder holding trials.jsonl)")
     at_least(0, bn_batches=bn_batches)
-    s = setup(command="extract", model=model, dataset=dataset, data_dir=data_dir, download=False,
-              image_size=image_size, checkpoint=None, seed=seed, device=device, out=out, threads=threads,
-              settings=settings, overwrite=overwrite)
-    net, meta = Supernet.load(supernet, build_model(model, num_classes=s.splits.num_classes,
+    s = start("extract", run, settings, checkpoint=False)
+    net, meta = Supernet.load(supernet, build_model(run.model, num_classes=s.splits.num_classes,
                                                     in_channels=s.splits.in_channels))
     space = SearchSpace.from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
-        net.structure, model, None, None)
+        net.structure, run.model, None, None)
     if budget == "from_run":
         counts = _trial_counts(value, trial)
     elif budget == "keep_ratios":
         counts = explicit_counts(space, parse_keep_ratios(value))
     else:
         counts = with_budget(space, budget, value).project([1.0] * len(space.groups))
-    report = s.report("extract", model, dataset, seed)
+    report = s.report("extract", run.model, run.dataset, run.seed)
     test_loader = s.splits.test_loader()
     dense = {"macs": net.structure.dense_macs, "params": net.structure.dense_params}
-    dense_model = dense_model_of(meta, model, s)
+    dense_model = dense_model_of(meta, run.model, s)
     if dense_model is not None:
         dense = model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
     else:
-        untrained = build_model(model, num_classes=s.splits.num_classes, in_channels=s.splits.in_channels)
+        untrained = build_model(run.model, num_classes=s.splits.num_classes, in_channels=s.splits.in_channels)
         dense.update(latency_ms=model_metrics(untrained, s.input_shape)["latency_ms"])
-    pruned_model = net.extract(counts, calibration=s.splits.calibration_loader(seed=seed), bn_batches=bn_batches)
+    pruned_model = net.extract(counts, calibration=s.splits.calibration_loader(seed=run.seed), bn_batches=bn_batches)
     pruned = model_metrics(pruned_model.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
     files = export_subnet(net, counts, pruned_model, s, report, onnx=onnx)
     report.set(dense=dense, pruned=pruned, counts=counts, keep_ratios=space.ratios(counts), files=files,
@@ -233,7 +214,7 @@ def extract_cmd(
                        "keep_ratios": keep_ratios, "from_run": None if from_run is None else str(from_run),
                        "trial": trial, "bn_batches": bn_batches, "supernet": str(supernet), "device": str(s.device)})
     path = report.write()
-    out_console.print(_metrics_table(f"{model}: sub-network of {supernet.name} (no finetuning)",
+    out_console.print(_metrics_table(f"{run.model}: sub-network of {supernet.name} (no finetuning)",
                                      {"dense": dense, "pruned": pruned} if "accuracy" in dense else {"pruned": pruned}))
     out_console.print(f"MACs kept: {pruned['macs'] / dense['macs']:.3f}\nreport: {path}")
 
