@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune._jsonfile import write_json_atomic
 from autoprune.engine.deploy import DeployWarning, optimize_for_inference
-from autoprune.engine.plan import write_json_atomic
 from autoprune.metrics import count_cost, evaluate_accuracy, measure_latency
 from autoprune.report_schema import SCHEMA_VERSION
 

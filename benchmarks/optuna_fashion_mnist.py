@@ -18,11 +18,11 @@ import json
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
+from _supernet_options import add_supernet_options  # benchmarks/, on sys.path when a script runs
 
 from autoprune.data import load_dataset
 from autoprune.evaluate import SupernetEvaluator
@@ -36,18 +36,13 @@ from autoprune.supernet import Supernet
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--supernet", type=Path, required=True, help="supernet.pt from `autoprune supernet`")
+    add_supernet_options(p)
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
     p.add_argument("--model", default="resnet20")
     p.add_argument("--target", type=float, default=0.5, help="fraction of the dense MACs to keep")
     p.add_argument("--trials", type=int, default=30, help="trials per searcher")
     p.add_argument("--searchers", default="tpe,cmaes,nsga2,greedy,random")
     p.add_argument("--val-batch-size", type=int, default=256)
-    p.add_argument("--bn-batches", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the recorded .json")
     args = p.parse_args()
     if args.render:

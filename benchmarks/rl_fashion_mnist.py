@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _supernet_options import add_supernet_options  # benchmarks/, on sys.path when a script runs
 
 from autoprune.data import load_dataset
 from autoprune.evaluate import SupernetEvaluator
@@ -36,18 +37,13 @@ from autoprune.supernet import Supernet
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--supernet", type=Path, required=True, help="supernet.pt written by `autoprune supernet`")
-    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
+    add_supernet_options(p)
     p.add_argument("--searchers", nargs="+", default=["ddpg", "ppo", "random"])
     p.add_argument("--episodes", type=int, default=60)
     p.add_argument("--warmup", type=int, default=15, help="DDPG warm-up episodes")
     p.add_argument("--target", type=float, default=0.5)
     p.add_argument("--budget-slack", default="0.02", help="RL episodes' lower clipping ('none': above only)")
     p.add_argument("--val-batches", type=int, default=8, help="validation batches of 256 per evaluation")
-    p.add_argument("--bn-batches", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--name", default="rl_fashion_mnist", help="file stem of the results in --out")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -8,10 +8,12 @@ take :func:`copy.deepcopy` of ``supernet`` before training it further.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import torch
+from torch import nn
 
 from autoprune.data import DataSplits, load_dataset
 from autoprune.evaluate import SupernetEvaluator
@@ -21,6 +23,23 @@ from autoprune.search_spaces import SearchSpace
 from autoprune.seed import seed_everything
 from autoprune.supernet import Supernet, SupernetConfig
 from autoprune.training import TrainConfig, train
+
+
+def _randomize_bn(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture
+def randomize_bn() -> Callable[[nn.Module], nn.Module]:
+    """Give every BatchNorm2d non-trivial statistics and affine weights (torch's RNG) and put the model in
+    eval mode, so that a zeroed or removed channel changes the outputs."""
+    return _randomize_bn
 
 
 @dataclass

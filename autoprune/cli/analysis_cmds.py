@@ -15,6 +15,7 @@ from autoprune.cli.common import (
     Setup,
     at_least,
     console,
+    export_model,
     limit_validation,
     one_budget,
     start,
@@ -97,7 +98,6 @@ def sample_cmd(
     """Sub-model sampling (EagleEye): sample candidates at the budget, score them with adaptive BN on the
     original weights, finetune the top k briefly and export the best."""
     settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
-    from autoprune.engine.export import export_onnx, save_weights
     from autoprune.engine.importance import IMPORTANCES
     from autoprune.engine.structure import ModelStructure
     from autoprune.metrics.accuracy import evaluate_accuracy
@@ -143,12 +143,7 @@ def sample_cmd(
             tb.log_scalars({f"sampling/spearman_{k}": v for k, v in result.correlation.items()
                             if isinstance(v, float)})  # fmt: skip
     pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader, device=s.device)
-    result.plan.save(s.out / "plan.json")
-    save_weights(result.model, s.out / "model.safetensors")
-    files = {"plan": "plan.json", "weights": "model.safetensors", "trials": "trials.csv"}
-    if onnx:
-        report.set(onnx_max_abs_diff=export_onnx(result.model, s.input_shape, s.out / "model.onnx"))
-        files["onnx"] = "model.onnx"
+    files = {**export_model(s, result.model, result.plan, report, onnx=onnx), "trials": "trials.csv"}
     if result.sensitivity is not None:
         result.sensitivity.save_csv(s.out / "sensitivity.csv")
         files["sensitivity"] = "sensitivity.csv"

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoprune.cli import options as opt
-from autoprune.cli.common import Setup, console, one_budget, parse_keep_ratios, start, user_errors
+from autoprune.cli.common import Setup, console, export_model, one_budget, parse_keep_ratios, start, user_errors
 from autoprune.defaults import DEFAULT_ROUND_TO, STRUCTURED
 from autoprune.errors import AutoPruneError
 
@@ -134,7 +134,6 @@ def prune_cmd(
 ) -> None:
     """Standard pipeline: train (or load) -> prune to a budget -> finetune, in one or more rounds."""
     settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
-    from autoprune.engine.export import export_onnx, save_weights
     from autoprune.engine.importance import IMPORTANCES
     from autoprune.engine.pruner import PruneConfig
     from autoprune.engine.structure import ModelStructure
@@ -185,13 +184,7 @@ def prune_cmd(
         log=lambda msg: console.print(msg),
     )
     pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader, device=s.device, effective=effective)
-    files = {"plan": "plan.json", "weights": "model.safetensors"}
-    result.plan.save(s.out / "plan.json")
-    save_weights(result.model, s.out / "model.safetensors")
-    if onnx:
-        diff = export_onnx(result.model, s.input_shape, s.out / "model.onnx")
-        files["onnx"] = "model.onnx"
-        report.set(onnx_max_abs_diff=diff)
+    files = export_model(s, result.model, result.plan, report, onnx=onnx)
     report.set(
         dense=dense,
         pruned=pruned,

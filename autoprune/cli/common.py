@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not 
 
     from autoprune.cli.options import RunOptions
     from autoprune.data import DataSplits
+    from autoprune.engine.plan import PrunePlan
     from autoprune.report import RunReport
     from autoprune.search_spaces import SearchSpace
 
@@ -240,6 +241,22 @@ def start(command: str, run: RunOptions, settings: dict[str, Any], *, mode: Mode
                  image_size=run.image_size, checkpoint=run.checkpoint if checkpoint is True else None, seed=run.seed,
                  device=run.device, out=run.out, threads=run.threads, settings=settings, mode=mode,
                  overwrite=run.overwrite, defining=defining)  # fmt: skip
+
+
+def export_model(s: Setup, model: nn.Module, plan: PrunePlan, report: RunReport, *, onnx: bool) -> dict[str, str]:
+    """The one export of every command: plan.json, model.safetensors and (checked) model.onnx in ``s.out``.
+
+    Returns the ``files`` entries written; the ONNX check's largest difference goes to the report.
+    """
+    from autoprune.engine.export import export_onnx, save_weights
+
+    plan.save(s.out / "plan.json")
+    save_weights(model, s.out / "model.safetensors")
+    files = {"plan": "plan.json", "weights": "model.safetensors"}
+    if onnx:
+        report.set(onnx_max_abs_diff=export_onnx(model, s.input_shape, s.out / "model.onnx"))
+        files["onnx"] = "model.onnx"
+    return files
 
 
 def check_input_fits(net: nn.Module, name: str, input_shape: tuple[int, ...]) -> None:

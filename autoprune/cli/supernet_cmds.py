@@ -23,6 +23,7 @@ from autoprune.cli.common import (
     Setup,
     at_least,
     console,
+    export_model,
     one_budget,
     parse_keep_ratios,
     start,
@@ -286,16 +287,8 @@ def _trial_counts(run: Path, number: int | None) -> dict[str, int]:
 def export_subnet(
     net: Supernet, counts: dict[str, int], model: nn.Module, s: Setup, report: RunReport, *, onnx: bool
 ) -> dict[str, str]:
-    """Write plan.json, model.safetensors (and model.onnx, checked against PyTorch) of a sub-network."""
-    from autoprune.engine.export import export_onnx, save_weights
-
-    net.plan(counts).save(s.out / "plan.json")
-    save_weights(model, s.out / "model.safetensors")
-    files = {"plan": "plan.json", "weights": "model.safetensors"}
-    if onnx:
-        report.set(onnx_max_abs_diff=export_onnx(model, s.input_shape, s.out / "model.onnx"))
-        files["onnx"] = "model.onnx"
-    return files
+    """:func:`export_model` of a sub-network of the supernet (its plan from the kept counts)."""
+    return export_model(s, model, net.plan(counts), report, onnx=onnx)
 
 
 def train_dense_once(s: Setup, model: str, dataset: str, epochs: int, batch_size: int, seed: int, progress: bool,

@@ -10,166 +10,31 @@ A table is measured in one of two forms: ``eager`` (the model as it is) or ``dep
 :func:`~autoprune.engine.deploy.optimize_for_inference` gives: BatchNorm folded into the convolutions,
 channels-last memory), so that a latency budget is met in the form the model ships in.
 
-Widths follow :meth:`ModelStructure.predict_macs`'s arithmetic: a layer keeps
-``round(out_channels * (1 - sum(share * (1 - count / channels))))`` output channels over the groups that cut
-them, and likewise for its inputs; a depthwise conv keeps as many inputs (and groups) as outputs.
+This module measures tables (:func:`build_latency_table`); the table type and its file format live in
+:mod:`autoprune.engine.latency_lookup`, the layer widths in :mod:`autoprune.engine.layer_widths`. All three
+names are importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import numbers
 import statistics
-import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from autoprune.engine.deploy import check_form, in_form
-from autoprune.engine.plan import write_json_atomic
+from autoprune._device import model_device
+from autoprune.engine.deploy import in_form
+from autoprune.engine.latency_lookup import LatencyTable
+from autoprune.engine.layer_widths import Shape, layer_widths, reachable_shapes
 from autoprune.engine.structure import ModelStructure
-from autoprune.errors import AutoPruneError, CheckpointError
 from autoprune.metrics.latency import measure_latency, num_threads
 
 __all__ = ["LatencyTable", "build_latency_table", "layer_widths", "reachable_shapes"]
 
-TABLE_VERSION = 1
-Shape = tuple[int, int]  # (in_channels_kept, out_channels_kept)
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-
-
-@dataclass
-class LatencyTable:
-    """Predicts a sub-network's latency as the sum of its conv/linear layers' measured latencies at their
-    pruned widths plus a constant overhead (everything else: BN, activations, pooling, framework), measured
-    on this machine.
-
-    Attributes:
-        batch_size: Batch size the entries were measured at.
-        threads: CPU threads the entries were measured with.
-        device: Device of the measurements (``"cpu"``, ``"cuda:0"``).
-        entries: Per conv/linear layer name, ``{(in_channels_kept, out_channels_kept): ms}`` (a layer called
-            several times in one forward pass holds the sum of its calls).
-        overhead_ms: Measured dense latency minus the sum of the dense entries; may be negative where timing
-            layers one by one costs more than running them in the model.
-        form: ``eager`` or ``deploy`` (BatchNorm folded, channels-last; see the module docstring).
-    """
-
-    batch_size: int
-    threads: int
-    device: str
-    entries: dict[str, dict[Shape, float]]
-    overhead_ms: float
-    form: str = "eager"
-
-    def predict(self, structure: ModelStructure, counts: Mapping[str, int]) -> float:
-        """Predicted latency in milliseconds of ``structure``'s model keeping ``counts[group]`` channels.
-
-        Args:
-            structure: The model's groups (the one the table was built for).
-            counts: Kept channels per group; groups not in ``counts`` stay whole.
-
-        Raises:
-            AutoPruneError: an unknown group, or a layer width the table has no entry for (with the fix:
-                rebuild the table with choices that include these counts).
-        """
-        total = self.overhead_ms
-        for name, shape in layer_widths(structure, counts).items():
-            layer = self.entries.get(name)
-            if layer is None:
-                raise AutoPruneError(
-                    f"the latency table has no entries for layer {name!r}: it was built for another model; "
-                    "build one for this model with build_latency_table(structure, choices)"
-                )
-            ms = layer.get(shape)
-            if ms is None:
-                raise AutoPruneError(
-                    f"the latency table has no entry for layer {name!r} with (in, out) = {shape} channels: it was "
-                    f"built for other choices (it has {len(layer)} widths of this layer). Rebuild it with "
-                    "build_latency_table(structure, choices) where choices include these counts"
-                )
-            total += ms
-        return total
-
-    def missing(self, structure: ModelStructure, choices: Mapping[str, Sequence[int]]) -> list[tuple[str, Shape]]:
-        """The ``(layer, (in, out))`` widths reachable with ``choices`` that the table has no entry for."""
-        return [
-            (name, shape)
-            for name, shapes in reachable_shapes(structure, choices).items()
-            for shape in sorted(shapes)
-            if shape not in self.entries.get(name, {})
-        ]
-
-    # ------------------------------------------------------------------ JSON
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping (width keys written as ``"in,out"``)."""
-        return {
-            "table_version": TABLE_VERSION,
-            "batch_size": self.batch_size,
-            "threads": self.threads,
-            "device": self.device,
-            "form": self.form,
-            "overhead_ms": self.overhead_ms,
-            "entries": {
-                name: {f"{i},{o}": ms for (i, o), ms in sorted(layer.items())} for name, layer in self.entries.items()
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LatencyTable:
-        """Rebuild a table written by :meth:`to_dict`.
-
-        Raises:
-            CheckpointError: another version, or a malformed mapping.
-        """
-        if not isinstance(data, Mapping) or data.get("table_version") != TABLE_VERSION:
-            version = data.get("table_version") if isinstance(data, Mapping) else None
-            raise CheckpointError(f"latency table version {version!r} is not supported (expected {TABLE_VERSION})")
-        try:
-            entries = {
-                str(name): {_parse_shape(key): float(ms) for key, ms in layer.items()}
-                for name, layer in data["entries"].items()
-            }
-            return cls(
-                batch_size=int(data["batch_size"]),
-                threads=int(data["threads"]),
-                device=str(data["device"]),
-                entries=entries,
-                overhead_ms=float(data["overhead_ms"]),
-                form=check_form(data.get("form", "eager")),  # tables written before forms existed: eager
-            )
-        except AutoPruneError as exc:
-            raise CheckpointError(f"malformed latency table: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise CheckpointError(f"malformed latency table: {type(exc).__name__}: {exc}") from None
-
-    def save(self, path: str | Path) -> Path:
-        """Write the table as JSON atomically."""
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> LatencyTable:
-        """Read a table written by :meth:`save`.
-
-        Raises:
-            CheckpointError: missing, truncated or malformed file (naming it).
-        """
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"latency table file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"latency table file {path} is corrupt: {exc}") from None
-        try:
-            return cls.from_dict(data)
-        except CheckpointError as exc:
-            raise CheckpointError(f"latency table file {path}: {exc}") from None
 
 
 def build_latency_table(
@@ -212,7 +77,7 @@ def build_latency_table(
     inputs = _input_shapes(structure)
     folded = dict(timed.named_modules())  # the deploy form keeps the layers' names (torch.fx)
     modules = {name: folded.get(name, module) for name, module in structure.model.named_modules()}
-    device = _device_of(structure.model)
+    device = model_device(structure.model)
     cache: dict[tuple[Any, ...], float] = {}
     entries: dict[str, dict[Shape, float]] = {}
     dense: list[float] = []
@@ -251,101 +116,6 @@ def build_latency_table(
     )  # fmt: skip
 
 
-def reachable_shapes(structure: ModelStructure, choices: Mapping[str, Sequence[int]]) -> dict[str, set[Shape]]:
-    """Per conv/linear layer, every ``(in, out)`` kept width it takes when each group takes any of its choices.
-
-    Raises:
-        AutoPruneError: unknown group names or counts outside ``[1, channels]``.
-    """
-    for name in choices:
-        structure.group(name)  # an unknown name raises, listing the valid ones
-    options: list[list[float]] = []  # per group, the removed fraction (1 - count / channels) of each choice
-    for g in structure.groups:
-        counts = _check_counts(structure, g.name, choices[g.name]) if g.name in choices else [g.channels]
-        options.append(sorted({1.0 - c / g.channels for c in counts}))
-    result: dict[str, set[Shape]] = {}
-    for name, layer in _layers(structure).items():
-        # (removed share of inputs, removed share of outputs) over the groups involved, summed in the same
-        # order as layer_widths so both give bit-identical widths; merged as we go, so the set stays small
-        removed: set[tuple[float, float]] = {(0.0, 0.0)}
-        for gi, w_in, w_out in layer.terms:
-            removed = {(a + w_in * r, b + w_out * r) for a, b in removed for r in options[gi]}
-        result[name] = {layer.shape(1.0 - a, 1.0 - b) for a, b in removed}
-    return result
-
-
-def layer_widths(structure: ModelStructure, counts: Mapping[str, int]) -> dict[str, Shape]:
-    """``(in, out)`` kept channels of every conv/linear layer when each group keeps ``counts[group]`` channels.
-
-    Groups not in ``counts`` stay whole. Same arithmetic as :meth:`ModelStructure.predict_macs`.
-
-    Raises:
-        AutoPruneError: an unknown group name (with the valid ones).
-    """
-    fractions = structure._fractions(counts)
-    shapes = {}
-    for name, layer in _layers(structure).items():
-        a = b = 0.0
-        for gi, w_in, w_out in layer.terms:
-            r = 1.0 - fractions[gi]
-            a, b = a + w_in * r, b + w_out * r
-        shapes[name] = layer.shape(1.0 - a, 1.0 - b)
-    return shapes
-
-
-# ---------------------------------------------------------------------- widths
-def _check_counts(structure: ModelStructure, name: str, counts: Iterable[int]) -> list[int]:
-    channels = structure.group(name).channels
-    values = list(counts)
-    bad = [c for c in values if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 1 <= c <= channels]
-    if bad or not values:
-        raise AutoPruneError(
-            f"choices of group {name!r} must be a non-empty list of kept counts in [1, {channels}], got {values!r}"
-        )
-    return [int(c) for c in values]
-
-
-@dataclass(frozen=True)
-class _Layer:
-    """A conv/linear layer's dense widths and the groups that cut it: ``(group index, in share, out share)``."""
-
-    in_total: int
-    out_total: int
-    depthwise: bool
-    terms: tuple[tuple[int, float, float], ...]
-
-    def shape(self, in_keep: float, out_keep: float) -> Shape:
-        out = max(1, round(self.out_total * out_keep))
-        if self.depthwise:  # its inputs go with its outputs, one channel per group
-            return out, out
-        return max(1, round(self.in_total * in_keep)), out
-
-
-_LAYERS: weakref.WeakKeyDictionary[ModelStructure, dict[str, _Layer]] = weakref.WeakKeyDictionary()
-
-
-def _layers(structure: ModelStructure) -> dict[str, _Layer]:
-    """Every conv/linear layer of ``structure``, cached per structure (predict runs often in a search)."""
-    if structure not in _LAYERS:
-        modules = dict(structure.model.named_modules())
-        layers = {}
-        for name in structure.costs:
-            module = modules[name]
-            if isinstance(module, nn.Linear):
-                n_in, n_out, depthwise = module.in_features, module.out_features, False
-            else:
-                assert isinstance(module, nn.modules.conv._ConvNd)
-                n_in, n_out = module.in_channels, module.out_channels
-                depthwise = name in structure._depthwise and n_in == n_out
-            outs = dict(structure._out_of.get(name, ()))
-            ins = dict(structure._in_of.get(name, ()))
-            terms = tuple((gi, ins.get(gi, 0.0), outs.get(gi, 0.0)) for gi in sorted(set(outs) | set(ins)))
-            layers[name] = _Layer(n_in, n_out, depthwise, terms)
-        _LAYERS[structure] = layers
-    return _LAYERS[structure]
-
-
-# ---------------------------------------------------------------------- measuring one layer
 def _input_shapes(structure: ModelStructure) -> dict[str, list[tuple[int, ...]]]:
     """The input shape of every call of every conv/linear layer in one dense forward pass (batch 1)."""
     shapes: dict[str, list[tuple[int, ...]]] = {name: [] for name in structure.costs}
@@ -362,7 +132,7 @@ def _input_shapes(structure: ModelStructure) -> dict[str, list[tuple[int, ...]]]
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(structure.input_shape, device=_device_of(model)))
+            model(torch.zeros(structure.input_shape, device=model_device(model)))
     finally:
         model.train(was_training)
         for h in handles:
@@ -428,14 +198,3 @@ def _standalone(
         device=device,
     )
     return conv, (1, n_in, *input_shape[2:])
-
-
-def _parse_shape(key: str) -> Shape:
-    left, right = str(key).split(",")
-    return int(left), int(right)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
-

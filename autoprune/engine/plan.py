@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from autoprune._jsonfile import JsonFile
 from autoprune.defaults import STRUCTURED
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, CheckpointError
@@ -29,7 +26,7 @@ GRANULARITIES = (STRUCTURED, *MASK_GRANULARITIES)
 
 
 @dataclass
-class PrunePlan:
+class PrunePlan(JsonFile):
     """The result of applying keep ratios with an importance ranking.
 
     Attributes:
@@ -42,6 +39,7 @@ class PrunePlan:
         meta: Free-form provenance (criterion, target, rounding, model name).
     """
 
+    json_kind: ClassVar[str] = "plan"
     input_shape: tuple[int, ...]
     granularity: str = STRUCTURED
     channels: dict[str, int] = field(default_factory=dict)
@@ -96,42 +94,6 @@ class PrunePlan:
             masks=masks,
             meta=dict(data.get("meta", {})),
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write the plan as JSON atomically (temp file + rename)."""
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> PrunePlan:
-        """Read a plan written by :meth:`save`.
-
-        Raises:
-            CheckpointError: missing, truncated or malformed file (naming it).
-        """
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-            return cls.from_dict(data)
-        except FileNotFoundError:
-            raise CheckpointError(f"plan file {path} does not exist") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"plan file {path} is corrupt or not a plan: {exc}") from None
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _check_compatible(structure: ModelStructure, plan: PrunePlan) -> None:

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autoprune._device import model_device
+
 
 @dataclass(frozen=True)
 class Accuracy:
@@ -39,8 +41,7 @@ def evaluate_accuracy(
         :class:`Accuracy`; top-5 equals top-1 when the model has fewer than 5 classes.
     """
     if device is None:
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
+        device = model_device(model)
     was_training = model.training
     model.eval()
     correct1 = correct5 = seen = 0

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune._device import model_device
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -76,8 +78,7 @@ def measure_latency(
     """
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"batch_size={batch_size}, repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model)
     x = torch.randn((batch_size, *input_shape[1:]), device=device)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from autoprune._device import first_parameter, model_device
+
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -59,8 +61,8 @@ def _layer_cost(module: nn.Module, output: torch.Tensor) -> LayerCost:
 
 
 def _example_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    param = first_parameter(model)
+    device = model_device(model)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     shape = (1, *input_shape[1:])
     return torch.zeros(shape, device=device, dtype=dtype)

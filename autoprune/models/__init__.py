@@ -10,9 +10,10 @@ never unpickle code.
 from autoprune.models._factory import ModelSourceError
 from autoprune.models.checkpoint import load_checkpoint_into, load_weights_file, save_checkpoint
 from autoprune.models.mobilenetv2 import MobileNetV2
+from autoprune.models.registry import MODELS
 from autoprune.models.resnet import CifarResNet
 from autoprune.models.vgg import VGG
-from autoprune.models.zoo import MODELS, build_model, model_names
+from autoprune.models.zoo import build_model, model_names
 
 __all__ = [
     "MODELS",

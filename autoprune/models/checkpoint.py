@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autoprune.errors import CheckpointError
+from autoprune.models.registry import builtin_matching_keys
 
 SAFETENSORS_SUFFIX = ".safetensors"
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
@@ -306,9 +307,6 @@ def _fix_hint(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, key
             "The layers are the same but their sizes differ: use a dataset with the same number of classes "
             "and input channels as the checkpoint's (a pruned model must be loaded with its plan)."
         )
-    # Imported here: the zoo imports this module to load weights at build time.
-    from autoprune.models.zoo import builtin_matching_keys
-
     guesses = builtin_matching_keys(set(state))
     if guesses:
         return f"Its layer names match --model {' or '.join(guesses)}; pass that (and the same dataset)."

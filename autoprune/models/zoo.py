@@ -1,4 +1,4 @@
-"""The model registry and :func:`build_model`, the one entry point the rest of autoprune uses.
+""":func:`build_model`, the one entry point the rest of autoprune uses to build a model by name.
 
 A model name is one of:
 
@@ -13,27 +13,16 @@ Factories are called with ``num_classes=`` and ``in_channels=`` where their sign
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
 
-from autoprune._registry import Registry
 from autoprune.errors import UnknownNameError
 from autoprune.models._factory import call_factory
 from autoprune.models.checkpoint import load_checkpoint_into
-from autoprune.models.mobilenetv2 import mobilenetv2
-from autoprune.models.resnet import resnet20, resnet32, resnet56
+from autoprune.models.registry import MODELS
 from autoprune.models.torchvision_models import PREFIX, build_torchvision, torchvision_names
 from autoprune.models.user_file import build_from_file, split_file_spec
-from autoprune.models.vgg import vgg_small
-
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
-MODELS.register("resnet20", resnet20)
-MODELS.register("resnet32", resnet32)
-MODELS.register("resnet56", resnet56)
-MODELS.register("vgg_small", vgg_small)
-MODELS.register("mobilenetv2", mobilenetv2)
 
 _OTHER_FORMS = f" Also accepted: '{PREFIX}<name>' (e.g. '{PREFIX}resnet18') and 'path/to/file.py:factory'."
 
@@ -84,15 +73,3 @@ def build_model(
         load_checkpoint_into(model, weights)
     return model
 
-
-def builtin_matching_keys(keys: set[str]) -> list[str]:
-    """Registered models whose ``state_dict`` has exactly ``keys`` (with default sizes); for error hints."""
-    matches = []
-    for name in MODELS.names():
-        try:
-            model = call_factory(MODELS.get(name), name, num_classes=10, in_channels=3)
-        except Exception:  # a user-registered factory may need arguments we cannot guess; skip it
-            continue
-        if set(model.state_dict()) == keys:
-            matches.append(name)
-    return matches

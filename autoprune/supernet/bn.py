@@ -8,6 +8,8 @@ from itertools import islice
 import torch
 from torch import nn
 
+from autoprune._device import model_device
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -35,8 +37,7 @@ def adaptive_bn(
         raise ValueError(f"num_batches={num_batches} must be >= 1 for adaptive BatchNorm")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if device is None:
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
+        device = model_device(model)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import warnings
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -109,16 +110,9 @@ def test_resnet20_groups_couple_residual_stages() -> None:
 
 
 @pytest.mark.parametrize("name", ["resnet20", "mobilenetv2", "vgg_small", "torchvision:resnet18"])
-def test_masked_model_equals_physically_pruned_model(name: str) -> None:
+def test_masked_model_equals_physically_pruned_model(name: str, randomize_bn: Callable[[nn.Module], nn.Module]) -> None:
     torch.manual_seed(0)
-    model = build_model(name, num_classes=10, in_channels=3).eval()
-    # non-trivial BN statistics so that zeroed channels are a real test
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.2, 0.2)
+    model = randomize_bn(build_model(name, num_classes=10, in_channels=3))  # zeroed channels must matter
     shape = (1, 3, 32, 32)
     structure = ModelStructure(model, shape)
     plan = _random_plan(structure, 0.5, seed=1)

@@ -99,27 +99,29 @@ def test_everything_excluded(resnet20: ModelStructure) -> None:
         load_space({"exclude": resnet20.group_names}, resnet20)
 
 
-def test_file_errors_name_the_file(resnet20: ModelStructure, tmp_path: Path) -> None:
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("metric: macs\ngroups: {conv1: [unclosed\n")
-    with pytest.raises(AutoPruneError, match=r"broken\.yaml: YAML syntax error"):
-        load_space(broken, resnet20)
-    empty = tmp_path / "empty.yaml"
-    empty.write_text("# nothing\n")
-    with pytest.raises(AutoPruneError, match=r"empty\.yaml is empty"):
-        load_space(empty, resnet20)
-    typo = tmp_path / "typo.yaml"
-    typo.write_text("target: 0.5\nround_to: 4\nstep: 0.1\n")
-    with pytest.raises(AutoPruneError, match=r"typo\.yaml: unknown top-level key 'step'"):
-        load_space(typo, resnet20)
-    listing = tmp_path / "listing.yaml"
-    listing.write_text("- conv1\n- layer1.0.conv1\n")
-    with pytest.raises(AutoPruneError, match=r"listing\.yaml: a search space must be a mapping with keys such as"):
-        load_space(listing, resnet20)
-    binary = tmp_path / "binary.yaml"
-    binary.write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(AutoPruneError, match=r"binary\.yaml"):
-        load_space(binary, resnet20)
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("broken.yaml", "metric: macs\ngroups: {conv1: [unclosed\n", r"broken\.yaml: YAML syntax error"),
+        ("empty.yaml", "# nothing\n", r"empty\.yaml is empty"),
+        ("typo.yaml", "target: 0.5\nround_to: 4\nstep: 0.1\n", r"typo\.yaml: unknown top-level key 'step'"),
+        ("listing.yaml", "- conv1\n- layer1.0.conv1\n", r"listing\.yaml: a search space must be a mapping with keys such as"),  # noqa: E501
+        ("binary.yaml", b"\xff\xfe\x00bad", r"binary\.yaml"),
+    ],
+)
+def test_file_errors_name_the_file(
+    resnet20: ModelStructure, tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(AutoPruneError, match=message):
+        load_space(path, resnet20)
+
+
+def test_a_folder_is_not_a_space_file(resnet20: ModelStructure, tmp_path: Path) -> None:
     with pytest.raises(AutoPruneError, match="nor an existing YAML file"):
         load_space(tmp_path, resnet20)  # a folder
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -17,24 +19,14 @@ from autoprune.supernet import Supernet, adaptive_bn
 SHAPE = (1, 3, 16, 16)
 
 
-def _randomize_bn(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.2, 0.2)
-    return model.eval()
-
-
 def _random_counts(net: Supernet, rng: np.random.Generator) -> dict[str, int]:
     return {g.name: int(rng.integers(1, g.channels + 1)) for g in net.structure.groups}
 
 
 @pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
-def test_gated_supernet_equals_extracted_subnetwork(name: str) -> None:
+def test_gated_supernet_equals_extracted_subnetwork(name: str, randomize_bn: Callable[[nn.Module], nn.Module]) -> None:
     torch.manual_seed(0)
-    net = Supernet(_randomize_bn(build_model(name, num_classes=10, in_channels=3)), SHAPE)
+    net = Supernet(randomize_bn(build_model(name, num_classes=10, in_channels=3)), SHAPE)
     rng = np.random.default_rng(0)
     x = torch.randn(4, *SHAPE[1:])
     calib = [(torch.randn(8, *SHAPE[1:]), torch.zeros(8, dtype=torch.long)) for _ in range(3)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -15,7 +15,6 @@ from autoprune.engine.importance._aggregate import group_items, reduce_members
 from autoprune.engine.importance._base import (
     Batch,
     Importance,
-    calibration_batches,
     finalize,
     register_importance,
 )
@@ -93,18 +92,10 @@ class ActivationImportance(Importance):
     def _channel_scores(self, stats: _Stats) -> torch.Tensor:
         """One score per output channel of a hooked layer from its statistics."""
 
-    def prepare(
-        self,
-        model: nn.Module,
-        structure: ModelStructure,
-        loader: Iterable[Batch] | None,
-        *,
-        max_batches: int = 8,
-    ) -> None:
+    def _collect(self, model: nn.Module, structure: ModelStructure, batches: Iterator[Batch]) -> None:
         names = {m: n for n, m in model.named_modules()}
         stats: dict[str, _Stats] = {}
         handles = []
-        was_training = model.training
         try:
             for group in structure.groups:
                 for module, _, _ in _observed(group.tp_group):
@@ -113,14 +104,12 @@ class ActivationImportance(Importance):
                         stats[name] = _Stats()
                         hook = partial(_record, stats[name], isinstance(module, nn.Linear))
                         handles.append(module.register_forward_hook(hook))
-            model.eval()
             with torch.no_grad():
-                for inputs, _ in calibration_batches(self, model, loader, max_batches):
+                for inputs, _ in batches:
                     model(inputs)
         finally:
             for handle in handles:
                 handle.remove()
-            model.train(was_training)
         self._stats, self._names = stats, names
 
     def __call__(self, group: PrunableGroup) -> torch.Tensor:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from autoprune._device import model_device
 from autoprune._registry import Registry
 from autoprune.engine.structure import ModelStructure, PrunableGroup
 from autoprune.errors import AutoPruneError
@@ -33,7 +34,7 @@ class Importance(abc.ABC):
     name: ClassVar[str] = "<unregistered>"
     needs_data: ClassVar[bool] = False
 
-    def prepare(  # noqa: B027 - an optional hook: doing nothing is the right default
+    def prepare(
         self,
         model: nn.Module,
         structure: ModelStructure,
@@ -41,7 +42,10 @@ class Importance(abc.ABC):
         *,
         max_batches: int = 8,
     ) -> None:
-        """Collect statistics (activations, gradients) over calibration batches. Default: nothing.
+        """Collect statistics (activations, gradients) over calibration batches, if the criterion needs data.
+
+        Criteria with ``needs_data = True`` gather them in :meth:`_collect`, which sees the model in eval
+        mode; its train/eval mode is restored afterwards. The others do nothing here.
 
         Args:
             model: The model whose groups will be scored; left unchanged (weights, ``.grad``, BN
@@ -52,6 +56,21 @@ class Importance(abc.ABC):
 
         Raises:
             AutoPruneError: the criterion needs data and ``loader`` is ``None`` or empty.
+        """
+        if not self.needs_data:
+            return
+        was_training = model.training
+        model.eval()
+        try:
+            self._collect(model, structure, calibration_batches(self, model, loader, max_batches))
+        finally:
+            model.train(was_training)
+
+    def _collect(self, model: nn.Module, structure: ModelStructure, batches: Iterator[Batch]) -> None:  # noqa: B027
+        """Gather statistics from ``batches`` (on the model's device; the model is in eval mode).
+
+        Called by :meth:`prepare` for criteria with ``needs_data = True``. Default: nothing. Raises what
+        ``batches`` raises (no loader, empty loader).
         """
 
     @abc.abstractmethod
@@ -163,8 +182,7 @@ def calibration_batches(
         raise AutoPruneError(
             f"max_batches={max_batches} must be >= 1: it is how many calibration batches to use"
         )
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model)
     seen = 0
     for batch in itertools.islice(loader, max_batches):  # never loads a batch it does not use
         seen += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,6 @@ from autoprune.engine.importance._aggregate import weight_group_scores
 from autoprune.engine.importance._base import (
     Batch,
     Importance,
-    calibration_batches,
     finalize,
     finalize_weights,
     register_importance,
@@ -36,24 +35,15 @@ class TaylorImportance(Importance):
         self._params: dict[str, torch.Size] = {}
         self._prefix: dict[nn.Module, str] = {}
 
-    def prepare(
-        self,
-        model: nn.Module,
-        structure: ModelStructure,
-        loader: Iterable[Batch] | None,
-        *,
-        max_batches: int = 8,
-    ) -> None:
+    def _collect(self, model: nn.Module, structure: ModelStructure, batches: Iterator[Batch]) -> None:
         named = list(model.named_parameters())
         flags = [p.requires_grad for _, p in named]
-        was_training = model.training
         scores: dict[str, torch.Tensor] = {}
-        model.eval()
         try:
             for _, p in named:  # frozen layers get scores too
                 p.requires_grad_(True)
             with torch.enable_grad():
-                for inputs, targets in calibration_batches(self, model, loader, max_batches):
+                for inputs, targets in batches:
                     loss = F.cross_entropy(model(inputs), targets)
                     grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
                     for (name, p), grad in zip(named, grads, strict=True):
@@ -63,7 +53,6 @@ class TaylorImportance(Importance):
         finally:
             for (_, p), flag in zip(named, flags, strict=True):
                 p.requires_grad_(flag)
-            model.train(was_training)
         self._scores = scores
         self._params = {name: p.shape for name, p in named}
         self._prefix = {m: f"{n}." if n else "" for n, m in model.named_modules()}
