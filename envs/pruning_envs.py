@@ -3,10 +3,14 @@
 Both own only the episode logic (:class:`~autoprune.envs.episode.EpisodeCore`): they call the evaluator
 and the search space and never train or prune anything. The reward is 0 until the episode ends; then the
 finished candidate is evaluated once and scored by the chosen reward (:mod:`autoprune.envs.rewards`).
+
+Both are picklable and deep-copyable with what they hold (search space, evaluator, supernet), as
+Gymnasium's checker and Stable-Baselines3's ``SubprocVecEnv`` need; a copy has its own evaluator cache.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +29,8 @@ EvaluateFn = Callable[[dict[str, int]], EvalResult]
 
 
 def _evaluate_fn(evaluator: Evaluator | EvaluateFn, fidelity: int | None) -> EvaluateFn:
-    if isinstance(evaluator, Evaluator):
-        return lambda counts: evaluator.evaluate(counts, fidelity)
+    if isinstance(evaluator, Evaluator):  # a partial, not a lambda: the environment stays picklable
+        return functools.partial(evaluator.evaluate, fidelity=fidelity)
     if callable(evaluator):
         return evaluator
     raise AutoPruneError(
@@ -64,6 +68,11 @@ class _PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._evaluate = _evaluate_fn(evaluator, fidelity)
         self.last_result: EvalResult | None = None
 
+    @property
+    def episode_length(self) -> int:
+        """Steps of every episode (the time limit ``gymnasium.make`` applies)."""
+        return self.core.n_groups
+
     def _finish(self) -> tuple[float, dict[str, Any]]:
         """Evaluate the finished episode's candidate: the reward and the final ``info``."""
         counts, projected = self.core.final_counts()
@@ -96,7 +105,11 @@ class LayerPruningEnv(_PruningEnv):
     each in [0, 1]). Action: ``Box(0, 1, (1,))``, mapped into the group's ratio bounds, snapped to its
     choices and clipped so that the episode ends within the budget. Reward: 0 until the last group, then
     the reward of the evaluated candidate. ``info`` of the last step carries counts, keep ratios, MACs
-    ratio, cost, accuracy and reward.
+    ratio, cost, accuracy and reward. Every episode has :attr:`episode_length` steps (the searched groups);
+    ``gymnasium.make("autoprune/LayerPruning-v0", ...)`` adds a ``TimeLimit`` of that length.
+
+    Ready-made from a model, a dataset and a budget, or a saved supernet:
+    ``autoprune.envs.make_env("layer", supernet="runs/sn/supernet.pt", target_macs=0.5)``.
 
     Args:
         space: The search space.
@@ -143,7 +156,9 @@ class RatioVectorEnv(_PruningEnv):
 
     The vector goes through the same episode core as :class:`LayerPruningEnv` (group by group, the same
     mapping and clipping), so both propose the same candidate for the same actions. The observation is
-    constant: every group's static embedding, flattened. Same arguments as :class:`LayerPruningEnv`.
+    constant: every group's static embedding, flattened. Every episode is one step (registered with
+    ``max_episode_steps=1``). Same arguments as :class:`LayerPruningEnv`; ready-made with
+    ``autoprune.envs.make_env("vector", ...)``.
     """
 
     def __init__(
@@ -159,6 +174,10 @@ class RatioVectorEnv(_PruningEnv):
         self._context = self._static_context()
         self.observation_space = spaces.Box(0.0, 1.0, shape=self._context.shape, dtype=np.float32)
         self.action_space = spaces.Box(0.0, 1.0, shape=(self.core.n_groups,), dtype=np.float32)
+
+    @property
+    def episode_length(self) -> int:
+        return 1
 
     def _static_context(self) -> np.ndarray:
         rows = []

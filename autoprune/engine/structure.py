@@ -161,7 +161,20 @@ class ModelStructure:
                     f"ignored layer {name!r} is not a module of the model; "
                     f"use one of its module names, e.g. {list(modules)[1:4]}"
                 )
+        self.ignored_layers = tuple(ignored_layers)
         self.unsupported = find_unsupported_layers(model)
+        self._trace()
+        self.output_layers = [self._name_of[m] for m in _output_layers(self.dg)]
+        self.costs = layer_costs(model, self.input_shape)
+        self.dense_macs = sum(c.macs for c in self.costs.values())
+        self._set_groups(self._collect_groups())
+        self.dense_params = sum(p.numel() for p in model.parameters())
+        self._build_cost_model()
+
+    def _trace(self) -> None:
+        """Build Torch-Pruning's dependency graph of ``self.model`` (``self.dg``) and the module-name map."""
+        model = self.model
+        modules = dict(model.named_modules())
         barrier_types = {type(modules[n]) for n in self.unsupported}
         self.dg = tp.DependencyGraph()
         example = torch.zeros(self.input_shape, device=_device_of(model))
@@ -187,17 +200,51 @@ class ModelStructure:
             model.train(was_training)
         self._name_of: dict[Any, str] = {m: n for n, m in model.named_modules()}
         self._name_of.update(self.dg._param_to_name)
-        self.output_layers = [self._name_of[m] for m in _output_layers(self.dg)]
-        ignored = [modules[n] for n in ignored_layers] + [modules[n] for n in self.output_layers]
-        self.costs = layer_costs(model, self.input_shape)
-        self.dense_macs = sum(c.macs for c in self.costs.values())
-        self.groups = self._collect_groups(ignored, barrier_types)
-        self._by_name = {g.name: g for g in self.groups}
-        self.dense_params = sum(p.numel() for p in model.parameters())
-        self._build_cost_model()
+
+    def _set_groups(self, groups: list[PrunableGroup]) -> None:
+        self.groups = groups
+        self._by_name = {g.name: g for g in groups}
+
+    # ------------------------------------------------------------- pickling
+    # The dependency graph holds the autograd nodes of its trace (not picklable, not deep-copyable) and
+    # is derived from the model and the input shape; so are the groups' Torch-Pruning groups. A pickled
+    # or deep-copied structure leaves them out and traces its own model again on first use (not while
+    # unpickling: a supernet's gates reach the structure from inside the model, before it is rebuilt).
+    _TRACED = ("dg", "_name_of", "groups", "_by_name")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._TRACED}
+        state["_untraced_groups"] = [g.name for g in self.groups]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for missing attributes: the traced ones of an unpickled structure
+        if name in ModelStructure._TRACED and "_untraced_groups" in self.__dict__:
+            self._retrace()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _retrace(self) -> None:
+        expected = self.__dict__.pop("_untraced_groups")
+        self._trace()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnsupportedLayerWarning)  # said when first traced
+            groups = self._collect_groups()
+        if [g.name for g in groups] != expected:
+            raise AutoPruneError(
+                f"the model of this unpickled structure has changed since it was traced ({len(groups)} groups, "
+                f"{len(expected)} expected): build a new ModelStructure for it"
+            )
+        self._set_groups(groups)
 
     # ------------------------------------------------------------------ groups
-    def _collect_groups(self, ignored: list[nn.Module], barrier_types: set[type]) -> list[PrunableGroup]:
+    def _collect_groups(self) -> list[PrunableGroup]:
+        modules = dict(self.model.named_modules())
+        ignored = [modules[n] for n in (*self.ignored_layers, *self.output_layers)]
+        barrier_types = {type(modules[n]) for n in self.unsupported}
         groups: list[PrunableGroup] = []
         warned: set[str] = set()
         for tp_group in self.dg.get_all_groups(ignored_layers=ignored):
