@@ -34,7 +34,7 @@ from autoprune.evaluate import SupernetEvaluator
 from autoprune.models import build_model
 from autoprune.pipelines.oneshot import build_supernet, resolve_space
 from autoprune.search import SEARCHERS, SearchConfig, make_searcher, run_search
-from autoprune.search_spaces import SearchSpace
+from autoprune.search_spaces import SearchSpace, space_from_dict
 from autoprune.search_spaces.budget import budget_use_summary
 from autoprune.seed import seed_everything
 from autoprune.supernet import Supernet, SupernetConfig
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = build_model("resnet20", num_classes=splits.num_classes, in_channels=splits.in_channels)
     if a.supernet is not None:
         net, meta = Supernet.load(a.supernet, model)
-        base = SearchSpace.from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
+        base = space_from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
             net.structure, "resnet20", None, 0.5)
         trained = f"loaded {a.supernet}"
     else:

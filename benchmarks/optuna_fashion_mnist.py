@@ -29,7 +29,7 @@ from autoprune.evaluate import SupernetEvaluator
 from autoprune.metrics import evaluate_accuracy
 from autoprune.models import build_model
 from autoprune.search import SearchConfig, make_searcher, run_search
-from autoprune.search_spaces import SearchSpace
+from autoprune.search_spaces import space_from_dict
 from autoprune.seed import seed_everything
 from autoprune.supernet import Supernet
 
@@ -58,7 +58,7 @@ def main() -> None:
     net, meta = Supernet.load(args.supernet, build_model(args.model, num_classes=splits.num_classes,
                                                          in_channels=splits.in_channels))  # fmt: skip
     net.eval()
-    space = dataclasses.replace(SearchSpace.from_dict(meta["space"], net.structure), target=args.target)
+    space = dataclasses.replace(space_from_dict(meta["space"], net.structure), target=args.target)
     val = list(splits.val_loader(args.val_batch_size))
     calib = list(splits.calibration_loader(64, seed=args.seed))
     rows: list[dict[str, Any]] = []

@@ -30,7 +30,7 @@ from autoprune.evaluate import SupernetEvaluator
 from autoprune.metrics import evaluate_accuracy
 from autoprune.models import build_model
 from autoprune.search import SearchConfig, Trial, make_searcher, run_search
-from autoprune.search_spaces import SearchSpace
+from autoprune.search_spaces import space_from_dict
 from autoprune.seed import seed_everything
 from autoprune.supernet import Supernet
 
@@ -52,7 +52,7 @@ def main() -> None:
     splits = load_dataset("fashion-mnist", args.data_dir)
     net, meta = Supernet.load(args.supernet, build_model("resnet20", num_classes=10, in_channels=1))
     net.eval()
-    space = SearchSpace.from_dict({**meta["space"], "target": args.target}, net.structure)
+    space = space_from_dict({**meta["space"], "target": args.target}, net.structure)
     val = [b for _, b in zip(range(args.val_batches), splits.val_loader(256), strict=False)]
     calib = splits.calibration_loader(64, seed=0)
     test = splits.test_loader()

@@ -16,7 +16,6 @@ number of searched groups. ``autoprune/RatioVector-v0`` is registered with ``max
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ import gymnasium
 import torch
 from gymnasium.wrappers import TimeLimit
 
+from autoprune.data.splits import default_val_batch_size
 from autoprune.envs.pruning_envs import LayerPruningEnv, RatioVectorEnv, _PruningEnv
 from autoprune.envs.rewards import Reward, get_reward
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import SupernetEvaluator
-from autoprune.search_spaces import SearchSpace
+from autoprune.search_spaces import SearchSpace, space_from_dict
 from autoprune.search_spaces.budget import check_target
 
 #: Short names of the environments (``make_env``'s ``env``) and their Gymnasium ids.
@@ -140,15 +140,9 @@ def _config(settings: dict[str, Any], base: EnvConfig | None = None) -> EnvConfi
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise AutoPruneError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AutoPruneError(f"device={name!r} asked for CUDA but none is available; use device='cpu'")
-    return device
+    from autoprune._device import resolve_device
+
+    return resolve_device(name, option="device=")
 
 
 def build_parts(config: EnvConfig) -> tuple[SearchSpace, SupernetEvaluator]:
@@ -186,7 +180,7 @@ def build_parts(config: EnvConfig) -> tuple[SearchSpace, SupernetEvaluator]:
         if config.space is not None or "space" not in meta:
             space = resolve_space(supernet.structure, model_name, config.space, None)
         else:
-            space = SearchSpace.from_dict(meta["space"], supernet.structure)
+            space = space_from_dict(meta["space"], supernet.structure)
     else:
         seed_everything(config.seed)
         model = build_model(model_name, num_classes=splits.num_classes, in_channels=splits.in_channels)
@@ -209,7 +203,7 @@ def build_parts(config: EnvConfig) -> tuple[SearchSpace, SupernetEvaluator]:
     metric, target = config.budget
     space = dataclasses.replace(space, metric=metric, target=target, latency_table=None)
     n_val = len(splits.val)  # type: ignore[arg-type]
-    val_batch_size = config.val_batch_size or min(256, max(16, math.ceil(n_val / 8)))
+    val_batch_size = config.val_batch_size or default_val_batch_size(n_val)
     evaluator = SupernetEvaluator(
         supernet, splits.val_loader(val_batch_size), splits.calibration_loader(seed=config.seed),
         bn_batches=config.bn_batches, latency_batch_size=config.latency_batch_size, device=device,

@@ -9,7 +9,14 @@ evaluates one that misses the budget.
 """
 
 from autoprune.search_spaces.space import METRICS, GroupSpace, Metric, SearchSpace
-from autoprune.search_spaces.spec import auto_space, build_space, load_space, space_names
+from autoprune.search_spaces.spec import (
+    auto_space,
+    build_space,
+    channel_space,
+    load_space,
+    space_from_dict,
+    space_names,
+)
 
 __all__ = [
     "METRICS",
@@ -18,6 +25,8 @@ __all__ = [
     "SearchSpace",
     "auto_space",
     "build_space",
+    "channel_space",
     "load_space",
+    "space_from_dict",
     "space_names",
 ]

@@ -2,7 +2,8 @@
 
 Every part of autoprune that turns a wish ("these keep ratios", "50% of the MACs") into kept channel
 counts goes through this module: the searchers (:meth:`SearchSpace.project`), the standard pipeline
-(:func:`channel_space` with :meth:`SearchSpace.uniform` or :func:`global_counts`), the sampling pipeline
+(:func:`autoprune.search_spaces.spec.channel_space` with :meth:`SearchSpace.uniform` or
+:func:`global_counts`), the sampling pipeline
 and the sensitivity seeds. Costs, reachability and target checks live on :class:`SearchSpace` itself.
 
 Projection (deterministic, always feasible because the smallest sub-network is checked at construction):
@@ -24,7 +25,6 @@ an explicit ``uniform(r)`` or a user's own ratios, where spending less is the po
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,6 @@ from autoprune.errors import BudgetError
 from autoprune.search_spaces._checks import number, show
 
 if TYPE_CHECKING:
-    from autoprune.engine.structure import ModelStructure
     from autoprune.search_spaces.space import SearchSpace
 
 _BISECTION_STEPS = 30
@@ -198,39 +197,6 @@ def budget_use(space: SearchSpace, counts: Mapping[str, int]) -> dict[str, Any]:
     return {"cost": cost, "used": cost / space.target, "saturated": saturated(space, counts)}
 
 
-# ---------------------------------------------------------------------------------- the standard pipeline
-def channel_space(
-    structure: ModelStructure,
-    *,
-    target: float,
-    metric: str = "macs",
-    round_to: int = 1,
-    min_keep_ratio: float = 0.05,
-) -> SearchSpace:
-    """A space over every group whose choices are every allowed width: the standard pipeline's budget.
-
-    Each group may keep any multiple of its step (``round_to`` and its channel blocks) from
-    ``ceil(min_keep_ratio * channels)`` (at least one step) up to all its channels.
-
-    Raises:
-        BudgetError: ``target`` outside (0, 1] or below the cost of every group at its minimum.
-    """
-    from autoprune.engine.structure import group_step
-    from autoprune.search_spaces.space import GroupSpace, SearchSpace
-
-    groups = []
-    for g in structure.groups:
-        step = group_step(g, round_to)
-        least = min(g.channels, math.ceil(max(step, math.ceil(min_keep_ratio * g.channels - 1e-9)) / step) * step)
-        choices = sorted({*range(least, g.channels + 1, step), g.channels})
-        groups.append(GroupSpace(g.name, g.channels, tuple(choices)))
-    whole = SearchSpace(tuple(groups), metric, 1.0, round_to, structure)  # type: ignore[arg-type]
-    goal = check_target(target, metric)
-    if whole.min_cost() > goal + 1e-12:  # checked here to name the standard pipeline's own fix
-        check_reachable(whole, target=goal, fix="lower round_to (--round-to) if it is above 1")
-    return dataclasses.replace(whole, target=goal)
-
-
 def global_counts(space: SearchSpace, scores: Mapping[str, torch.Tensor]) -> dict[str, int]:
     """Kept counts from one global ranking of normalised channel importance, meeting the space's budget.
 
@@ -240,7 +206,7 @@ def global_counts(space: SearchSpace, scores: Mapping[str, torch.Tensor]) -> dic
     budget holds.
 
     Args:
-        space: The budget and the allowed counts (e.g. from :func:`channel_space`).
+        space: The budget and the allowed counts (e.g. from :func:`~autoprune.search_spaces.spec.channel_space`).
         scores: Per searched group, one importance score per channel (higher = keep).
     """
     ranked: dict[str, list[float]] = {}

@@ -376,21 +376,3 @@ class SearchSpace:
             "groups": {g.name: {"channels": g.channels, "counts": list(g.choices)} for g in self.groups},
         }
 
-    @classmethod
-    def from_dict(
-        cls, data: Mapping[str, Any], structure: ModelStructure, *, latency_table: LatencyTable | None = None
-    ) -> SearchSpace:
-        """Rebuild a space written by :meth:`to_dict` (or any space spec) for ``structure``.
-
-        Args:
-            data: The mapping.
-            structure: The model's groups.
-            latency_table: The table of a latency space (saved separately, see :meth:`LatencyTable.save`).
-
-        Raises:
-            AutoPruneError: as :func:`autoprune.search_spaces.load_space`.
-        """
-        from autoprune.search_spaces.spec import build_space
-
-        return build_space(data, structure, source="search space dict", latency_table=latency_table)
-

@@ -7,6 +7,7 @@ The format is documented in ``search_spaces/README.md``. Every malformed spec ra
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from autoprune.engine.latency_table import LatencyTable
 from autoprune.engine.structure import ModelStructure, PrunableGroup, group_step, round_channels
 from autoprune.errors import AutoPruneError, BudgetError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
-from autoprune.search_spaces.budget import check_target
+from autoprune.search_spaces.budget import check_reachable, check_target
 from autoprune.search_spaces.space import METRICS, GroupSpace, SearchSpace
 
 TOP_KEYS = ("model", "metric", "target", "round_to", "defaults", "groups", "exclude")
@@ -129,6 +130,17 @@ def _resolve(source: str | Path) -> Path:
         f"search space {str(source)!r} is neither a bundled space nor an existing YAML file."
         f"{suggest(source, names)} Bundled spaces: {', '.join(names)}"
     )
+
+
+def space_from_dict(
+    data: Mapping[str, Any], structure: ModelStructure, *, latency_table: LatencyTable | None = None
+) -> SearchSpace:
+    """The space that :meth:`SearchSpace.to_dict` wrote (a latency space's table is saved separately).
+
+    Raises:
+        AutoPruneError: as :func:`load_space`.
+    """
+    return build_space(data, structure, source="search space dict", latency_table=latency_table)
 
 
 def build_space(
@@ -306,3 +318,32 @@ def _grid_counts(group: PrunableGroup, grid: dict[str, float], step: int) -> set
         return {c for c in counts if c % step == 0 or c == channels}
     ratios = [min(low + i * spacing, high) for i in range(n + 1)] + [high]
     return {round_channels(r * channels, channels, step) for r in ratios}
+
+
+def channel_space(
+    structure: ModelStructure,
+    *,
+    target: float,
+    metric: str = "macs",
+    round_to: int = 1,
+    min_keep_ratio: float = 0.05,
+) -> SearchSpace:
+    """A space over every group whose choices are every allowed width: the standard pipeline's budget.
+
+    Each group may keep any multiple of its step (``round_to`` and its channel blocks) from
+    ``ceil(min_keep_ratio * channels)`` (at least one step) up to all its channels.
+
+    Raises:
+        BudgetError: ``target`` outside (0, 1] or below the cost of every group at its minimum.
+    """
+    groups = []
+    for g in structure.groups:
+        step = group_step(g, round_to)
+        least = min(g.channels, math.ceil(max(step, math.ceil(min_keep_ratio * g.channels - 1e-9)) / step) * step)
+        choices = sorted({*range(least, g.channels + 1, step), g.channels})
+        groups.append(GroupSpace(g.name, g.channels, tuple(choices)))
+    whole = SearchSpace(tuple(groups), metric, 1.0, round_to, structure)  # type: ignore[arg-type]
+    goal = check_target(target, metric)
+    if whole.min_cost() > goal + 1e-12:  # checked here to name the standard pipeline's own fix
+        check_reachable(whole, target=goal, fix="lower round_to (--round-to) if it is above 1")
+    return dataclasses.replace(whole, target=goal)

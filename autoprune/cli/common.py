@@ -83,18 +83,10 @@ def _kept() -> str:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable device is a clear error."""
-    import torch
+    """``auto`` picks CUDA when available; an unavailable device is a clear error (see :mod:`autoprune._device`)."""
+    from autoprune._device import resolve_device as resolve
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise AutoPruneError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AutoPruneError(f"--device {device} asked for CUDA but none is available; use --device cpu")
-    return dev
+    return resolve(device)
 
 
 DEFAULT_TARGET_MACS = 0.5
@@ -133,13 +125,13 @@ def limit_validation(s: Setup, val_batch_size: int | None, val_batches: int | No
     there are at least 8 batches. With ``val_batches``, validation (and the calibration drawn from it) keeps
     only its first ``val_batches`` batches.
     """
-    import math
-
     from torch.utils.data import Subset
+
+    from autoprune.data.splits import default_val_batch_size
 
     at_least(1, val_batch_size=val_batch_size, val_batches=val_batches)
     n_samples = len(s.splits.val)  # type: ignore[arg-type]
-    size = val_batch_size or min(256, max(16, math.ceil(n_samples / 8)))
+    size = val_batch_size or default_val_batch_size(n_samples)
     if val_batches is not None and val_batches * size < n_samples:
         s.splits = dataclasses.replace(s.splits, val=Subset(s.splits.val, range(val_batches * size)))
     return size

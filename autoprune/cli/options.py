@@ -149,4 +149,5 @@ def run_options(*, without: tuple[str, ...] = (), defaults: dict[str, Any] | Non
 
 def settings_of(run: RunOptions, own: dict[str, Any]) -> dict[str, Any]:
     """Every option of a command as given: the shared ones and the command's own (its ``locals()`` at entry)."""
-    return {**dataclasses.asdict(run), **{k: v for k, v in own.items() if k != "run"}}
+    return {**dataclasses.asdict(run), **{k: v for k, v in own.items()
+                                          if k != "run" and not callable(v) and not inspect.ismodule(v)}}

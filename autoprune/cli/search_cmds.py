@@ -342,7 +342,7 @@ def _supernet_and_space(
     """
     from autoprune.engine.structure import ModelStructure
     from autoprune.pipelines.oneshot import build_supernet, resolve_space
-    from autoprune.search_spaces import SearchSpace
+    from autoprune.search_spaces import space_from_dict
     from autoprune.supernet import Supernet, SupernetConfig
 
     if supernet is not None:
@@ -351,7 +351,7 @@ def _supernet_and_space(
         dense = dense if dense is not None else dense_model_of(meta, model, s)
         if space is not None or "space" not in meta:
             return net, resolve_space(net.structure, model, space, None), dense
-        return net, SearchSpace.from_dict(meta["space"], net.structure), dense
+        return net, space_from_dict(meta["space"], net.structure), dense
     ckpt = s.out / "supernet.pt"
     dense_file = checkpoint if checkpoint is not None else train_dense_once(
         s, model, dataset, train_epochs, 128, seed, progress, s.report("search", model, dataset, seed))

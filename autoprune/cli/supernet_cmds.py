@@ -177,7 +177,7 @@ def extract_cmd(
     from autoprune.models import build_model
     from autoprune.pipelines.oneshot import resolve_space
     from autoprune.report import model_metrics
-    from autoprune.search_spaces import SearchSpace
+    from autoprune.search_spaces import space_from_dict
     from autoprune.supernet import Supernet
 
     budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios,
@@ -189,7 +189,7 @@ def extract_cmd(
     s = start("extract", run, settings, checkpoint=False)
     net, meta = Supernet.load(supernet, build_model(run.model, num_classes=s.splits.num_classes,
                                                     in_channels=s.splits.in_channels))
-    space = SearchSpace.from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
+    space = space_from_dict(meta["space"], net.structure) if "space" in meta else resolve_space(
         net.structure, run.model, None, None)
     if budget == "from_run":
         counts = _trial_counts(value, trial)

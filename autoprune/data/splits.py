@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,12 @@ def split_train_val(
     """
     train_idx, val_idx = random_split_indices(n, options.val_fraction, options.split_seed)
     return Subset(train_view, train_idx), Subset(eval_view, val_idx)
+
+
+def default_val_batch_size(n_samples: int) -> int:
+    """Validation batch size when none is given: 256, smaller for small validation sets so that there are at
+    least 8 batches (one batch is one fidelity unit of a search), never under 16."""
+    return min(256, max(16, math.ceil(n_samples / 8)))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autoprune._device import model_device
 from autoprune.errors import AutoPruneError
 from autoprune.metrics.macs import layer_costs
 
@@ -177,7 +178,7 @@ class ModelStructure:
         modules = dict(model.named_modules())
         barrier_types = {type(modules[n]) for n in self.unsupported}
         self.dg = tp.DependencyGraph()
-        example = torch.zeros(self.input_shape, device=_device_of(model))
+        example = torch.zeros(self.input_shape, device=model_device(model))
         was_training = model.training
         try:
             with warnings.catch_warnings(), torch.enable_grad():  # tracing needs autograd, even under no_grad
@@ -429,8 +430,3 @@ def _merge(members: list[GroupMember]) -> list[GroupMember]:
         key = (m.name, m.kind)
         merged[key] = max(merged.get(key, 0), m.size)
     return [GroupMember(name=n, kind=k, size=s) for (n, k), s in merged.items()]  # type: ignore[arg-type]
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")

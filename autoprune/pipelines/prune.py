@@ -16,7 +16,8 @@ from torch import nn
 from autoprune.engine.plan import STRUCTURED, PrunePlan, apply_plan
 from autoprune.engine.pruner import PruneConfig, channel_scores, mask_plan, plan_for_counts
 from autoprune.engine.structure import ModelStructure
-from autoprune.search_spaces.budget import channel_space, global_counts
+from autoprune.search_spaces.budget import global_counts
+from autoprune.search_spaces.spec import channel_space
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -13,7 +13,8 @@ from autoprune.errors import BudgetError, CheckpointError
 from autoprune.metrics import count_macs, count_params
 from autoprune.models import build_model
 from autoprune.pipelines.prune import compute_plan, prune
-from autoprune.search_spaces.budget import channel_space, global_counts
+from autoprune.search_spaces.budget import global_counts
+from autoprune.search_spaces.spec import channel_space
 
 SHAPE = (1, 1, 16, 16)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from autoprune.engine.structure import ModelStructure, group_step
 from autoprune.errors import BudgetError
 from autoprune.search_spaces import GroupSpace, SearchSpace
-from autoprune.search_spaces.budget import channel_space
+from autoprune.search_spaces.spec import channel_space
 
 
 @st.composite

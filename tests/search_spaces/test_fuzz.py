@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError
 from autoprune.models import build_model
-from autoprune.search_spaces import SearchSpace, load_space
+from autoprune.search_spaces import SearchSpace, load_space, space_from_dict
 from autoprune.search_spaces.spec import GROUP_KEYS, TOP_KEYS
 
 STRUCTURE = ModelStructure(build_model("resnet20", num_classes=10, in_channels=3), (1, 3, 32, 32))
@@ -98,7 +98,7 @@ def _check(space: SearchSpace) -> None:
         assert g.choices == tuple(sorted(set(g.choices))) and 1 <= g.min_count <= g.max_count <= g.channels
     for ratios in (np.ones(len(space.groups)), np.random.default_rng(0).random(len(space.groups))):
         assert space.feasible(space.project(ratios))
-    assert SearchSpace.from_dict(space.to_dict(), STRUCTURE) == space
+    assert space_from_dict(space.to_dict(), STRUCTURE) == space
 
 
 @given(spec=specs())

@@ -23,7 +23,7 @@ from autoprune.engine.latency_table import LatencyTable, build_latency_table, la
 from autoprune.engine.plan import PrunePlan, apply_plan
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, BudgetError, CheckpointError
-from autoprune.search_spaces import SearchSpace, auto_space, load_space
+from autoprune.search_spaces import SearchSpace, auto_space, load_space, space_from_dict
 
 QUICK: dict[str, Any] = {"repeats": 3, "warmup": 1, "threads": 1}  # one thread: robust to a busy machine
 
@@ -153,9 +153,9 @@ def test_latency_space_serializes_without_its_table(
     data = latency_space.to_dict()
     assert data["metric"] == "latency"
     assert json.loads(json.dumps(data)) == data  # the table is not in it
-    assert SearchSpace.from_dict(data, resnet20, latency_table=table) == latency_space
+    assert space_from_dict(data, resnet20, latency_table=table) == latency_space
     with pytest.raises(AutoPruneError, match="needs a latency table"):
-        SearchSpace.from_dict(data, resnet20)
+        space_from_dict(data, resnet20)
 
 
 def test_latency_budget_errors_name_the_smallest_fraction(
