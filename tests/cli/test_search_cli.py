@@ -121,9 +121,10 @@ def test_search_over_a_latency_budget_measures_and_keeps_a_table(searched: Path,
                                                                  fast: tuple[str, ...], tmp_path: Path) -> None:
     out = tmp_path / "lat"
     # batch 32: at batch 1 the deploy form of this 8x8 model is nearly all fixed overhead (the smallest
-    # sub-network predicts about 0.9 of the dense latency), at 32 about 0.7: 0.9 is always reachable
+    # sub-network predicts about 0.9 of the dense latency), at 32 about 0.75 (0.93 measured on a machine busy
+    # with other jobs): 0.97 is always reachable
     run_ok(["search", "--searcher", "random", "--trials", "3", "--supernet", str(searched / "supernet.pt"),
-            "--target-latency", "0.9", "--latency-batch-size", "32", "--out", str(out), "--no-onnx", *SMALL, *fast])
+            "--target-latency", "0.97", "--latency-batch-size", "32", "--out", str(out), "--no-onnx", *SMALL, *fast])
     report = json.loads((out / "report.json").read_text())
     assert report["space"]["metric"] == "latency" and (out / "latency_table.json").is_file()
     assert all(t.result is None or t.result.latency_ms is not None for t in TrialLog(out).read())
@@ -131,7 +132,7 @@ def test_search_over_a_latency_budget_measures_and_keeps_a_table(searched: Path,
     assert report["config"]["latency_form"] == "deploy"
     assert json.loads((out / "latency_table.json").read_text())["form"] == "deploy"
     other = invoke(["search", "--searcher", "random", "--trials", "4", "--supernet", str(searched / "supernet.pt"),
-                    "--target-latency", "0.9", "--latency-batch-size", "32", "--latency-form", "eager",
+                    "--target-latency", "0.97", "--latency-batch-size", "32", "--latency-form", "eager",
                     "--out", str(out), "--resume", "--no-onnx", *SMALL, *fast])  # fmt: skip
     assert other.exit_code == 2 and "--latency-form eager (the run has deploy)" in other.output
 
