@@ -3,7 +3,7 @@
 Figures are built on :class:`matplotlib.figure.Figure` directly (the Agg canvas, never pyplot's global
 state), so they are safe in tests, threads and headless machines.
 
-- ``accuracy_vs_macs``: validation accuracy of every evaluated candidate of ``trials.csv``, the Pareto
+- ``accuracy_vs_macs``: validation accuracy of every evaluated candidate of the trial log, the Pareto
   front, and from ``report.json`` the winner and the uniform reference at their re-scored validation
   accuracy (± standard error) and the dense model's validation accuracy. One split on one axis: test
   accuracies are in the HTML page's table, never on this figure;
@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from autoprune.analysis.rundir import RunData, TrialPoint, load_run, report_get
 from autoprune.analysis.sensitivity import SensitivityTable
+from autoprune.search.base import pareto_front
 
 PARETO_LABEL = "Pareto front"
 ACCURACY_AXIS_LABEL = "validation accuracy"
@@ -39,18 +40,8 @@ def _figure(width: float = 7.0, height: float = 4.5) -> Figure:
     return fig
 
 
-def pareto_points(points: Sequence[TrialPoint]) -> list[TrialPoint]:
-    """Complete, feasible trials not dominated in (accuracy up, MACs down), sorted by MACs.
-
-    The same rule as :func:`autoprune.search.pareto_front`: of trials with equal accuracy and MACs only
-    the first is kept.
-    """
-    done = [p for p in points if p.state == "complete" and p.feasible and p.accuracy is not None and p.macs is not None]
-    front: list[TrialPoint] = []
-    for p in sorted(done, key=lambda p: (p.macs, -(p.accuracy or 0.0), p.number)):
-        if not front or (p.accuracy or 0.0) > (front[-1].accuracy or 0.0):
-            front.append(p)
-    return front
+#: The searchers' own Pareto rule (:func:`autoprune.search.pareto_front`), on the trials of a run folder.
+pareto_points = pareto_front
 
 
 def _num(value: Any) -> float | None:

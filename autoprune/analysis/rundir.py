@@ -1,12 +1,12 @@
-"""Reading a run folder back: ``report.json``, ``trials.csv``, ``plan.json``, ``sensitivity.csv``.
+"""Reading a run folder back: ``report.json``, the trial log, ``plan.json``, ``sensitivity.csv``.
 
 Every command writes some of these; :func:`load_run` reads whatever is there, so reports and plots work
-on search, sample, sensitivity, prune and extract folders alike.
+on search, sample, sensitivity, prune and extract folders alike. Trials are read through the runner's own
+:class:`~autoprune.search.TrialLog` (``trials.jsonl``; ``trials.csv`` beside it is the same record for people).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,11 +15,13 @@ from typing import Any
 
 from autoprune.analysis.sensitivity import SensitivityTable
 from autoprune.errors import AutoPruneError
+from autoprune.search.base import Trial
+from autoprune.search.trial_log import TrialLog
 
 
 @dataclass(frozen=True)
 class TrialPoint:
-    """One row of ``trials.csv`` as the plots need it (``accuracy``/``macs`` are None for failed trials).
+    """One trial as the plots need it (``accuracy``/``macs`` are None for failed trials).
 
     ``accuracy`` is the validation score the searcher saw (at the trial's fidelity), never test accuracy.
     """
@@ -31,6 +33,11 @@ class TrialPoint:
     macs: int | None
     macs_ratio: float | None
     params: int | None = None
+
+    @classmethod
+    def of(cls, trial: Trial) -> TrialPoint:
+        return cls(trial.number, trial.state, trial.feasible, trial.accuracy, trial.macs, trial.macs_ratio,
+                   trial.params)  # fmt: skip
 
 
 @dataclass
@@ -54,35 +61,26 @@ def report_get(data: Any, *keys: str) -> Any:
     return value
 
 
-def _number(text: str | None, kind: type[int] | type[float]) -> Any:
-    if text is None or text.strip() == "":
-        return None
-    return kind(float(text)) if kind is int else float(text)
+def read_trials(folder: str | Path) -> list[TrialPoint]:
+    """The trials of a run folder, read by :meth:`TrialLog.read <autoprune.search.TrialLog.read>`.
+
+    Raises:
+        AutoPruneError: the folder has no trial log, or a line of it is not a trial.
+    """
+    log = TrialLog(Path(folder))
+    if not log.jsonl.is_file():
+        raise AutoPruneError(f"{log.folder} has no {log.jsonl.name}; pass the --out folder of a search or sample run")
+    return [TrialPoint.of(t) for t in log.read()]
 
 
 def read_trials_csv(path: str | Path) -> list[TrialPoint]:
-    """Read ``trials.csv`` (the format of :mod:`autoprune.search.runner`).
+    """The trials of the run folder holding ``path`` (its ``trials.csv``): :func:`read_trials` of that folder.
 
     Raises:
-        AutoPruneError: missing columns or non-numeric values.
+        AutoPruneError: see :func:`read_trials`.
     """
     path = Path(path)
-    points = []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"number", "state", "feasible", "accuracy", "macs", "macs_ratio"} - set(reader.fieldnames or ())
-        if missing:
-            raise AutoPruneError(f"{path} lacks the columns {sorted(missing)}; it is not an autoprune trials.csv")
-        for i, row in enumerate(reader):
-            try:
-                points.append(TrialPoint(
-                    number=int(row["number"]), state=row["state"], feasible=row["feasible"] not in ("0", "False", ""),
-                    accuracy=_number(row["accuracy"], float), macs=_number(row["macs"], int),
-                    macs_ratio=_number(row["macs_ratio"], float), params=_number(row.get("params"), int),
-                ))  # fmt: skip
-            except ValueError as exc:
-                raise AutoPruneError(f"{path}: row {i + 2} is malformed ({exc})") from None
-    return points
+    return read_trials(path if path.is_dir() else path.parent)
 
 
 def _keep_ratios(folder: Path, report: dict[str, Any] | None) -> dict[str, float] | None:
@@ -102,7 +100,7 @@ def load_run(folder: str | Path) -> RunData:
     """Read a run folder.
 
     Raises:
-        AutoPruneError: the folder does not exist, holds none of report.json / trials.csv / sensitivity.csv,
+        AutoPruneError: the folder does not exist, holds none of report.json / trials.jsonl / sensitivity.csv,
             or a file is corrupt.
     """
     folder = Path(folder)
@@ -110,10 +108,10 @@ def load_run(folder: str | Path) -> RunData:
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         hint = f" (its folder is {str(folder.parent)!r})" if folder.name == "report.json" else ""
         raise AutoPruneError(f"run folder {str(folder)!r} {what}; pass the --out folder of an autoprune run{hint}")
-    report_path, trials_path, sens_path = folder / "report.json", folder / "trials.csv", folder / "sensitivity.csv"
-    if not (report_path.is_file() or trials_path.is_file() or sens_path.is_file()):
+    report_path, sens_path, log = folder / "report.json", folder / "sensitivity.csv", TrialLog(folder)
+    if not (report_path.is_file() or log.jsonl.is_file() or sens_path.is_file()):
         raise AutoPruneError(
-            f"{folder} holds no report.json, trials.csv or sensitivity.csv: it is not an autoprune run folder; "
+            f"{folder} holds no report.json, {log.jsonl.name} or sensitivity.csv: it is not an autoprune run folder; "
             "pass the --out folder of `autoprune search`, `sample`, `sensitivity`, `prune` or `extract`"
         )
     report = None
@@ -124,6 +122,6 @@ def load_run(folder: str | Path) -> RunData:
             raise AutoPruneError(f"{report_path} is not valid JSON ({exc}); rerun the command that wrote it") from None
         if not isinstance(report, dict):
             raise AutoPruneError(f"{report_path} must hold a JSON object, got {type(report).__name__}")
-    trials = read_trials_csv(trials_path) if trials_path.is_file() else None
+    trials = read_trials(folder) if log.jsonl.is_file() else None
     sensitivity = SensitivityTable.load_csv(sens_path) if sens_path.is_file() else None
     return RunData(folder, report, trials, _keep_ratios(folder, report), sensitivity)

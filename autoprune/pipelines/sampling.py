@@ -1,9 +1,11 @@
 """The sub-model sampling pipeline (EagleEye-style): sample -> adaptive-BN score -> finetune the top k.
 
-From a trained model (no supernet training): draw ``samples`` feasible keep-ratio vectors (see
-:mod:`autoprune.pipelines.sampling_strategies`), cut each from the original weights, re-estimate its
-BatchNorm statistics on a few calibration batches and score it on validation batches (the cached
-:class:`~autoprune.evaluate.SupernetEvaluator` over ``Supernet(model)``), finetune the ``top_k`` best
+From a trained model (no supernet training): the ``sampling`` searcher draws ``samples`` feasible keep-ratio
+vectors (weighted by :mod:`autoprune.pipelines.sampling_strategies`) and :func:`~autoprune.search.run_search`
+scores them like any search (trial log, resume, failed evaluations): each is cut from the original weights,
+its BatchNorm statistics re-estimated on a few calibration batches and scored on validation batches (the
+cached :class:`~autoprune.evaluate.SupernetEvaluator` over ``Supernet(model)``). This module finetunes the
+``top_k`` best
 briefly and keep the one with the best validation accuracy after finetuning. The rank correlation between
 the cheap score and the finetuned accuracy says whether the cheap score was worth trusting; the same
 correlation for the score *without* BN recalibration shows what adaptive BN adds.
@@ -11,6 +13,7 @@ correlation for the score *without* BN recalibration shows what adaptive BN adds
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,14 +31,8 @@ from autoprune.engine.plan import PrunePlan
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, SupernetEvaluator
 from autoprune.metrics.accuracy import evaluate_accuracy
-from autoprune.pipelines.sampling_strategies import (
-    STRATEGIES,
-    choice_probabilities,
-    draw_candidates,
-    importance_damage,
-)
-from autoprune.search.base import Trial
-from autoprune.search.runner import TrialLog
+from autoprune.pipelines.sampling_strategies import STRATEGIES, importance_damage
+from autoprune.search import SearchConfig, Trial, TrialLog, make_searcher, run_search
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 from autoprune.training import TrainConfig, train
@@ -193,6 +190,7 @@ def run_sampling(
     config: SamplingConfig,
     device: torch.device | str = "cpu",
     out: Path | None = None,
+    resume: bool = False,
     progress: bool = False,
     on_trial: Callable[[Trial], None] | None = None,
     log: Callable[[str], None] = lambda _: None,
@@ -210,12 +208,16 @@ def run_sampling(
         device: Where to score and finetune.
         out: If given, ``trials.jsonl`` / ``trials.csv`` of every scored candidate are written there
             (``info`` holds ``score_without_bn`` and, for the top k, ``finetuned_val_accuracy``).
+        resume: Continue the scoring recorded in ``out`` (the same draws; scored candidates are not scored again).
         progress: Progress bars while finetuning.
         on_trial: Called with every scored candidate as a :class:`Trial` (TensorBoard, progress).
         log: Receives one line per stage.
 
     Returns:
         The candidates, the finetuned best model and its plan, correlations and timings.
+
+    Raises:
+        AutoPruneError: every sampled candidate failed to evaluate.
     """
     started = time.perf_counter()
     calib = list(islice(calibration, max(config.bn_batches, 8)))
@@ -224,7 +226,6 @@ def run_sampling(
     val = list(val_batches)
     evaluator = SupernetEvaluator(supernet, val, calib, bn_batches=config.bn_batches, device=device)
     plain = SupernetEvaluator(supernet, val, calib, bn_batches=0, device=device) if config.score_without_bn else None
-    rng = np.random.default_rng(config.seed)
     table = None
     damage = None
     if config.strategy == "importance":
@@ -237,30 +238,39 @@ def run_sampling(
                                     calibration=calib, bn_batches=config.bn_batches, supernet=supernet,
                                     round_to=space.round_to, device=device)  # fmt: skip
         damage = group_damage(table, space, "kl")
-    probs = choice_probabilities(space, damage, config.temperature)
-    drawn = draw_candidates(space, probs, config.samples, rng)
     uniform_counts = space.uniform(1.0)
-    if config.include_uniform and uniform_counts not in drawn:
-        drawn = [*drawn[: config.samples - 1], uniform_counts]
-    log(f"scoring {len(drawn)} candidates ({config.strategy} sampling, adaptive BN on {config.bn_batches} batches)")
-    candidates: list[SampledCandidate] = []
-    for i, counts in enumerate(drawn):
-        t0 = time.perf_counter()
-        result = evaluator.evaluate(counts)
-        no_bn = plain.evaluate(counts).accuracy if plain is not None else None
-        cand = SampledCandidate(i, result.counts, result, no_bn, seconds=time.perf_counter() - t0,
-                                is_uniform=counts == uniform_counts)
-        candidates.append(cand)
+    searcher = make_searcher("sampling", space, seed=config.seed, damage=damage, temperature=config.temperature,
+                             include_uniform=config.include_uniform)  # fmt: skip
+    log(f"scoring {config.samples} candidates ({config.strategy} sampling, adaptive BN on {config.bn_batches} batches)")
+    no_bn: dict[int, float] = {}
+
+    def scored(trial: Trial) -> None:
+        if plain is not None and trial.result is not None:
+            no_bn[trial.number] = plain.evaluate(trial.counts).accuracy
         if on_trial is not None:
-            on_trial(_trial(cand, space, config.strategy))
+            on_trial(_with_info(trial, config.strategy, no_bn.get(trial.number)))
+
+    search = run_search(searcher, evaluator, SearchConfig(trials=config.samples, seed=config.seed), out=out,
+                        resume=resume, progress=False, on_trial=scored)  # fmt: skip
+    for t in search.trials[: search.resumed_trials]:  # scored by an earlier run
+        if plain is not None and t.result is not None:
+            no_bn[t.number] = plain.evaluate(t.counts).accuracy
+    candidates = [
+        SampledCandidate(t.number, t.result.counts, t.result, no_bn.get(t.number), seconds=t.seconds,
+                         is_uniform=bool(t.info.get("uniform")))
+        for t in search.trials if t.state == "complete" and t.result is not None
+    ]  # fmt: skip
+    if not candidates:
+        raise AutoPruneError(f"all {len(search.trials)} sampled candidates failed to evaluate; see trials.jsonl")
     scoring_s = time.perf_counter() - started
     uniform = evaluator.evaluate(uniform_counts)
     ranked = sorted(candidates, key=lambda c: (-c.result.accuracy, c.result.macs, c.index))
     top = [c.index for c in ranked[: config.top_k]]
+    by_index = {c.index: c for c in candidates}
     t_ft = time.perf_counter()
     finetuned: dict[int, nn.Module] = {}
     for rank, i in enumerate(top):
-        cand = candidates[i]
+        cand = by_index[i]
         sub = supernet.extract(cand.counts, calibration=calib if config.bn_batches > 0 else None,
                                bn_batches=config.bn_batches).to(device)  # fmt: skip
         torch.manual_seed(config.seed + rank)
@@ -271,12 +281,14 @@ def run_sampling(
         finetuned[i] = sub.eval()
         log(f"candidate {i}: score {cand.result.accuracy:.4f} -> finetuned val accuracy {acc:.4f}")
     finetune_s = time.perf_counter() - t_ft
-    best = max((candidates[i] for i in top), key=lambda c: (c.finetuned_val_accuracy or 0.0, -c.result.macs, -c.index))
-    if out is not None:
+    best = max((by_index[i] for i in top), key=lambda c: (c.finetuned_val_accuracy or 0.0, -c.result.macs, -c.index))
+    if out is not None:  # the log again, its trials' info now with the no-BN scores and the finetuned accuracies
         trial_log = TrialLog(out)
         trial_log.reset()
-        for cand in candidates:
-            trial_log.append(_trial(cand, space, config.strategy))
+        for trial in search.trials:
+            done = by_index.get(trial.number)
+            tuned = None if done is None else done.finetuned_val_accuracy
+            trial_log.append(_with_info(trial, config.strategy, no_bn.get(trial.number), tuned))
     return SamplingResult(
         candidates=candidates, top=top, best=best, model=finetuned[best.index], plan=supernet.plan(best.counts),
         uniform=uniform, correlation=_correlations(candidates, top), sensitivity=table,
@@ -290,16 +302,17 @@ def _copy_to(model: nn.Module, device: torch.device | str) -> nn.Module:
     return copy.deepcopy(model).to(device).eval()
 
 
-def _trial(cand: SampledCandidate, space: SearchSpace, strategy: str) -> Trial:
-    info: dict[str, Any] = {"strategy": strategy, "score_without_bn": cand.score_without_bn,
-                            "uniform": cand.is_uniform}
-    if cand.finetuned_val_accuracy is not None:
-        info["finetuned_val_accuracy"] = cand.finetuned_val_accuracy
-    return Trial(cand.index, cand.counts, "complete", cand.result, cand.seconds, space.feasible(cand.counts), info)
+def _with_info(trial: Trial, strategy: str, score_without_bn: float | None, tuned: float | None = None) -> Trial:
+    info: dict[str, Any] = {**trial.info, "strategy": strategy, "score_without_bn": score_without_bn,
+                            "uniform": bool(trial.info.get("uniform"))}  # fmt: skip
+    if tuned is not None:
+        info["finetuned_val_accuracy"] = tuned
+    return dataclasses.replace(trial, info=info)
 
 
 def _correlations(candidates: list[SampledCandidate], top: list[int]) -> dict[str, Any]:
-    chosen = [candidates[i] for i in top]
+    by_index = {c.index: c for c in candidates}
+    chosen = [by_index[i] for i in top]
     tuned = [c.finetuned_val_accuracy or 0.0 for c in chosen]
     out: dict[str, Any] = {
         "n_top_k": len(chosen),

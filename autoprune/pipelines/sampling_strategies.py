@@ -1,9 +1,7 @@
-"""How the sampling pipeline draws candidates: per-group choice probabilities, then the budget.
+"""How the sampling pipeline weighs the choices it draws: a *damage* per group and allowed kept count.
 
-Every strategy gives each searched group a probability per allowed kept count; a candidate draws one
-count per group and is projected onto the budget by :meth:`SearchSpace.project`, which scales it up (or
-down) keeping its shape, so candidates use the budget instead of falling far below it (as EagleEye's
-sampling window does).
+The draws themselves are the ``sampling`` searcher's (:class:`~autoprune.search.sampling.SamplingSearcher`:
+per-choice probabilities from the damage, one count per group, projected onto the budget). The strategies:
 
 - ``uniform``: every allowed choice equally likely.
 - ``importance``: a choice's *damage* is the share of the group's channel importance it removes,
@@ -11,13 +9,10 @@ sampling window does).
 - ``sensitivity``: the damage is the KL divergence between pruned and dense outputs when the group is
   pruned alone to that choice (from a :class:`~autoprune.analysis.sensitivity.SensitivityTable`).
 
-Damage becomes probability through ``p ∝ exp(-damage / (temperature * scale))`` with ``scale`` the median
-positive damage, so the temperature is unit-free.
+The searcher turns damage into probability (see :func:`~autoprune.search.sampling.choice_probabilities`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -25,7 +20,6 @@ from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 
 STRATEGIES: tuple[str, ...] = ("uniform", "importance", "sensitivity")
-Probabilities = dict[str, np.ndarray]
 
 
 def importance_damage(supernet: Supernet, space: SearchSpace) -> dict[str, np.ndarray]:
@@ -43,42 +37,4 @@ def importance_damage(supernet: Supernet, space: SearchSpace) -> dict[str, np.nd
         total = float(s.sum()) or 1.0
         kept = np.array([s[:c].sum() / total for c in g.choices])
         out[g.name] = (means[g.name] / overall) * (1.0 - kept)
-    return out
-
-
-def choice_probabilities(
-    space: SearchSpace, damage: Mapping[str, np.ndarray] | None = None, temperature: float = 1.0
-) -> Probabilities:
-    """Probability of every allowed choice of every searched group (uniform when ``damage`` is None)."""
-    if damage is None:
-        return {g.name: np.full(len(g.choices), 1.0 / len(g.choices)) for g in space.groups}
-    positive = np.concatenate([np.asarray(d, dtype=np.float64) for d in damage.values()])
-    positive = positive[positive > 0]
-    scale = float(np.median(positive)) if positive.size else 1.0
-    out = {}
-    for g in space.groups:
-        d = np.asarray(damage.get(g.name, np.zeros(len(g.choices))), dtype=np.float64)
-        logits = -d / (temperature * scale)
-        p = np.exp(logits - logits.max())
-        out[g.name] = p / p.sum()
-    return out
-
-
-def draw_candidates(
-    space: SearchSpace, probabilities: Probabilities, n: int, rng: np.random.Generator, *, max_tries: int = 50
-) -> list[dict[str, int]]:
-    """Up to ``n`` distinct feasible candidates (fewer only if the space has fewer within ``max_tries * n`` draws)."""
-    seen: set[tuple[int, ...]] = set()
-    out: list[dict[str, int]] = []
-    for _ in range(max_tries * n):
-        if len(out) == n:
-            break
-        ratios = {
-            g.name: g.ratio(g.choices[int(rng.choice(len(g.choices), p=probabilities[g.name]))]) for g in space.groups
-        }
-        counts = space.project(ratios)  # moved up (or down) to the budget, keeping the draw's shape
-        key = tuple(counts[name] for name in space.names)
-        if key not in seen:
-            seen.add(key)
-            out.append(counts)
     return out

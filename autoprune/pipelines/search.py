@@ -173,10 +173,7 @@ def search_supernet(
         "uniform": _ref(evaluator.evaluate(space.uniform(1.0))),
         "largest": _ref(evaluator.evaluate(space.largest())),
     }
-    try:
-        engine = make_searcher(searcher, space, seed=seed, **dict(options or {}))
-    except TypeError as exc:  # an option this searcher does not take
-        raise AutoPruneError(f"searcher {searcher!r} does not accept these options ({exc}); see its docs") from None
+    engine = make_searcher(searcher, space, seed=seed, **dict(options or {}))  # checks the options
     result = run_search(engine, evaluator, config, out=out, resume=resume, progress=progress, on_trial=on_trial,
                         repair_log=repair_log)
     best_counts, model, choice = None, None, None

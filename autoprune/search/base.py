@@ -3,31 +3,36 @@
 A *candidate* is one kept-channel count per searched group of a :class:`SearchSpace` (``dict[str, int]``).
 The search runner (:func:`autoprune.search.run_search`) drives every searcher the same way::
 
-    counts = searcher.ask()                     # None: the searcher has nothing more to propose
+    proposal = searcher.ask()                   # None: the searcher has nothing more to propose
     for fidelity in rungs:                      # growing numbers of validation batches
-        partial = evaluator.evaluate(counts, fidelity)
-        if searcher.should_prune(counts, partial, rung):   # early stopping of weak candidates
+        partial = evaluator.evaluate(proposal.counts, fidelity)
+        if searcher.should_prune(proposal.counts, partial, rung):   # early stopping of weak candidates
             break
-    trial = Trial(..., info=searcher.ask_info())  # complete, pruned or failed; written to the log first,
+    trial = Trial(..., info=proposal.info)      # complete, pruned or failed; written to the log first,
     searcher.tell(trial)                        # then told
 
-so the CLI, reports and benchmarks treat random search, greedy slimming, Optuna samplers and RL agents alike.
-Subclasses implement :meth:`Searcher.ask` and usually :meth:`Searcher._learn`; :meth:`Searcher.tell`
-records the history and finds the best trial and the Pareto front for them.
+so the CLI, reports and benchmarks treat random search, greedy slimming, sub-model sampling, Optuna samplers
+and RL agents alike. Subclasses implement :meth:`Searcher.ask` and usually :meth:`Searcher._learn`;
+:meth:`Searcher.tell` records the history and finds the best trial and the Pareto front for them. What a
+searcher can do (capabilities) and which options it takes are class attributes, read by the CLI and checked
+in one place (:meth:`Searcher.check_options`, called by :func:`~autoprune.search.make_searcher`).
 """
 
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 
+from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult
 from autoprune.search_spaces import SearchSpace
+from autoprune.search_spaces._checks import suggest
 
 TrialState = Literal["complete", "pruned", "failed"]
 STATES: tuple[str, ...] = ("complete", "pruned", "failed")
@@ -70,8 +75,16 @@ class Trial:
         return None if self.result is None else self.result.accuracy
 
     @property
+    def macs(self) -> int | None:
+        return None if self.result is None else self.result.macs
+
+    @property
     def macs_ratio(self) -> float | None:
         return None if self.result is None else self.result.macs_ratio
+
+    @property
+    def params(self) -> int | None:
+        return None if self.result is None else self.result.params
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (one line of ``trials.jsonl``); :meth:`from_dict` reverses it."""
@@ -97,18 +110,51 @@ class Trial:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
-def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
+class Scored(Protocol):
+    """What :func:`pareto_front` reads of a trial (a :class:`Trial`, or a row of a run folder's trials)."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def feasible(self) -> bool: ...
+    @property
+    def accuracy(self) -> float | None: ...
+    @property
+    def macs(self) -> int | None: ...
+
+
+S = TypeVar("S", bound=Scored)
+
+
+def pareto_front(trials: Sequence[S]) -> list[S]:
     """Complete, feasible trials not dominated in (accuracy up, MACs down), sorted by MACs.
 
-    Of several trials with the same accuracy and MACs only the first is kept.
+    Of several trials with the same accuracy and MACs only the first is kept. The one rule for the front:
+    searchers, reports and plots all use it.
     """
-    done = [t for t in trials if t.state == "complete" and t.feasible and t.result is not None]
-    front: list[Trial] = []
-    for t in sorted(done, key=lambda t: (t.result.macs, -t.result.accuracy, t.number)):  # type: ignore[union-attr]
-        assert t.result is not None
-        if not front or t.result.accuracy > front[-1].result.accuracy:  # type: ignore[union-attr]
+    done = [t for t in trials if t.state == "complete" and t.feasible and t.accuracy is not None and t.macs is not None]
+    front: list[S] = []
+    for t in sorted(done, key=lambda t: (t.macs, -(t.accuracy or 0.0), t.number)):
+        if not front or (t.accuracy or 0.0) > (front[-1].accuracy or 0.0):
             front.append(t)
     return front
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What :meth:`Searcher.ask` returns: a candidate and the extras to record with its trial.
+
+    Attributes:
+        counts: The candidate: kept channels per searched group.
+        info: Recorded in the trial's ``info`` (JSON-serializable). The runner writes the trial to the log
+            before the searcher is told about it, so what a resumed run needs to match a logged trial with the
+            searcher's own record (e.g. the Optuna trial number) belongs here.
+    """
+
+    counts: dict[str, int]
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def best_trial(trials: Sequence[Trial]) -> Trial | None:
@@ -142,6 +188,14 @@ class Searcher(abc.ABC):
     #: Whether proposals are projected *up* to the budget as well as down (:meth:`project`): an
     #: accuracy-at-a-budget search spends the budget; a Pareto search explores cheaper candidates too.
     fills_budget: ClassVar[bool] = True
+    #: True for searchers backed by an Optuna study: they take ``storage``, ``study_name``, ``total_trials``,
+    #: ``pruner`` and ``seed_ratios``, several worker processes can share one study, and the CLI says so.
+    study_based: ClassVar[bool] = False
+    #: True for searchers that propose from a model of earlier results after a start-up phase of random
+    #: proposals (:attr:`warming_up`); the contract suite checks that a few proposals come from the model.
+    model_based: ClassVar[bool] = False
+    #: Options that shorten the start-up phase, so that a handful of trials reaches the model (tests, smoke runs).
+    fast_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0) -> None:
         self.space = space
@@ -149,9 +203,40 @@ class Searcher(abc.ABC):
         self.rng = np.random.default_rng(seed)
         self._history: list[Trial] = []
 
+    # ------------------------------------------------------------ options
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword options the class takes besides ``space`` and ``seed`` (from its ``__init__`` signatures).
+
+        A class whose ``__init__`` takes ``**options`` and passes them on to a config overrides this.
+        """
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if klass is object or "__init__" not in vars(klass):
+                continue
+            for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
+                if p.kind == p.KEYWORD_ONLY and p.name != "seed" and p.name not in names:
+                    names.append(p.name)
+        return names
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse option names the class does not take (values are checked by the class itself).
+
+        Raises:
+            AutoPruneError: an unknown option, with the closest valid names and the full list.
+        """
+        valid = cls.option_names()
+        for key in options:
+            if key not in valid:
+                listed = ", ".join(valid) if valid else "none"
+                raise AutoPruneError(
+                    f"searcher {cls.name!r} has no option {key!r}.{suggest(key, valid)} Its options: {listed}"
+                )
+
     # ------------------------------------------------------------ to implement
     @abc.abstractmethod
-    def ask(self) -> dict[str, int] | None:
+    def ask(self) -> Proposal | None:
         """The next candidate to evaluate, or ``None`` when the searcher is done (e.g. greedy reached the budget)."""
 
     def _learn(self, trial: Trial) -> None:  # noqa: B027  (optional hook, do-nothing default)
@@ -173,14 +258,10 @@ class Searcher(abc.ABC):
         for trial in trials:
             self.tell(trial)
 
-    def ask_info(self) -> dict[str, Any]:
-        """Extras about the candidate :meth:`ask` just returned, recorded in its trial's ``info``.
-
-        The runner calls it right after :meth:`ask` and writes the trial to the log before :meth:`tell`, so what
-        a resumed run needs to match a logged trial with the searcher's own record (e.g. the Optuna trial
-        number) belongs here. Empty by default.
-        """
-        return {}
+    @property
+    def warming_up(self) -> bool:
+        """Whether the next proposal comes from the start-up phase rather than the model (``model_based``)."""
+        return False
 
     def plan_budget(self, trials: int) -> None:  # noqa: B027  (optional hook)
         """Called by the runner before the first :meth:`ask` with the number of trials left to run."""

@@ -17,7 +17,8 @@ import math
 from collections import deque
 from typing import Any
 
-from autoprune.search.base import Searcher, Trial
+from autoprune.errors import AutoPruneError
+from autoprune.search.base import Proposal, Searcher, Trial
 from autoprune.search_spaces import SearchSpace
 
 # Larger automatic steps make slimming too coarse to be worth it; a small trial budget ends with a projection.
@@ -41,7 +42,7 @@ class GreedySearcher(Searcher):
     def __init__(self, space: SearchSpace, *, seed: int = 0, step: int | None = None) -> None:
         super().__init__(space, seed=seed)
         if step is not None and (not isinstance(step, int) or step < 1):
-            raise ValueError(f"greedy step={step!r} must be a positive number of choices")
+            raise AutoPruneError(f"greedy step={step!r} must be a positive number of choices")
         self.step = step
         self.current: dict[str, int] = space.largest()
         self._current_score: float | None = None
@@ -72,7 +73,11 @@ class GreedySearcher(Searcher):
         return _MAX_AUTO_STEP
 
     # ------------------------------------------------------------------ ask / tell
-    def ask(self) -> dict[str, int] | None:
+    def ask(self) -> Proposal | None:
+        counts = self._next()
+        return None if counts is None else Proposal(counts)
+
+    def _next(self) -> dict[str, int] | None:
         if self._finished:
             return None
         left = None if self._budget is None else self._budget - self._used

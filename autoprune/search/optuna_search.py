@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import optuna
@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult
-from autoprune.search.base import Searcher, Trial
+from autoprune.search.base import Proposal, Searcher, Trial
 from autoprune.search.optuna_storage import (
     WORKER_ATTR,
     Heartbeat,
@@ -85,8 +85,15 @@ class OptunaSearcher(Searcher):
     """
 
     name = "optuna"
-    #: The Optuna sampler's name, for reports.
-    sampler_name: ClassVar[str] = ""
+    study_based = True
+    model_based = True
+    fast_options: ClassVar[Mapping[str, Any]] = {"n_startup_trials": 2}
+    #: The Optuna sampler class and its fixed keyword arguments (besides ``seed``).
+    sampler_class: ClassVar[Callable[..., optuna.samplers.BaseSampler]] = optuna.samplers.RandomSampler
+    sampler_options: ClassVar[Mapping[str, Any]] = {}
+    #: Random start-up trials before the sampler's model takes over, when ``n_startup_trials`` is not given;
+    #: None for samplers without that phase (the option is then not passed to them).
+    default_startup: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -147,8 +154,32 @@ class OptunaSearcher(Searcher):
         self._heartbeat: Heartbeat | None = None
 
     # ------------------------------------------------------------------ to override
+    @property
+    def sampler_name(self) -> str:
+        """The Optuna sampler's name, for reports."""
+        return getattr(self.sampler_class, "__name__", "")
+
+    @property
+    def startup_trials(self) -> int:
+        """Random start-up trials of the sampler (0 for samplers without that phase)."""
+        if self.default_startup is None:
+            return 0
+        return self.default_startup if self.n_startup_trials is None else self.n_startup_trials
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether the next proposal is a seeded candidate or one of the sampler's random start-up trials."""
+        finished = sum(t.state in ("complete", "pruned") for t in self._history)
+        return len(self._history) < len(self.seed_params) or finished < self.startup_trials
+
+    def _sampler_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.sampler_options)
+        if self.default_startup is not None:
+            kwargs["n_startup_trials"] = self.startup_trials
+        return kwargs
+
     def _make_sampler(self) -> optuna.samplers.BaseSampler:
-        raise NotImplementedError
+        return self.sampler_class(seed=self.seed, **self._sampler_kwargs())  # built under quiet_optuna (study)
 
     def _directions(self) -> list[StudyDirection]:
         return [MAX, MIN] if self.multi_objective else [MAX]
@@ -204,8 +235,10 @@ class OptunaSearcher(Searcher):
         self._seeded = True
 
     # ------------------------------------------------------------------ ask / prune / tell
-    def ask(self) -> dict[str, int] | None:
+    def ask(self) -> Proposal | None:
         """The next candidate, or None once the study holds ``total_trials`` trials.
+
+        Its info holds the Optuna trial number and raw params (how a resumed run matches a logged trial).
 
         With a heartbeat storage, a worker that has nothing left to ask waits while other workers' trials
         run: if one of them died, its trial goes stale, is re-queued, and this worker runs it.
@@ -246,11 +279,7 @@ class OptunaSearcher(Searcher):
         self._mark(trial, raw_cost)
         self._pending = trial
         self._pending_info = {"optuna_trial": trial.number, "params": dict(trial.params)}
-        return counts
-
-    def ask_info(self) -> dict[str, Any]:
-        """The Optuna trial number and raw params of the candidate just asked (how a resume matches them)."""
-        return dict(self._pending_info)
+        return Proposal(counts, dict(self._pending_info))
 
     def _heartbeat_interval(self) -> int | None:
         return heartbeat_interval(self._storage)
@@ -272,7 +301,7 @@ class OptunaSearcher(Searcher):
         self._stop_heartbeat()
         if pending is None:
             return
-        for key, value in self._pending_info.items():  # trials told without the runner
+        for key, value in self._pending_info.items():  # trials told without the proposal's info
             trial.info.setdefault(key, value)
         self._pending_info = {}
         self._tell(pending, trial)

@@ -5,74 +5,64 @@ Importing this module registers them; :func:`search_candidates` runs one search 
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import optuna
 
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import Evaluator
-from autoprune.search.base import Searcher
 from autoprune.search.optuna_search import OptunaSearcher
 from autoprune.search.optuna_storage import quiet_optuna
 from autoprune.search.registry import make_searcher, register_searcher
 from autoprune.search.runner import SearchConfig, SearchResult, run_search
 from autoprune.search_spaces import SearchSpace
-from autoprune.search_spaces._checks import suggest
 
 
 class TPESearcher(OptunaSearcher):
     """Tree-structured Parzen Estimator (multivariate, constant liar for parallel workers)."""
 
     name = "tpe"
-    sampler_name = "TPESampler"
-
-    def _make_sampler(self) -> optuna.samplers.BaseSampler:
-        n = 10 if self.n_startup_trials is None else self.n_startup_trials
-        with quiet_optuna():
-            return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=n, multivariate=True, constant_liar=True)
+    sampler_class = optuna.samplers.TPESampler
+    sampler_options: ClassVar[Mapping[str, Any]] = {"multivariate": True, "constant_liar": True}
+    default_startup = 10
 
 
 class CmaEsSearcher(OptunaSearcher):
     """CMA-ES (the uniform candidate is its first trial; Optuna 5 deprecates a fixed ``x0``)."""
 
     name = "cmaes"
-    sampler_name = "CmaEsSampler"
-
-    def _make_sampler(self) -> optuna.samplers.BaseSampler:
-        n = 1 if self.n_startup_trials is None else self.n_startup_trials
-        return optuna.samplers.CmaEsSampler(seed=self.seed, n_startup_trials=n, warn_independent_sampling=False)
+    sampler_class = optuna.samplers.CmaEsSampler
+    sampler_options: ClassVar[Mapping[str, Any]] = {"warn_independent_sampling": False}
+    default_startup = 1
 
 
 class GPSearcher(OptunaSearcher):
     """Gaussian-process Bayesian optimization (Optuna's GPSampler)."""
 
     name = "gp"
-    sampler_name = "GPSampler"
-
-    def _make_sampler(self) -> optuna.samplers.BaseSampler:
-        n = 10 if self.n_startup_trials is None else self.n_startup_trials
-        return optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=n, warn_independent_sampling=False)
+    sampler_class = optuna.samplers.GPSampler
+    sampler_options: ClassVar[Mapping[str, Any]] = {"warn_independent_sampling": False}
+    default_startup = 10
 
 
 class QMCSearcher(OptunaSearcher):
     """Scrambled Sobol quasi-random sampling: an evenly spread random search."""
 
     name = "qmc"
-    sampler_name = "QMCSampler"
-
-    def _make_sampler(self) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=self.seed,
-                                          warn_independent_sampling=False)  # fmt: skip
+    sampler_class = optuna.samplers.QMCSampler
+    model_based = False
+    sampler_options: ClassVar[Mapping[str, Any]] = {
+        "qmc_type": "sobol", "scramble": True, "warn_independent_sampling": False,
+    }  # fmt: skip
 
 
 class NSGA2Searcher(OptunaSearcher):
     """NSGA-II over (accuracy up, MACs ratio down); the result is the Pareto front.
 
     Args:
-        population_size: Individuals per generation (at least 2).
+        population_size: Individuals per generation (at least 2); the first generation is random.
         raw_constraint: Also mark raw samples beyond the budget as constraint violations (Optuna 5's
             ``trial.set_constraint``, which replaces the deprecated ``constraints_func``), which steers the
             population into the feasible region. Off by default: Optuna would then rank trials whose
@@ -82,9 +72,10 @@ class NSGA2Searcher(OptunaSearcher):
     """
 
     name = "nsga2"
-    sampler_name = "NSGAIISampler"
+    sampler_class = optuna.samplers.NSGAIISampler
     multi_objective = True
     fills_budget = False  # a Pareto front needs the cheaper candidates too: requests within the budget stay
+    fast_options: ClassVar[Mapping[str, Any]] = {"population_size": 2}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, population_size: int = 16,
                  raw_constraint: bool = False, **options: Any) -> None:  # fmt: skip
@@ -94,8 +85,12 @@ class NSGA2Searcher(OptunaSearcher):
         self.raw_constraint = raw_constraint
         super().__init__(space, seed=seed, **options)
 
-    def _make_sampler(self) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.NSGAIISampler(seed=self.seed, population_size=self.population_size)
+    @property
+    def startup_trials(self) -> int:
+        return self.population_size  # the first generation is random
+
+    def _sampler_kwargs(self) -> dict[str, Any]:
+        return {"population_size": self.population_size}
 
     def _mark(self, trial: optuna.Trial, raw_cost: float) -> None:
         if self.raw_constraint:
@@ -108,45 +103,8 @@ OPTUNA_SEARCHERS: dict[str, type[OptunaSearcher]] = {
     cls.name: cls for cls in (TPESearcher, CmaEsSearcher, GPSearcher, QMCSearcher, NSGA2Searcher)
 }
 
-
-def searcher_options(cls: type[Searcher]) -> list[str]:
-    """The keyword options a searcher class takes besides ``space`` and ``seed``."""
-    names: list[str] = []
-    for klass in cls.__mro__:
-        if klass is object or "__init__" not in vars(klass):
-            continue
-        for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
-            if p.kind == p.KEYWORD_ONLY and p.name != "seed" and p.name not in names:
-                names.append(p.name)
-    return names
-
-
-class _Factory:
-    """Registry entry of an Optuna searcher: checks option names, then builds it.
-
-    ``study_based`` tells the CLI that this searcher takes ``storage``, ``study_name``, ``total_trials``,
-    ``pruner`` and ``seed_ratios`` and that several worker processes can share its study.
-    """
-
-    study_based = True
-
-    def __init__(self, cls: type[OptunaSearcher]) -> None:
-        self.cls = cls
-        self.options = searcher_options(cls)
-        self.__doc__ = cls.__doc__
-
-    def __call__(self, space: SearchSpace, *, seed: int = 0, **options: Any) -> OptunaSearcher:
-        for key in options:
-            if key not in self.options:
-                raise AutoPruneError(
-                    f"searcher {self.cls.name!r} has no option {key!r}.{suggest(key, self.options)} "
-                    f"Its options: {', '.join(self.options)}"
-                )
-        return self.cls(space, seed=seed, **options)
-
-
 for _name, _cls in OPTUNA_SEARCHERS.items():
-    register_searcher(_name, _Factory(_cls))
+    register_searcher(_name, _cls)
 
 
 def search_candidates(

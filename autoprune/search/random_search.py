@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autoprune.search.base import Searcher
+from autoprune.search.base import Proposal, Searcher
 from autoprune.search_spaces import SearchSpace
 
 
@@ -19,8 +19,8 @@ class RandomSearcher(Searcher):
     def __init__(self, space: SearchSpace, *, seed: int = 0) -> None:
         super().__init__(space, seed=seed)
 
-    def ask(self) -> dict[str, int]:
+    def ask(self) -> Proposal:
         ratios = [
             float(self.rng.uniform(g.ratio(g.min_count), g.ratio(g.max_count))) for g in self.space.groups
         ]
-        return self.project(ratios)
+        return Proposal(self.project(ratios))

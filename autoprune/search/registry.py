@@ -1,30 +1,33 @@
-"""Searchers by name: ``make_searcher("tpe", space, seed=0)``; unknown names list the valid ones."""
+"""Searchers by name: ``make_searcher("tpe", space, seed=0)``; unknown names list the valid ones.
+
+The registry holds the searcher classes themselves, so their capabilities (``study_based``,
+``multi_objective``, ``proposes_infeasible``, ...) and options are read from the class:
+``SEARCHERS.get("tpe").study_based``. A new searcher is one class plus one :func:`register_searcher` line.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from autoprune._registry import Registry
 from autoprune.search.base import Searcher
 from autoprune.search_spaces import SearchSpace
 
-#: Builds a searcher: ``factory(space, seed=..., **options)``; searcher-specific options are keywords.
-SearcherFactory = Callable[..., Searcher]
+SEARCHERS: Registry[type[Searcher]] = Registry("searcher")
 
 
-SEARCHERS: Registry[SearcherFactory] = Registry("searcher")
-
-
-def register_searcher(name: str, factory: SearcherFactory, *, overwrite: bool = False) -> SearcherFactory:
-    """Make ``factory`` available as ``--searcher NAME`` and :func:`make_searcher` ``(NAME, ...)``."""
-    return SEARCHERS.register(name, factory, overwrite=overwrite)
+def register_searcher(name: str, cls: type[Searcher], *, overwrite: bool = False) -> type[Searcher]:
+    """Make the searcher class ``cls`` available as ``--searcher NAME`` and :func:`make_searcher` ``(NAME, ...)``."""
+    return SEARCHERS.register(name, cls, overwrite=overwrite)
 
 
 def make_searcher(name: str, space: SearchSpace, *, seed: int = 0, **options: Any) -> Searcher:
-    """The searcher registered as ``name`` over ``space``.
+    """The searcher registered as ``name`` over ``space``, with its options checked.
 
     Raises:
         UnknownNameError: ``name`` is not registered (the message lists the valid names).
+        AutoPruneError: an option the searcher does not take (:meth:`Searcher.check_options`), or a bad value.
     """
-    return SEARCHERS.get(name)(space, seed=seed, **options)
+    cls = SEARCHERS.get(name)
+    cls.check_options(options)
+    return cls(space, seed=seed, **options)

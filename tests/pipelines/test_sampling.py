@@ -14,7 +14,9 @@ from scipy.stats import spearmanr
 from autoprune.errors import AutoPruneError
 from autoprune.metrics import count_cost
 from autoprune.pipelines.sampling import SamplingConfig, run_sampling, spearman
-from autoprune.pipelines.sampling_strategies import choice_probabilities, draw_candidates, importance_damage
+from autoprune.pipelines.sampling_strategies import importance_damage
+from autoprune.search import SearchConfig, make_searcher, run_search
+from autoprune.search.sampling import choice_probabilities, draw_candidates
 from autoprune.supernet import Supernet
 from autoprune.training import TrainConfig
 
@@ -151,3 +153,18 @@ def test_same_seed_same_candidates(digits_supernet) -> None:  # type: ignore[no-
     first = draw_candidates(space, probs, 8, np.random.default_rng(3))
     assert first == draw_candidates(space, probs, 8, np.random.default_rng(3))
     assert first != draw_candidates(space, probs, 8, np.random.default_rng(4))
+
+
+def test_the_draws_are_the_sampling_searchers(digits_supernet) -> None:  # type: ignore[no-untyped-def]
+    """The pipeline scores the ``sampling`` searcher's proposals through ``run_search``: distinct seeded draws, the
+    uniform candidate in the last place when the draws missed it."""
+    space = digits_supernet.space
+    searcher = make_searcher("sampling", space, seed=3, include_uniform=True)
+    result = run_search(searcher, digits_supernet.evaluator(), SearchConfig(trials=5), progress=False)
+    drawn = draw_candidates(space, choice_probabilities(space), 5, np.random.default_rng(3))
+    if space.uniform(1.0) not in drawn:
+        drawn = [*drawn[:4], space.uniform(1.0)]
+    assert [t.counts for t in result.trials] == drawn
+    assert [t.info["uniform"] for t in result.trials] == [c == space.uniform(1.0) for c in drawn]
+    with pytest.raises(AutoPruneError, match="temperature"):
+        make_searcher("sampling", space, temperature=0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +19,10 @@ import pytest
 from optuna.trial import TrialState
 
 from autoprune.errors import AutoPruneError
-from autoprune.evaluate import EvalResult, Evaluator, EvaluatorStats
+from autoprune.evaluate import Evaluator
 from autoprune.search import SearchConfig, make_searcher, run_search, search_candidates
 from autoprune.search.optuna_search import OptunaSearcher
 from autoprune.search.optuna_storage import PRUNERS, budget_count, default_storage
-
-
-class Recording(Evaluator):
-    """Records every (candidate, fidelity) it scores."""
-
-    def __init__(self, inner: Evaluator) -> None:
-        self.inner = inner
-        self.max_fidelity = inner.max_fidelity
-        self.calls: list[tuple[dict[str, int], int | None]] = []
-
-    @property
-    def stats(self) -> EvaluatorStats:
-        return self.inner.stats
-
-    def evaluate(self, counts: Mapping[str, int], fidelity: int | None = None) -> EvalResult:
-        self.calls.append((dict(counts), fidelity))
-        return self.inner.evaluate(counts, fidelity)
-
-
-@pytest.fixture(scope="module")
-def shared(digits_supernet: Any) -> tuple[Any, Evaluator]:
-    return digits_supernet.space, digits_supernet.evaluator()
 
 
 def _optuna(searcher: Any) -> OptunaSearcher:
@@ -53,9 +30,9 @@ def _optuna(searcher: Any) -> OptunaSearcher:
     return searcher
 
 
-def test_infeasible_samples_are_projected_and_never_evaluated(shared: tuple[Any, Evaluator]) -> None:
+def test_infeasible_samples_are_projected_and_never_evaluated(shared: tuple[Any, Evaluator], recording: Any) -> None:
     space, inner = shared
-    evaluator = Recording(inner)
+    evaluator = recording(inner)
     searcher = _optuna(make_searcher("tpe", space, seed=0, n_startup_trials=4))
     result = run_search(searcher, evaluator, SearchConfig(trials=10), progress=False)
     assert len(result.trials) == 10
@@ -68,9 +45,9 @@ def test_infeasible_samples_are_projected_and_never_evaluated(shared: tuple[Any,
         assert trial.info["optuna_trial"] == study_trial.number and trial.info["params"] == study_trial.params
 
 
-def test_repeated_candidates_are_not_reevaluated_but_still_told(shared: tuple[Any, Evaluator]) -> None:
+def test_repeated_candidates_are_not_reevaluated_but_still_told(shared: tuple[Any, Evaluator], recording: Any) -> None:
     space, inner = shared
-    evaluator = Recording(inner)
+    evaluator = recording(inner)
     searcher = _optuna(make_searcher("tpe", space, seed=0, seed_uniform=False))
     counts = space.uniform(1.0)  # saturated: its own projection, and that of a slightly smaller request
     ratios = space.ratios(counts)
@@ -86,9 +63,9 @@ def test_repeated_candidates_are_not_reevaluated_but_still_told(shared: tuple[An
 
 
 @pytest.mark.parametrize("pruner", PRUNERS)
-def test_pruners_stop_weak_trials_early(pruner: str, shared: tuple[Any, Evaluator]) -> None:
+def test_pruners_stop_weak_trials_early(pruner: str, shared: tuple[Any, Evaluator], recording: Any) -> None:
     space, inner = shared
-    evaluator = Recording(inner)
+    evaluator = recording(inner)
     searcher = _optuna(make_searcher("tpe", space, seed=0, pruner=pruner, n_startup_trials=4))
     rungs = (1, 2, inner.max_fidelity)
     result = run_search(searcher, evaluator, SearchConfig(trials=14, rungs=rungs), progress=False)
@@ -170,7 +147,9 @@ def test_a_dead_workers_trial_is_failed_and_rerun(shared: tuple[Any, Evaluator],
     options = {"storage": storage, "study_name": "s", "total_trials": 3, "heartbeat_interval": 1,
                "grace_period": 2}  # fmt: skip
     dead = _optuna(make_searcher("tpe", space, seed=0, **options))
-    counts = dead.ask()
+    proposal = dead.ask()
+    assert proposal is not None
+    counts = proposal.counts
     dead._stop_heartbeat()  # the worker dies: no more heartbeats, never tells
     searcher = _optuna(make_searcher("tpe", space, seed=1, **options))
     start = time.monotonic()

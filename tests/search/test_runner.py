@@ -10,33 +10,18 @@ from typing import Any
 import pytest
 
 from autoprune.errors import AutoPruneError
-from autoprune.evaluate import EvalResult, Evaluator, EvaluatorStats
-from autoprune.search import RandomSearcher, SearchConfig, Searcher, Trial, TrialLog, fidelity_rungs, run_search
+from autoprune.evaluate import EvalResult
+from autoprune.search import (
+    Proposal,
+    RandomSearcher,
+    SearchConfig,
+    Searcher,
+    Trial,
+    TrialLog,
+    fidelity_rungs,
+    run_search,
+)
 from autoprune.search.base import best_trial, pareto_front
-
-
-class Recording(Evaluator):
-    """Wraps an evaluator and records every call; can fail on chosen calls."""
-
-    def __init__(self, inner: Evaluator, fail_on: set[int] | None = None, nan_on: set[int] | None = None) -> None:
-        self.inner = inner
-        self.max_fidelity = inner.max_fidelity
-        self.calls: list[tuple[dict[str, int], int | None]] = []
-        self.fail_on = fail_on or set()
-        self.nan_on = nan_on or set()
-
-    def evaluate(self, counts: Mapping[str, int], fidelity: int | None = None) -> EvalResult:
-        self.calls.append((dict(counts), fidelity))
-        if len(self.calls) - 1 in self.fail_on:
-            raise RuntimeError("boom")
-        result = self.inner.evaluate(counts, fidelity)
-        if len(self.calls) - 1 in self.nan_on:
-            return EvalResult(**{**result.to_dict(), "loss": float("nan")})
-        return result
-
-    @property
-    def stats(self) -> EvaluatorStats:
-        return self.inner.stats
 
 
 class Fixed(Searcher):
@@ -48,13 +33,15 @@ class Fixed(Searcher):
         super().__init__(space, seed=seed)
         self.candidates = list(candidates)
 
-    def ask(self) -> dict[str, int] | None:
-        return self.candidates.pop(0) if self.candidates else None
+    def ask(self) -> Proposal | None:
+        return Proposal(self.candidates.pop(0)) if self.candidates else None
 
 
-def test_every_evaluated_candidate_meets_the_budget_and_the_log_matches(digits_supernet: Any, tmp_path: Path) -> None:
+def test_every_evaluated_candidate_meets_the_budget_and_the_log_matches(
+    digits_supernet: Any, recording: Any, tmp_path: Path
+) -> None:
     space = digits_supernet.space
-    ev = Recording(digits_supernet.evaluator())
+    ev = recording(digits_supernet.evaluator())
     result = run_search(RandomSearcher(space, seed=1), ev, SearchConfig(trials=8), out=tmp_path, progress=False)
     assert len(result.trials) == 8
     assert all(space.feasible(c) for c, _ in ev.calls)
@@ -66,10 +53,10 @@ def test_every_evaluated_candidate_meets_the_budget_and_the_log_matches(digits_s
     assert result.best.accuracy == max(t.accuracy for t in result.trials if t.accuracy is not None)
 
 
-def test_repeated_candidates_are_not_evaluated_again(digits_supernet: Any) -> None:
+def test_repeated_candidates_are_not_evaluated_again(digits_supernet: Any, recording: Any) -> None:
     space = digits_supernet.space
     a, b = space.uniform(1.0), space.smallest()
-    ev = Recording(digits_supernet.evaluator())
+    ev = recording(digits_supernet.evaluator())
     result = run_search(Fixed(space, [a, b, a, a]), ev, SearchConfig(trials=4), progress=False)
     assert len(ev.calls) == 2  # the two repeats of `a` came from the memo
     assert result.evaluations == 2
@@ -77,29 +64,31 @@ def test_repeated_candidates_are_not_evaluated_again(digits_supernet: Any) -> No
     assert result.trials[2].result == result.trials[0].result
 
 
-def test_failed_and_non_finite_evaluations_become_failed_trials(digits_supernet: Any) -> None:
+def test_failed_and_non_finite_evaluations_become_failed_trials(digits_supernet: Any, recording: Any) -> None:
     space = digits_supernet.space
-    ev = Recording(digits_supernet.evaluator(), fail_on={0}, nan_on={1})
+    ev = recording(digits_supernet.evaluator(), fail_on={0}, nan_on={1})
     candidates = [space.uniform(1.0), space.smallest(), space.uniform(0.8)]
     result = run_search(Fixed(space, candidates), ev, SearchConfig(trials=3), progress=False)
     assert [t.state for t in result.trials] == ["failed", "failed", "complete"]
-    assert "boom" in (result.trials[0].error or "") and "non-finite" in (result.trials[1].error or "")
+    assert "injected" in (result.trials[0].error or "") and "non-finite" in (result.trials[1].error or "")
     assert result.best is result.trials[2]
 
 
-def test_an_infeasible_proposal_is_refused_before_evaluation(digits_supernet: Any) -> None:
+def test_an_infeasible_proposal_is_refused_before_evaluation(digits_supernet: Any, recording: Any) -> None:
     space = digits_supernet.space
-    ev = Recording(digits_supernet.evaluator())
+    ev = recording(digits_supernet.evaluator())
     with pytest.raises(RuntimeError, match="misses the budget"):
         run_search(Fixed(space, [space.largest()]), ev, SearchConfig(trials=1), progress=False)
     assert ev.calls == []
 
 
-def test_resume_continues_the_count_without_repeating_finished_trials(digits_supernet: Any, tmp_path: Path) -> None:
+def test_resume_continues_the_count_without_repeating_finished_trials(
+    digits_supernet: Any, recording: Any, tmp_path: Path
+) -> None:
     space = digits_supernet.space
     first = run_search(RandomSearcher(space, seed=3), digits_supernet.evaluator(), SearchConfig(trials=4),
                        out=tmp_path, progress=False)
-    ev = Recording(digits_supernet.evaluator())
+    ev = recording(digits_supernet.evaluator())
     second = run_search(RandomSearcher(space, seed=3), ev, SearchConfig(trials=7), out=tmp_path, resume=True,
                         progress=False)
     assert second.resumed_trials == 4 and len(second.trials) == 7
@@ -124,7 +113,7 @@ def test_a_torn_last_line_is_dropped_and_a_corrupt_one_is_named(tmp_path: Path) 
         log.read()
 
 
-def test_fidelity_rungs_and_early_stopping_hook(digits_supernet: Any) -> None:
+def test_fidelity_rungs_and_early_stopping_hook(digits_supernet: Any, recording: Any) -> None:
     assert fidelity_rungs(24, 3) == (6, 12, 24)
     assert fidelity_rungs(3, 3) == (1, 2, 3)
 

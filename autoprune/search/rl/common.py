@@ -1,4 +1,5 @@
-"""What every RL searcher shares: the episode core, rewards with a moving-average baseline, isolated RNGs.
+"""What every RL searcher shares: the episode core, rewards with a moving-average baseline, the SB3 model's
+construction and training, RNGs of its own.
 
 An RL searcher proposes one candidate per episode of :class:`~autoprune.envs.LayerPruningEnv`'s episode
 logic (the same :class:`~autoprune.envs.EpisodeCore`, so the same mapping, snapping and budget clipping);
@@ -9,18 +10,20 @@ from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 
 from autoprune.envs import EpisodeCore, LayerPruningEnv, get_reward, replay
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult
-from autoprune.search.base import Searcher, Trial
+from autoprune.search.base import Proposal, Searcher, Trial
 from autoprune.search_spaces import SearchSpace
 
 _INTS = ("warmup", "batch_size", "buffer_size", "episodes_per_update", "gradient_steps")
@@ -128,14 +131,17 @@ class Episode:
 
 @contextmanager
 def isolated_rng(seed: int) -> Iterator[None]:
-    """Seed Python, NumPy and torch's global RNGs for a block (SB3 samples from them), then restore them.
+    """Run a block on random generators of its own, in the state ``seed`` gives them; the caller's come back.
 
-    The searcher's proposals then depend on its own seed only, whatever else runs between ask and tell.
+    SB3 draws from Python's, NumPy's and torch's global CPU generators. The block gets generators built from
+    ``seed`` (what ``random.seed``, ``np.random.seed`` and ``torch.manual_seed`` would give, without
+    seeding anything globally: CUDA generators are never touched), so the searcher's draws depend on its own
+    seed only, whatever else runs between ask and tell; the global states are restored afterwards.
     """
     py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    random.setstate(random.Random(seed).getstate())
+    np.random.set_state(np.random.RandomState(seed).get_state())
+    torch.set_rng_state(torch.Generator().manual_seed(seed).get_state())
     try:
         yield
     finally:
@@ -161,13 +167,11 @@ class RLSearcher(Searcher):
     """
 
     algorithm: str = "rl"
+    model_based = True
+    fast_options: ClassVar[dict[str, Any]] = {"warmup": 2, "batch_size": 16, "net_arch": (32, 32)}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **options: Any) -> None:
         super().__init__(space, seed=seed)
-        valid = sorted(RLConfig.__dataclass_fields__)
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise AutoPruneError(f"unknown {self.name} option(s) {unknown}; valid options: {', '.join(valid)}")
         self.config = RLConfig(**options)
         self.reward_fn = get_reward(self.config.reward)
         self.core = EpisodeCore(space, budget_slack=self.config.budget_slack)
@@ -176,13 +180,18 @@ class RLSearcher(Searcher):
         self.baseline: float | None = None
         self.rewards: list[float] = []
         self._pending: Episode | None = None
-        with isolated_rng(seed):
-            self.model = self._build_model()
+        with isolated_rng(seed):  # the networks' initial weights come from the searcher's seed
+            self.model: Any = self._build_model()
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The fields of :class:`RLConfig`."""
+        return list(RLConfig.__dataclass_fields__)
 
     # ------------------------------------------------------------------ hooks
     @abc.abstractmethod
-    def _build_model(self) -> Any:
-        """The SB3 model over :attr:`template_env` (its spaces only; it never steps)."""
+    def _build_model(self) -> BaseAlgorithm:
+        """The SB3 model over :attr:`template_env` (its spaces only; it never steps); see :meth:`_sb3_model`."""
 
     @abc.abstractmethod
     def _act(self, obs: np.ndarray, episode: Episode) -> float:
@@ -192,15 +201,35 @@ class RLSearcher(Searcher):
     def _learn_episode(self, episode: Episode, rewards: list[float]) -> None:
         """Learn from an episode with one reward per transition."""
 
+    def _sb3_model(self, algorithm: Callable[..., BaseAlgorithm], **kwargs: Any) -> BaseAlgorithm:
+        """An SB3 ``algorithm`` over the template env with the shared settings, silent, on the CPU.
+
+        SB3 is given no seed of its own (it would seed the global generators): the model is built inside
+        :func:`isolated_rng` from the searcher's seed.
+        """
+        c = self.config
+        model = algorithm(
+            "MlpPolicy", self.template_env, learning_rate=c.learning_rate, gamma=c.gamma,
+            policy_kwargs={"net_arch": list(c.net_arch)}, seed=None, device="cpu", **kwargs, **c.extra,
+        )  # fmt: skip
+        model.set_logger(Logger(folder=None, output_formats=[]))
+        return model
+
+    def _train(self, **kwargs: Any) -> None:
+        """The SB3 model's own ``train()``, on generators seeded from the searcher's stream."""
+        with isolated_rng(self._seed()):
+            self.model.train(**kwargs)
+
     # ------------------------------------------------------------------ ask / tell
     @property
     def warming_up(self) -> bool:
+        """Whether the next episode's actions are uniformly random (warm-up) rather than the policy's."""
         return self.episodes < self.config.warmup
 
     def _seed(self) -> int:
         return int(self.rng.integers(2**31 - 1))
 
-    def ask(self) -> dict[str, int]:
+    def ask(self) -> Proposal:
         self.core.reset()
         episode = Episode({}, [], [])
         while not self.core.done:
@@ -212,7 +241,7 @@ class RLSearcher(Searcher):
         episode.observations.append(self.core.observation())
         episode.counts, _ = self.core.final_counts()
         self._pending = episode
-        return dict(episode.counts)
+        return Proposal(dict(episode.counts))
 
     def _learn(self, trial: Trial) -> None:
         episode = self._pending

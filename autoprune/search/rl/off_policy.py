@@ -14,7 +14,6 @@ import numpy as np
 from scipy.stats import truncnorm
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from autoprune.search.rl.common import Episode, RLSearcher, isolated_rng
@@ -34,22 +33,8 @@ class OffPolicySearcher(RLSearcher):
 
     def _build_model(self) -> BaseAlgorithm:
         c = self.config
-        model = self._classes[self.algorithm](
-            "MlpPolicy",
-            self.template_env,
-            learning_rate=c.learning_rate,
-            buffer_size=c.buffer_size,
-            learning_starts=0,
-            batch_size=c.batch_size,
-            tau=c.tau,
-            gamma=c.gamma,
-            policy_kwargs={"net_arch": list(c.net_arch)},
-            seed=self.seed,
-            device="cpu",
-            **c.extra,
-        )
-        model.set_logger(Logger(folder=None, output_formats=[]))
-        return model
+        return self._sb3_model(self._classes[self.algorithm], buffer_size=c.buffer_size, learning_starts=0,
+                               batch_size=c.batch_size, tau=c.tau)  # fmt: skip
 
     @property
     def noise_std(self) -> float:
@@ -81,8 +66,7 @@ class OffPolicySearcher(RLSearcher):
             return
         steps = self.core.n_groups if self.config.gradient_steps is None else self.config.gradient_steps
         if steps:
-            with isolated_rng(self._seed()):
-                self.model.train(gradient_steps=steps, batch_size=self.config.batch_size)
+            self._train(gradient_steps=steps, batch_size=self.config.batch_size)
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "noise_std": self.noise_std}

@@ -9,12 +9,11 @@ PPO trains on it. Actions outside [0, 1] are clipped for the episode and stored 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.logger import Logger
 
 from autoprune.search.rl.common import Episode, RLSearcher, isolated_rng
 from autoprune.search_spaces import SearchSpace
@@ -31,6 +30,7 @@ class PPOSearcher(RLSearcher):
 
     name = "ppo"
     algorithm = "ppo"
+    fast_options: ClassVar[dict[str, Any]] = {"episodes_per_update": 2, "batch_size": 16, "net_arch": (32, 32)}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **options: Any) -> None:
         options.setdefault("warmup", 0)
@@ -40,19 +40,9 @@ class PPOSearcher(RLSearcher):
     def _build_model(self) -> PPO:
         c = self.config
         n_steps = c.episodes_per_update * self.core.n_groups
-        model = PPO(
-            "MlpPolicy",
-            self.template_env,
-            learning_rate=c.learning_rate,
-            n_steps=n_steps,
-            batch_size=max(d for d in range(1, min(c.batch_size, n_steps) + 1) if n_steps % d == 0),
-            gamma=c.gamma,
-            policy_kwargs={"net_arch": list(c.net_arch)},
-            seed=self.seed,
-            device="cpu",
-            **c.extra,
-        )
-        model.set_logger(Logger(folder=None, output_formats=[]))
+        batch_size = max(d for d in range(1, min(c.batch_size, n_steps) + 1) if n_steps % d == 0)
+        model = self._sb3_model(PPO, n_steps=n_steps, batch_size=batch_size)
+        assert isinstance(model, PPO)
         return model
 
     def _act(self, obs: np.ndarray, episode: Episode) -> float:
@@ -88,6 +78,5 @@ class PPOSearcher(RLSearcher):
         if not buffer.full:
             return
         buffer.compute_returns_and_advantage(last_values=torch.zeros(1, 1), dones=np.array([True]))
-        with isolated_rng(self._seed()):
-            self.model.train()
+        self._train()
         buffer.reset()
