@@ -33,6 +33,9 @@ FEATURES: tuple[str, ...] = (
     "index", "is_conv", "in_channels", "out_channels", "kernel", "stride", "feature_map",
     "group_macs", "macs_removed", "macs_later", "previous_action",
 )  # fmt: skip
+#: How many leading features describe the group itself (up to ``group_macs``); the rest change during
+#: an episode (what was removed so far, the previous action).
+STATIC_FEATURES = FEATURES.index("group_macs") + 1
 _EPS = 1e-12
 
 

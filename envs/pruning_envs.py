@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from autoprune.envs.episode import FEATURES, EpisodeCore
+from autoprune.envs.episode import FEATURES, STATIC_FEATURES, EpisodeCore
 from autoprune.envs.rewards import Reward, get_reward, latency_ms
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, Evaluator
@@ -184,7 +184,7 @@ class RatioVectorEnv(_PruningEnv):
         self.core.reset()
         for i in range(self.core.n_groups):
             self.core.t = i
-            rows.append(self.core.observation()[:8])  # the static features of every group
+            rows.append(self.core.observation()[:STATIC_FEATURES])  # what each group is, not the episode so far
         self.core.reset()
         return np.concatenate(rows).astype(np.float32)
 

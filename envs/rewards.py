@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from autoprune._registry import Registry
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult
 from autoprune.search_spaces import SearchSpace
@@ -52,11 +53,11 @@ def accuracy_log_latency_reward(result: EvalResult, space: SearchSpace) -> float
     return -(1.0 - float(result.accuracy)) * math.log(max(latency_ms(result, space) * 1e3, 1.0))
 
 
-REWARDS: dict[str, Reward] = {
-    "accuracy": accuracy_reward,
-    "accuracy_log_macs": accuracy_log_macs_reward,
-    "accuracy_log_latency": accuracy_log_latency_reward,
-}
+#: The rewards by name; ``REWARDS.register("mine", fn)`` adds one that the environments and RL searchers take.
+REWARDS: Registry[Reward] = Registry("reward")
+REWARDS.register("accuracy", accuracy_reward)
+REWARDS.register("accuracy_log_macs", accuracy_log_macs_reward)
+REWARDS.register("accuracy_log_latency", accuracy_log_latency_reward)
 
 
 def get_reward(reward: str | Reward) -> Reward:
@@ -68,5 +69,5 @@ def get_reward(reward: str | Reward) -> Reward:
     if callable(reward):
         return reward
     if isinstance(reward, str) and reward in REWARDS:
-        return REWARDS[reward]
+        return REWARDS.get(reward)
     raise AutoPruneError(f"unknown reward {reward!r}; use one of {', '.join(REWARDS)} or a callable")
