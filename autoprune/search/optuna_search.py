@@ -36,20 +36,16 @@ from optuna.trial import TrialState
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult
 from autoprune.search.base import Proposal, Searcher, Trial
-from autoprune.search.optuna_storage import (
+from autoprune.search.optuna_liveness import (
     WORKER_ATTR,
     Heartbeat,
-    StudyLock,
-    budget_count,
     fail_dead_local,
     fail_stale,
     heartbeat_interval,
-    make_pruner,
-    open_storage,
     orphaned,
-    quiet_optuna,
     worker_tag,
 )
+from autoprune.search.optuna_storage import StudyLock, budget_count, make_pruner, open_storage, quiet_optuna
 from autoprune.search_spaces import SearchSpace
 
 MAX, MIN = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE

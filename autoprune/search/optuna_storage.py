@@ -10,6 +10,8 @@ same Optuna study. Two things make their total exact:
 - :func:`budget_count` counts the trials that use up the budget: every trial except those that died with
   their worker and were re-queued (a stale trial, failed by the storage heartbeat and copied to a waiting
   trial by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`; the copy counts instead).
+
+Heartbeats and the trials of dead workers: :mod:`autoprune.search.optuna_liveness`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
 import threading
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -151,38 +151,6 @@ def _database(url: str) -> str | None:
 
 
 #: User attribute holding a running trial's last heartbeat (Unix time) in a journal storage.
-HEARTBEAT_ATTR = "autoprune_heartbeat"
-
-
-class HeartbeatJournalStorage(optuna.storages.JournalStorage):
-    """Optuna's journal storage with a heartbeat kept by autoprune.
-
-    Optuna's journal storage has none, so a worker killed on another machine would leave its trial running
-    for ever. Here :class:`Heartbeat` writes the time into the running trial's user attribute
-    :data:`HEARTBEAT_ATTR` every ``heartbeat_interval`` seconds, and :func:`fail_stale` fails and re-queues
-    a running trial whose last beat is older than ``grace_period`` seconds (default twice the interval).
-    Beats are compared with this machine's clock: keep the workers' clocks in sync (NTP) to well under the
-    grace period.
-    """
-
-    def __init__(
-        self, backend: Any, heartbeat_interval: int, grace_period: int | None = None, max_retry: int | None = 3
-    ) -> None:
-        super().__init__(backend)
-        self.heartbeat_interval = int(heartbeat_interval)
-        self.grace_period = float(2 * heartbeat_interval if grace_period is None else grace_period)
-        self.max_retry = max_retry
-
-
-def heartbeat_interval(storage: optuna.storages.BaseStorage | None) -> int | None:
-    """Seconds between heartbeats of running trials in ``storage``; None when it keeps none."""
-    if isinstance(storage, optuna.storages.RDBStorage):
-        return storage.get_heartbeat_interval()
-    if isinstance(storage, HeartbeatJournalStorage):
-        return storage.heartbeat_interval
-    return None
-
-
 def budget_count(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
     """``(trials that count toward the budget, of which waiting)``.
 
@@ -304,111 +272,24 @@ class StudyLock:
             self._conn = self._engine = None
 
 
-class Heartbeat:
-    """Records a running trial's heartbeat every ``interval`` seconds in a daemon thread until :meth:`stop`.
+HEARTBEAT_ATTR = "autoprune_heartbeat"
 
-    Optuna runs this thread inside ``Study.optimize``; ask-and-tell searchers run it themselves.
+
+class HeartbeatJournalStorage(optuna.storages.JournalStorage):
+    """Optuna's journal storage with a heartbeat kept by autoprune.
+
+    Optuna's journal storage has none, so a worker killed on another machine would leave its trial running
+    for ever. Here :class:`Heartbeat` writes the time into the running trial's user attribute
+    :data:`HEARTBEAT_ATTR` every ``heartbeat_interval`` seconds, and :func:`fail_stale` fails and re-queues
+    a running trial whose last beat is older than ``grace_period`` seconds (default twice the interval).
+    Beats are compared with this machine's clock: keep the workers' clocks in sync (NTP) to well under the
+    grace period.
     """
 
-    def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int) -> None:
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        interval = heartbeat_interval(storage)
-        if not interval or storage is None:
-            return
-        if isinstance(storage, optuna.storages.RDBStorage):
-            record = storage.record_heartbeat
-        else:  # HeartbeatJournalStorage
-
-            def record(trial_id: int) -> None:
-                storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
-
-        with contextlib.suppress(Exception):  # the first beat now, so the trial can go stale from the start
-            record(trial_id)
-
-        def beat() -> None:
-            while not self._stop.wait(interval):
-                with contextlib.suppress(Exception):  # a transient storage error: try again next beat
-                    record(trial_id)
-
-        self._thread = threading.Thread(target=beat, name=f"autoprune-heartbeat-{trial_id}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-
-def fail_stale(study: optuna.Study, storage: optuna.storages.BaseStorage | None) -> None:
-    """Fail the running trials of dead workers (stale heartbeat) in ``study`` (held in ``storage``); re-queue them.
-
-    Database storages: Optuna's own ``fail_stale_trials``. :class:`HeartbeatJournalStorage`: running trials
-    whose :data:`HEARTBEAT_ATTR` is older than the grace period.
-    """
-    with quiet_optuna():
-        if not isinstance(storage, HeartbeatJournalStorage):
-            optuna.storages.fail_stale_trials(study)
-            return
-        now = time.time()
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=storage.max_retry)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            beat = t.user_attrs.get(HEARTBEAT_ATTR)
-            if isinstance(beat, (int, float)) and now - beat > storage.grace_period:
-                retry(study, study.tell(t.number, state=TrialState.FAIL))
-
-
-#: User attribute naming the process that runs a trial (host and pid), so that a rerun on the same machine can
-#: fail the trials of a dead process at once instead of waiting for their heartbeat to go stale.
-WORKER_ATTR = "worker"
-
-
-def worker_tag() -> dict[str, Any]:
-    """This process, as recorded on the trials it runs."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def orphaned(trial: FrozenTrial, *, untagged: bool = False) -> bool:
-    """Whether a running ``trial`` belongs to no live process, as far as this machine can tell.
-
-    A trial tagged with a process of this machine that no longer exists is orphaned. An untagged running trial
-    is orphaned only when ``untagged`` is True: searchers ask and tag a trial in one hold of the study lock, so
-    a caller holding a lock that every worker takes (:attr:`StudyLock.covers_all_workers`) sees an untagged
-    running trial only when its process died between the two. Trials of this process and of other machines are
-    left to the heartbeat.
-    """
-    tag = trial.user_attrs.get(WORKER_ATTR)
-    if not isinstance(tag, dict):
-        return untagged
-    me = worker_tag()
-    if tag.get("host") != me["host"]:
-        return False
-    pid = int(tag.get("pid", -1))
-    return pid != me["pid"] and not _alive(pid)
-
-
-def fail_dead_local(study: optuna.Study, *, untagged: bool = False) -> int:
-    """Fail and re-queue the :func:`orphaned` running trials (a dead process's), at once; returns how many.
-
-    Call it holding the study lock; ``untagged``: see :func:`orphaned`.
-    """
-    n = 0
-    with quiet_optuna():
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if not orphaned(t, untagged=untagged):
-                continue
-            frozen = study.tell(t.number, state=TrialState.FAIL)
-            optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
-            n += 1
-    return n
+    def __init__(
+        self, backend: Any, heartbeat_interval: int, grace_period: int | None = None, max_retry: int | None = 3
+    ) -> None:
+        super().__init__(backend)
+        self.heartbeat_interval = int(heartbeat_interval)
+        self.grace_period = float(2 * heartbeat_interval if grace_period is None else grace_period)
+        self.max_retry = max_retry

@@ -16,7 +16,8 @@ import optuna
 import pytest
 
 from autoprune.search import TrialLog
-from autoprune.search.optuna_storage import WORKER_ATTR, open_storage
+from autoprune.search.optuna_liveness import WORKER_ATTR
+from autoprune.search.optuna_storage import open_storage
 
 pytestmark = pytest.mark.slow
 
