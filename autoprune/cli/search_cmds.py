@@ -6,8 +6,6 @@ import copy
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +15,6 @@ import typer
 if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not for --help
     from torch import nn
 
-    from autoprune.search.winner import WinnerChoice
     from autoprune.search_spaces import SearchSpace
     from autoprune.supernet import Supernet
 
@@ -35,6 +32,15 @@ from autoprune.cli.common import (
     with_budget,
 )
 from autoprune.cli.runfolder import adopt_recorded
+from autoprune.cli.search_support import (
+    jsonable,
+    parse_searcher_options,
+    plot_figures,
+    side_by_side,
+    spawn_workers,
+    tensorboard_logger,
+    wait_workers,
+)
 from autoprune.cli.supernet_cmds import BnBatches, Space, dense_model_of, export_subnet, train_dense_once
 from autoprune.defaults import DEFAULT_TOP_K
 from autoprune.errors import AutoPruneError
@@ -43,20 +49,6 @@ SearcherName = Annotated[
     str, typer.Option("--searcher", help="tpe, cmaes, gp, qmc, nsga2 (Optuna; nsga2: Pareto front), ddpg, td3, sac, "
                       "ppo (Stable-Baselines3), greedy (slimming), random.")
 ]
-
-
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    """``--searcher-option key=value`` (value parsed as JSON when it can be, else kept as text)."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise AutoPruneError(f"--searcher-option {item!r} must look like key=value, e.g. warmup=10")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 #: The settings a resumed search must share with the run it continues (--trials may grow, --workers change).
@@ -187,7 +179,7 @@ def search_cmd(
     if workers > 1 and not study:
         raise AutoPruneError(f"--workers {workers} needs an Optuna searcher (tpe, cmaes, gp, nsga2) that shares "
                              f"a study; {searcher!r} runs in one process")
-    options = _parse_options(searcher_option or [])
+    options = parse_searcher_options(searcher_option or [])
     if rungs is None:
         rungs = 3 if pruner not in (None, "none") else 1
     if rungs < 1:
@@ -216,8 +208,8 @@ def search_cmd(
             log.repair()
         else:
             log.reset()
-        procs = _spawn_workers(workers - 1, s.out, supernet or s.out / "supernet.pt", options)
-    on_trial = _tensorboard(s.out) if tensorboard else None
+        procs = spawn_workers(workers - 1, s.out, supernet or s.out / "supernet.pt", options)
+    on_trial = tensorboard_logger(s.out) if tensorboard else None
     val_batch_size = limit_validation(s, val_batch_size, val_batches)
     n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
     outcome = search_supernet(
@@ -231,7 +223,7 @@ def search_cmd(
     )  # fmt: skip
     if worker:
         return
-    _wait(procs)
+    wait_workers(procs)
     if outcome.result.interrupted:
         console.print(f"[yellow]interrupted[/] after {len(outcome.result.trials)} trials; every finished trial is in "
                       f"{log.csv}. Continue with the same command plus --resume (and --out {s.out}).")
@@ -287,7 +279,7 @@ def search_cmd(
         **{k: v for k, v in choice.to_dict().items() if k != "uniform"}, uniform_rescored=choice.uniform.to_dict(),
         budget_use={**search_space.budget_use(space_counts),
                     "evaluated": budget_use_summary(search_space, evaluated)},
-        config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": _jsonable(options),
+        config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": jsonable(options),
                 "workers": workers, "bn_batches": bn_batches, "val_batch_size": val_batch_size,
                 "top_k": top_k, "rescore_bn_batches": len(chosen.calibration),
                 "latency_form": latency_form,
@@ -295,41 +287,11 @@ def search_cmd(
                 "device": str(s.device), "checkpoint": None if run.checkpoint is None else str(run.checkpoint)},
     )  # fmt: skip
     path = report.write()
-    files.update(_plot(s.out))
+    files.update(plot_figures(s.out))
     report.set(files=files)
     path = report.write()
-    print(_side_by_side(run.model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
+    print(side_by_side(run.model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
     print(f"{choice.statement}\nreport: {path}  (HTML page and figures: autoprune report {s.out})")
-
-
-def _side_by_side(model: str, n_trials: int, searcher: str, dense: dict[str, Any], uniform: dict[str, Any],
-                  pruned: dict[str, Any], choice: WinnerChoice, space: SearchSpace) -> str:
-    """Dense, uniform and the winner side by side, as plain aligned text (fits any terminal or log).
-
-    Test and validation accuracy with their standard errors, MACs (and the fraction of dense), params,
-    latency at batch 1 (eager, and in the deploy form).
-    """
-
-    def acc(m: dict[str, Any]) -> str:
-        se = m.get("accuracy_se")
-        return "-" if m.get("accuracy") is None else f"{m['accuracy']:.4f}" + (f" ± {se:.4f}" if se else "")
-
-    def val(r: Any) -> str:
-        return f"{r.score.accuracy:.4f} ± {r.score.accuracy_se:.4f}"
-
-    winner = "winner (uniform)" if choice.winner is choice.uniform else "winner"
-    header = ("", "test accuracy", "val accuracy", "MACs", "params", "latency ms b1 (deploy)")
-    rows = [header]
-    for name, m, v in (("dense", dense, "-"), ("uniform", uniform, val(choice.uniform)),
-                       (winner, pruned, val(choice.winner))):
-        rows.append((name, acc(m), v, f"{m['macs'] / 1e6:.2f}M ({m['macs'] / dense['macs']:.3f})",
-                     f"{m['params'] / 1e3:.1f}k",
-                     "-" if "latency_ms" not in m else f"{m['latency_ms']:.2f} ({m['deploy_latency_ms']:.2f})"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [f"{model} at {space.metric} <= {space.target:g}: winner of {n_trials} trials ({searcher}), no finetuning"]
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-              for r in rows]
-    return "\n".join(lines)
 
 
 def _supernet_and_space(
@@ -391,37 +353,3 @@ def _retarget(
     return dataclasses.replace(macs_space, metric="latency", target=target_latency, latency_table=table)
 
 
-def _spawn_workers(n: int, out: Path, supernet: Path, options: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
-    """N more processes of this same command on the same study (they skip export and report)."""
-    argv = list(sys.argv[1:])
-    extra = ["--worker", "--no-progress", "--supernet", str(supernet.resolve()), "--out", str(out),
-             "--storage", str(options["storage"]), "--study-name", str(options["study_name"])]
-    procs = []
-    for i in range(n):
-        log = (out / f"worker-{i + 1}.log").open("wb")
-        procs.append(subprocess.Popen([sys.executable, "-m", "autoprune", *argv, *extra], stdout=log, stderr=log))
-    return procs
-
-
-def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
-    failed = [p.args for p in procs if p.wait() != 0]
-    if failed:
-        console.print(f"[yellow]warning:[/] {len(failed)} worker(s) failed; see worker-*.log in the run folder")
-
-
-def _tensorboard(out: Path) -> Any:
-    from autoprune.analysis.tensorboard import TensorBoardLogger
-
-    return TensorBoardLogger(out / "tensorboard").on_trial
-
-
-def _plot(out: Path) -> dict[str, str]:
-    """Figures of the run (accuracy vs MACs with the Pareto front, keep ratios, best so far) in OUT/figures."""
-    from autoprune.analysis.plots import plot_run
-
-    return {f"figure_{name}": str(path.relative_to(out)) for name, path in plot_run(out).items()}
-
-
-def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
-            for k, v in options.items()}
