@@ -15,7 +15,8 @@ from typing import Any, Literal
 import numpy as np
 
 from autoprune.engine.latency_table import LatencyTable
-from autoprune.engine.structure import ModelStructure, group_step
+from autoprune.engine.rounding import group_step
+from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
 from autoprune.search_spaces.budget import check_reachable, check_target

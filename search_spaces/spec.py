@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from autoprune.engine.latency_table import LatencyTable
-from autoprune.engine.structure import ModelStructure, PrunableGroup, group_step, round_channels
+from autoprune.engine.rounding import group_step, round_channels
+from autoprune.engine.structure import ModelStructure, PrunableGroup
 from autoprune.errors import AutoPruneError, BudgetError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
 from autoprune.search_spaces.budget import check_reachable, check_target

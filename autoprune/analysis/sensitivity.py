@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from autoprune.engine.structure import group_step, round_channels
+from autoprune.engine.rounding import group_step, round_channels
 from autoprune.errors import AutoPruneError
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet

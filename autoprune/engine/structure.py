@@ -14,7 +14,6 @@ Two guarantees that Torch-Pruning alone does not give:
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune._device import model_device
+from autoprune.engine.rounding import channel_groups, group_step, round_channels
+from autoprune.engine.tracing import BarrierPruner, find_unsupported_layers, output_layers
 from autoprune.errors import AutoPruneError
 from autoprune.metrics.macs import layer_costs
 
@@ -81,59 +82,6 @@ class PrunableGroup:
         return [m.name for m in self.members if kind is None or m.kind == kind]
 
 
-class _BarrierPruner(tp.pruner.function.BasePruningFunc):
-    """Marks a module the graph cannot prune: groups reaching it are dropped (see ``_drop_barrier_groups``)."""
-
-    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        raise AutoPruneError(f"internal error: tried to prune unsupported layer {type(layer).__name__}")
-
-    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        raise AutoPruneError(f"internal error: tried to prune unsupported layer {type(layer).__name__}")
-
-    def get_out_channels(self, layer: nn.Module) -> None:
-        return None
-
-    def get_in_channels(self, layer: nn.Module) -> None:
-        return None
-
-
-def _is_supported(module: nn.Module, dg: tp.DependencyGraph) -> bool:
-    optype = tp.ops.module2type(module)
-    return optype in dg.REGISTERED_PRUNERS and optype != tp.ops.OPTYPE.ELEMENTWISE
-
-
-def find_unsupported_layers(model: nn.Module) -> list[str]:
-    """Names of leaf modules that own parameters the dependency graph has no pruning rule for."""
-    dg = tp.DependencyGraph()
-    found = []
-    for name, module in model.named_modules():
-        has_params = any(True for _ in module.parameters(recurse=False))
-        is_leaf = not any(True for _ in module.children())
-        if has_params and is_leaf and not _is_supported(module, dg):
-            found.append(name)
-    return found
-
-
-def _output_layers(dg: tp.DependencyGraph) -> list[nn.Module]:
-    """Conv/linear layers whose output reaches a model output through parameter-free ops only."""
-    heads: list[nn.Module] = []
-    stack = [n for n in dg.module2node.values() if isinstance(n.module, tp.ops._OutputOp)]
-    if not stack:  # older versions: nodes without outputs are the outputs
-        stack = [n for n in dg.module2node.values() if not n.outputs]
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        module = node.module
-        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-            heads.append(module)
-            continue
-        stack.extend(node.inputs)
-    return heads
-
-
 class ModelStructure:
     """The prunable groups of one model and an exact, fast MACs model over them.
 
@@ -165,7 +113,7 @@ class ModelStructure:
         self.ignored_layers = tuple(ignored_layers)
         self.unsupported = find_unsupported_layers(model)
         self._trace()
-        self.output_layers = [self._name_of[m] for m in _output_layers(self.dg)]
+        self.output_layers = [self._name_of[m] for m in output_layers(self.dg)]
         self.costs = layer_costs(model, self.input_shape)
         self.dense_macs = sum(c.macs for c in self.costs.values())
         self._set_groups(self._collect_groups())
@@ -187,7 +135,7 @@ class ModelStructure:
                 self.dg.build_dependency(
                     model,
                     example_inputs=example,
-                    customized_pruners={t: _BarrierPruner() for t in barrier_types},
+                    customized_pruners={t: BarrierPruner() for t in barrier_types},
                     verbose=False,
                 )
         except AutoPruneError:
@@ -287,7 +235,7 @@ class ModelStructure:
                     channels=channels,
                     members=tuple(_merge(members)),
                     macs=macs,
-                    channel_groups=_channel_groups(tp_group, channels),
+                    channel_groups=channel_groups(tp_group, channels),
                     tp_group=tp_group,
                 )
             )
@@ -398,30 +346,6 @@ class ModelStructure:
                 )
             counts[g.name] = round_channels(ratio * g.channels, g.channels, group_step(g, round_to))
         return counts
-
-
-def group_step(group: PrunableGroup, round_to: int) -> int:
-    """The granularity of kept counts in ``group``: a multiple of ``round_to`` and its channel groups."""
-    return min(math.lcm(round_to, group.channel_groups), group.channels)
-
-
-def _channel_groups(tp_group: Any, channels: int) -> int:
-    blocks = 1
-    for item in tp_group:
-        module = item.dep.target.module
-        if isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1:
-            depthwise = module.groups == module.out_channels == module.in_channels
-            if not depthwise:
-                blocks = max(blocks, module.groups)
-    return blocks if channels % blocks == 0 else 1
-
-
-def round_channels(value: float, channels: int, round_to: int) -> int:
-    """Round a channel count to the nearest multiple of ``round_to``, within ``[min(round_to, channels), channels]``."""
-    if round_to < 1:
-        raise ValueError(f"round_to={round_to} must be >= 1")
-    n = round(value / round_to) * round_to
-    return max(min(round_to, channels), min(channels, n), 1)
 
 
 def _merge(members: list[GroupMember]) -> list[GroupMember]:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoprune.engine.structure import ModelStructure, group_step
+from autoprune.engine.rounding import group_step
+from autoprune.engine.structure import ModelStructure
 from autoprune.errors import BudgetError
 from autoprune.search_spaces import GroupSpace, SearchSpace
 from autoprune.search_spaces.spec import channel_space

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autoprune.engine.structure import ModelStructure, group_step
+from autoprune.engine.rounding import group_step
+from autoprune.engine.structure import ModelStructure
 from autoprune.models import model_names
 from autoprune.search_spaces import SearchSpace, load_space, space_names
 

@@ -13,7 +13,8 @@ import yaml
 from torch import nn
 
 from autoprune.engine.plan import PrunePlan, apply_plan
-from autoprune.engine.structure import ModelStructure, group_step
+from autoprune.engine.rounding import group_step
+from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, BudgetError
 from autoprune.metrics import count_macs, count_params
 from autoprune.search_spaces import SearchSpace, auto_space, load_space, space_from_dict
