@@ -29,13 +29,9 @@ if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not 
 from autoprune.defaults import DEFAULT_ROUND_TO
 from autoprune.errors import AutoPruneError
 
-Space = Annotated[
-    str | None,
-    typer.Option("--space", help="Search space: a YAML file, a bundled name (resnet20, ...), or 'auto'. "
-                 "Default: the bundled space of --model if there is one, else auto."),
-]
+Space = opt.Space
 Criterion = Annotated[str, typer.Option("--criterion", help="Channel ranking: which channels a pruned group keeps.")]
-BnBatches = Annotated[int, typer.Option("--bn-batches", help="Calibration batches for adaptive BatchNorm.")]
+BnBatches = opt.BnBatches
 ValBatches = opt.ValBatches
 TrainEpochs = opt.DenseEpochs
 BatchSize = opt.BatchSize

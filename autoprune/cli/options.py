@@ -48,6 +48,12 @@ TargetParams = Annotated[
     typer.Option("--target-params", help="Budget: fraction of the dense parameters to keep, in (0, 1] (instead of "
                  "--target-macs)."),
 ]
+Space = Annotated[
+    str | None,
+    typer.Option("--space", help="Search space: a YAML file, a bundled name (resnet20, ...), or 'auto'. "
+                 "Default: the bundled space of --model if there is one, else auto."),
+]
+BnBatches = Annotated[int, typer.Option("--bn-batches", help="Calibration batches for adaptive BatchNorm.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the search.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Out = Annotated[

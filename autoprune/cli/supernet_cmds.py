@@ -32,12 +32,8 @@ from autoprune.cli.common import (
 )
 from autoprune.errors import AutoPruneError
 
-Space = Annotated[
-    str | None,
-    typer.Option("--space", help="Search space: a YAML file, a bundled name (resnet20, ...), or 'auto'. "
-                 "Default: the bundled space of --model if there is one, else auto."),
-]
-BnBatches = Annotated[int, typer.Option("--bn-batches", help="Calibration batches for adaptive BatchNorm.")]
+Space = opt.Space
+BnBatches = opt.BnBatches
 
 
 def _reference_points(evaluator: SupernetEvaluator, space: SearchSpace) -> dict[str, Any]:
