@@ -23,11 +23,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autoprune._types import Batch
 from autoprune.engine.deploy import check_form, in_form
 from autoprune.metrics import count_params, measure_latency
 from autoprune.supernet.supernet import Supernet
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 Key = tuple[int, ...]
 
 

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autoprune._types import Batch
 from autoprune.engine.rounding import group_step, round_channels
 from autoprune.errors import AutoPruneError
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 CSV_FIELDS = ("group", "keep_ratio", "kept", "channels", "actual_keep_ratio", "accuracy", "accuracy_drop", "kl")
 DEFAULT_RATIOS: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75, 1.0)
 

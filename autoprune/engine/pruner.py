@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from autoprune._types import Batch
 from autoprune.defaults import DEFAULT_ROUND_TO
 from autoprune.engine.importance import IMPORTANCES, get_importance
 from autoprune.engine.plan import GRANULARITIES, STRUCTURED, PrunePlan
@@ -23,7 +24,6 @@ from autoprune.errors import AutoPruneError, BudgetError
 
 #: Default channel rounding: kept widths are multiples of 8 (measured in benchmarks/results/engine_speed.md).
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)

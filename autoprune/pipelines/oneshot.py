@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune._types import Batch
 from autoprune.engine.structure import ModelStructure
 from autoprune.search_spaces import SearchSpace, auto_space, load_space, space_names
 from autoprune.supernet import Supernet, SupernetConfig, SupernetHistory, train_supernet
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class SpaceSampler:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
 from torch import nn
 
+from autoprune._types import Batch
 from autoprune.engine.plan import STRUCTURED, PrunePlan, apply_plan
 from autoprune.engine.pruner import PruneConfig, channel_scores, mask_plan, plan_for_counts
 from autoprune.engine.structure import ModelStructure
 from autoprune.search_spaces.budget import global_counts
 from autoprune.search_spaces.spec import channel_space
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def compute_plan(

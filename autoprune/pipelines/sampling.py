@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from autoprune._registry import Registry
+from autoprune._types import Batch
 from autoprune.engine.plan import PrunePlan
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, SupernetEvaluator
@@ -36,8 +37,6 @@ from autoprune.search import SearchConfig, Trial, TrialLog, make_searcher, run_s
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 from autoprune.training import TrainConfig, train
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune._types import Batch
 from autoprune.engine.plan import STRUCTURED, PrunePlan, apply_plan
 from autoprune.engine.pruner import PruneConfig, compose_plans
 from autoprune.errors import AutoPruneError
 from autoprune.metrics import evaluate_accuracy
 from autoprune.pipelines.prune import compute_plan
 from autoprune.training import TrainConfig, train
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)

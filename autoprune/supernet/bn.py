@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from autoprune._device import model_device
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+from autoprune._types import Batch
 
 
 @torch.no_grad()

@@ -21,13 +21,12 @@ import torch.distributed as dist
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from autoprune._types import Batch
 from autoprune.errors import CheckpointError, TrainingError
 from autoprune.models import save_checkpoint
 from autoprune.models.checkpoint import read_checkpoint
 from autoprune.supernet.supernet import SubnetSampler, Supernet
 from autoprune.training import make_progress, make_sgd
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune._types import Batch
 from autoprune.engine.importance import get_importance
 from autoprune.engine.plan import STRUCTURED, PrunePlan, apply_plan
 from autoprune.engine.selection import select_kept
@@ -21,7 +22,6 @@ from autoprune.models.checkpoint import check_fits, read_checkpoint
 from autoprune.supernet.bn import adaptive_bn
 from autoprune.supernet.gates import ChannelGates
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 Counts = Mapping[str, int]
 
 

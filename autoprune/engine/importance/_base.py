@@ -13,10 +13,9 @@ from torch import nn
 
 from autoprune._device import model_device
 from autoprune._registry import Registry
+from autoprune._types import Batch
 from autoprune.engine.structure import ModelStructure, PrunableGroup
 from autoprune.errors import AutoPruneError
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Importance(abc.ABC):
