@@ -25,6 +25,7 @@ from autoprune.cli.common import (
 
 if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not for --help
     from autoprune.report import RunReport
+    from autoprune.search_spaces import SearchSpace
 
 from autoprune.defaults import DEFAULT_ROUND_TO
 from autoprune.errors import AutoPruneError
@@ -40,17 +41,25 @@ TensorBoard = Annotated[
 ]
 
 
-def _prepare(s: Setup, checkpoint: Path | None, train_epochs: int, batch_size: int, seed: int,
-             progress: bool, report: RunReport) -> None:  # fmt: skip
-    if checkpoint is None:
+def _begin(command: str, run: opt.RunOptions, settings: dict[str, Any], started: float, space: str | None,
+           budget: str, target: float, train_epochs: int, batch_size: int, val_batch_size: int | None,
+           val_batches: int | None) -> tuple[Setup, RunReport, SearchSpace, list[Any]]:  # fmt: skip
+    """What ``sample`` and ``sensitivity`` start from: the run, its report, the space at the budget, the
+    trained (or loaded) dense model in eval mode and the validation batches on the device."""
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.pipelines.oneshot import resolve_space
+
+    s = start(command, run, settings)
+    report = s.report(command, run.model, run.dataset, run.seed, started)
+    structure = ModelStructure(s.model, s.input_shape)
+    search_space = with_budget(resolve_space(structure, run.model, space, None), budget, target)
+    if run.checkpoint is None:
         console.print(f"no --checkpoint: training the model for {train_epochs} epochs first")
-        report.set(training=_train(s, train_epochs, 0.05, batch_size, seed, progress))
+        report.set(training=_train(s, train_epochs, 0.05, batch_size, run.seed, run.progress))
     s.model.eval()
-
-
-def _val(s: Setup, val_batch_size: int | None, val_batches: int | None) -> list[Any]:
     size = limit_validation(s, val_batch_size, val_batches)
-    return [(x.to(s.device), y.to(s.device)) for x, y in s.splits.val_loader(size)]
+    val = [(x.to(s.device), y.to(s.device)) for x, y in s.splits.val_loader(size)]
+    return s, report, search_space, val
 
 
 def _tensorboard(enabled: bool, out: Path) -> Any:
@@ -95,9 +104,7 @@ def sample_cmd(
     original weights, finetune the top k briefly and export the best."""
     settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.engine.importance import IMPORTANCES
-    from autoprune.engine.structure import ModelStructure
     from autoprune.metrics.accuracy import evaluate_accuracy
-    from autoprune.pipelines.oneshot import resolve_space
     from autoprune.pipelines.sampling import SamplingConfig, run_sampling
     from autoprune.report import model_metrics
     from autoprune.training import TrainConfig
@@ -118,12 +125,8 @@ def sample_cmd(
         score_without_bn=score_without_bn, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
         batch_size=batch_size), finetune_batches=finetune_batches, seed=run.seed,
     )  # fmt: skip
-    s = start("sample", run, settings)
-    report = s.report("sample", run.model, run.dataset, run.seed, started)
-    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), run.model, space, None), budget,
-                               target)
-    _prepare(s, run.checkpoint, train_epochs, batch_size, run.seed, run.progress, report)
-    val = _val(s, val_batch_size, val_batches)
+    s, report, search_space, val = _begin("sample", run, settings, started, space, budget, target, train_epochs,
+                                          batch_size, val_batch_size, val_batches)
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
     dense["val_accuracy"] = evaluate_accuracy(s.model, val, device=s.device).top1
@@ -214,7 +217,6 @@ def sensitivity_cmd(
     from autoprune.analysis.sensitivity import keep_ratio_lower_bounds, measure_sensitivity, sensitivity_seed_ratios
     from autoprune.engine.importance import IMPORTANCES
     from autoprune.engine.structure import ModelStructure
-    from autoprune.pipelines.oneshot import resolve_space
 
     started = time.perf_counter()
     grid = _parse_ratios(ratios)
@@ -226,12 +228,8 @@ def sensitivity_cmd(
     at_least(0, bn_batches=bn_batches, max_drop=max_drop)
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
-    s = start("sensitivity", run, settings)
-    report = s.report("sensitivity", run.model, run.dataset, run.seed, started)
-    search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), run.model, space, None), budget,
-                               target)
-    _prepare(s, run.checkpoint, train_epochs, batch_size, run.seed, run.progress, report)
-    val = _val(s, val_batch_size, val_batches)
+    s, report, search_space, val = _begin("sensitivity", run, settings, started, space, budget, target,
+                                          train_epochs, batch_size, val_batch_size, val_batches)
     from autoprune.training import make_progress
 
     n_groups = len(ModelStructure(s.model, s.input_shape).groups)

@@ -72,3 +72,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+def search_once(factory: pytest.TempPathFactory, name: str, args: Sequence[str]) -> Path:
+    """Run ``autoprune search ARGS --out NEW`` once for a module's tests and return its run folder."""
+    threads = torch.get_num_threads()
+    out = factory.mktemp(name)
+    try:
+        _run_ok(["search", *args, "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    return out

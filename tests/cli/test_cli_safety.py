@@ -12,7 +12,7 @@ import torch
 
 from autoprune.models import build_model, save_checkpoint
 
-from .conftest import FAST, Invoke, _run_ok
+from .conftest import FAST, Invoke, search_once
 from .test_cli_errors import _check_user_error
 
 TINY = ("--finetune-epochs", "0", "--no-onnx", *FAST)
@@ -28,14 +28,8 @@ def _digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
     """A finished random search of 3 trials (its supernet built from the shared trained checkpoint)."""
-    threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("safety-search")
-    try:
-        _run_ok(["search", "--searcher", "random", "--trials", "3", "--checkpoint", str(trained / "model.pt"),
-                 "--out", str(out), "--no-onnx", *SMALL])
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    return search_once(tmp_path_factory, "safety-search", ["--searcher", "random", "--trials", "3", "--checkpoint",
+                                                           str(trained / "model.pt"), "--no-onnx", *SMALL])
 
 
 # --- one budget per run -----------------------------------------------------------------------------

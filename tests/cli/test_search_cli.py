@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from autoprune.engine.export import load_pruned
 from autoprune.metrics import count_cost
 from autoprune.models import build_model
 from autoprune.search import TrialLog
 
-from .conftest import FAST, Invoke, _run_ok
+from .conftest import FAST, Invoke, search_once
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +22,8 @@ SMALL = ("--supernet-epochs", "1", "--bn-batches", "2")
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
     """One random search (builds its supernet from the shared trained checkpoint)."""
-    threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("search")
-    try:
-        _run_ok(["search", "--searcher", "random", "--trials", "6", "--checkpoint", str(trained / "model.pt"),
-                 "--out", str(out), *SMALL, *FAST])
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    return search_once(tmp_path_factory, "search", ["--searcher", "random", "--trials", "6", "--checkpoint",
+                                                    str(trained / "model.pt"), *SMALL, *FAST])
 
 
 def test_search_exports_a_feasible_winner_and_reports_it(searched: Path) -> None:
