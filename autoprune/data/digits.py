@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits as _sklearn_digits
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from autoprune.data.splits import DataSplits, LoadOptions, stratified_split_indices
 
@@ -21,19 +22,49 @@ TEST_SEED = 0
 NATIVE_SIZE = 8
 
 
+class RandomShift(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """``base``'s images shifted by a random offset of up to ``padding`` pixels each way.
+
+    The image is padded with ``fill`` (the background) and a window of the original size is cut at a
+    random place, as ``torchvision.transforms.RandomCrop(size, padding)`` does; ``padding=0`` is the
+    identity. Offsets come from torch's global generator, so a seeded run repeats them.
+    """
+
+    def __init__(self, base: Dataset[Any], padding: int, fill: float) -> None:
+        self.base = base
+        self.padding = padding
+        self.fill = fill
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.base[index]
+        if not self.padding:
+            return x, y
+        p = self.padding
+        h, w = x.shape[-2:]
+        top, left = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
+        padded = F.pad(x, (p, p, p, p), value=self.fill)
+        return padded[..., top : top + h, left : left + w], y
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+
 def load_digits(data_dir: Path | None, options: LoadOptions) -> DataSplits:
     """Load the digits as tensors: float32 images ``(N, 1, H, W)``, normalized, and int64 labels.
 
     The test split (20%, stratified) always uses the fixed seed :data:`TEST_SEED`; ``options.split_seed``
-    only drives the (stratified) train/val split of the remaining 80%. There is no augmentation.
+    only drives the (stratified) train/val split of the remaining 80%. With ``options.augment`` the
+    train split is randomly shifted by up to one pixel in 8 (padding with the background, like CIFAR's
+    pad-4 crop at 32 px); no flip, since a mirrored digit is another symbol.
 
     Args:
         data_dir: Ignored (the data ships with scikit-learn).
-        options: ``image_size`` optionally upscales the 8x8 images (bilinear); ``download`` and
-            ``augment`` have no effect.
+        options: ``image_size`` optionally upscales the 8x8 images (bilinear); ``augment`` shifts the
+            train split; ``download`` has no effect.
 
     Returns:
-        The splits; each is a ``Subset`` of one ``TensorDataset`` holding all 1797 samples.
+        The splits; each is a ``Subset`` of one ``TensorDataset`` holding all 1797 samples (``train`` of
+        a :class:`RandomShift` view of it).
     """
     del data_dir
     bunch = _sklearn_digits()
@@ -52,9 +83,11 @@ def load_digits(data_dir: Path | None, options: LoadOptions) -> DataSplits:
     )
     train_idx = [rest[i] for i in kept]
     val_idx = [rest[i] for i in held]
+    padding = max(1, round(size / NATIVE_SIZE)) if options.augment else 0
+    background = (0.0 - DIGITS_MEAN) / DIGITS_STD
     return DataSplits(
         name="digits",
-        train=Subset(everything, train_idx),
+        train=Subset(RandomShift(everything, padding, background), train_idx),
         val=Subset(everything, val_idx),
         test=Subset(everything, test_idx),
         num_classes=10,

@@ -151,7 +151,10 @@ class DataSplits:
     def train_loader(
         self, batch_size: int = 128, *, seed: int = 0, shuffle: bool = True, num_workers: int = 0
     ) -> DataLoader[Any]:
-        """Loader over ``train``; the shuffling order is reproducible given ``seed``."""
+        """Loader over ``train``; the shuffling order is reproducible given ``seed``.
+
+        Train-time augmentation draws from torch's global generator (seeded by a run's ``--seed``).
+        """
         return DataLoader(
             self.train,
             batch_size=batch_size,

@@ -30,7 +30,9 @@ class TorchvisionSpec:
         mean: Per-channel mean used for normalization.
         std: Per-channel standard deviation used for normalization.
         layout: Expected files, with ``DIR`` for the data folder (for error messages).
-        crop_flip: Whether train-time augmentation is random crop (padding 4 at 32 px) and horizontal flip.
+        crop_padding: Train-time random crop: zero padding in pixels at ``native_size`` (scaled with the
+            image size; 0 = no crop).
+        flip: Train-time random horizontal flip (off where mirroring can change the class, e.g. digits).
     """
 
     name: str
@@ -41,7 +43,8 @@ class TorchvisionSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     layout: tuple[str, ...]
-    crop_flip: bool = False
+    crop_padding: int = 0
+    flip: bool = False
 
 
 def _mnist_layout(folder: str) -> tuple[str, ...]:
@@ -54,10 +57,23 @@ def _mnist_layout(folder: str) -> tuple[str, ...]:
     return tuple(f"DIR/{folder}/raw/{f}" for f in files)
 
 
+# Garments are left-right symmetric as classes: pad-2 crop + flip (about +0.9 points on ResNet-20, issue 16).
 FASHION_MNIST = TorchvisionSpec(
-    "fashion-mnist", datasets.FashionMNIST, 28, 1, 10, (0.2860,), (0.3530,), _mnist_layout("FashionMNIST")
+    "fashion-mnist",
+    datasets.FashionMNIST,
+    28,
+    1,
+    10,
+    (0.2860,),
+    (0.3530,),
+    _mnist_layout("FashionMNIST"),
+    crop_padding=2,
+    flip=True,
 )
-MNIST = TorchvisionSpec("mnist", datasets.MNIST, 28, 1, 10, (0.1307,), (0.3081,), _mnist_layout("MNIST"))
+# A mirrored digit is another symbol (or none): crop only.
+MNIST = TorchvisionSpec(
+    "mnist", datasets.MNIST, 28, 1, 10, (0.1307,), (0.3081,), _mnist_layout("MNIST"), crop_padding=2
+)
 CIFAR10 = TorchvisionSpec(
     "cifar10",
     datasets.CIFAR10,
@@ -67,7 +83,8 @@ CIFAR10 = TorchvisionSpec(
     (0.4914, 0.4822, 0.4465),
     (0.2470, 0.2435, 0.2616),
     ("DIR/cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)",),
-    crop_flip=True,
+    crop_padding=4,
+    flip=True,
 )
 CIFAR100 = TorchvisionSpec(
     "cifar100",
@@ -78,7 +95,8 @@ CIFAR100 = TorchvisionSpec(
     (0.5071, 0.4865, 0.4409),
     (0.2673, 0.2564, 0.2762),
     ("DIR/cifar-100-python/ (train, test, meta)",),
-    crop_flip=True,
+    crop_padding=4,
+    flip=True,
 )
 
 
@@ -86,11 +104,24 @@ def _transforms(spec: TorchvisionSpec, size: int, augment: bool) -> tuple[Transf
     resize: list[Any] = [] if size == spec.native_size else [transforms.Resize((size, size))]
     tail = [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)]
     eval_tf = transforms.Compose([*resize, *tail])
-    if not (augment and spec.crop_flip):
+    augmentation = train_augmentation(spec, size) if augment else []
+    if not augmentation:
         return eval_tf, eval_tf
-    # padding 4 at 32 px, scaled with the image so the shift stays the same fraction of it
-    crop_flip = [transforms.RandomCrop(size, padding=max(1, size // 8)), transforms.RandomHorizontalFlip()]
-    return transforms.Compose([*resize, *crop_flip, *tail]), eval_tf
+    return transforms.Compose([*resize, *augmentation, *tail]), eval_tf
+
+
+def train_augmentation(spec: TorchvisionSpec, size: int) -> list[Any]:
+    """The train-time augmentation of ``spec`` at ``size`` px (after any resize, before ``ToTensor``).
+
+    The crop padding is scaled with the image, so the shift stays the same fraction of it.
+    """
+    steps: list[Any] = []
+    if spec.crop_padding:
+        padding = max(1, round(spec.crop_padding * size / spec.native_size))
+        steps.append(transforms.RandomCrop(size, padding=padding))
+    if spec.flip:
+        steps.append(transforms.RandomHorizontalFlip())
+    return steps
 
 
 def load_torchvision(spec: TorchvisionSpec, data_dir: Path | None, options: LoadOptions) -> DataSplits:

@@ -78,8 +78,9 @@ def test_splits_disjoint_and_cover_everything(digits: DataSplits) -> None:
     assert len(val) == round(0.25 * (N_DIGITS - len(test)))  # digits' default: 25% (see VAL_FRACTIONS)
 
 
-def test_splits_disjoint_by_content(digits: DataSplits) -> None:
-    keys = [_raw_keys(d) for d in (digits.train, digits.val, digits.test)]
+def test_splits_disjoint_by_content() -> None:
+    plain = load_dataset("digits", augment=False)
+    keys = [_raw_keys(d) for d in (plain.train, plain.val, plain.test)]
     assert sum(len(k) for k in keys) == N_DIGITS
     assert set().union(*keys) == {bytes(r.astype(np.uint8)) for r in sklearn_digits().data}
 
@@ -140,7 +141,9 @@ def test_bad_image_size() -> None:
         load_dataset("digits", image_size=0)
 
 
-def test_train_loader_reproducible(digits: DataSplits) -> None:
+def test_train_loader_reproducible() -> None:
+    digits = load_dataset("digits", augment=False)  # augmentation draws from torch's global generator
+
     def order(seed: int) -> torch.Tensor:
         return torch.cat([b[0].flatten(1) for b in digits.train_loader(64, seed=seed)])
 
@@ -207,3 +210,43 @@ def test_unknown_name(wrong: str, suggestion: str) -> None:
 def test_default_validation_split_is_large_enough_to_rank(digits: DataSplits) -> None:
     # 25% of the 1438 non-test images: one image is 0.28 accuracy points (10% would be 144 images, 0.7 points)
     assert sizes(digits)[1] == round(0.25 * 1438) == 360
+
+
+def _shifts(image: torch.Tensor, fill: float) -> list[torch.Tensor]:
+    """Every shift of ``image`` by -1, 0 or +1 pixel each way, the uncovered border set to ``fill``."""
+    padded = torch.nn.functional.pad(image, (1, 1, 1, 1), value=fill)
+    return [padded[..., t : t + 8, s : s + 8] for t in range(3) for s in range(3)]
+
+
+def test_train_split_shifted_by_at_most_one_pixel_never_mirrored() -> None:
+    """Augmentation moves train digits by up to one pixel (background fill) and leaves val and test alone."""
+    torch.manual_seed(0)
+    augmented, plain = load_dataset("digits"), load_dataset("digits", augment=False)
+    background = (0.0 - DIGITS_MEAN) / DIGITS_STD
+    moved = 0
+    for i in range(200):
+        x, y = augmented.train[i]
+        x0, y0 = plain.train[i]
+        assert int(y) == int(y0)
+        assert any(torch.equal(x, s) for s in _shifts(x0, background))
+        assert not torch.equal(x, torch.flip(x0, dims=[-1])) or torch.equal(x0, torch.flip(x0, dims=[-1]))
+        moved += not torch.equal(x, x0)
+    assert moved > 100  # 8 of 9 offsets move the image
+    for part in ("val", "test"):
+        a, b = getattr(augmented, part), getattr(plain, part)
+        assert all(torch.equal(a[i][0], b[i][0]) for i in range(50))
+
+
+def test_torchvision_augmentation_flips_only_where_the_class_survives() -> None:
+    from torchvision import transforms
+
+    from autoprune.data.torchvision_sets import CIFAR10, FASHION_MNIST, MNIST, train_augmentation
+
+    def kinds(spec: object, size: int) -> list[tuple[str, object]]:
+        return [(type(t).__name__, getattr(t, "padding", None)) for t in train_augmentation(spec, size)]  # type: ignore[arg-type]
+
+    assert kinds(FASHION_MNIST, 28) == [("RandomCrop", 2), ("RandomHorizontalFlip", None)]
+    assert kinds(MNIST, 28) == [("RandomCrop", 2)]  # a mirrored digit is another symbol
+    assert kinds(CIFAR10, 32) == [("RandomCrop", 4), ("RandomHorizontalFlip", None)]
+    assert kinds(CIFAR10, 64) == [("RandomCrop", 8), ("RandomHorizontalFlip", None)]  # same fraction
+    assert isinstance(train_augmentation(MNIST, 28)[0], transforms.RandomCrop)
