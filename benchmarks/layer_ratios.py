@@ -1,0 +1,234 @@
+"""Do searched per-layer ratios beat pruning every layer alike? (issue 16, the harder comparison)
+
+Runs the product's own commands, stage by stage, on one model, and writes what they measured:
+
+1. ``autoprune train`` a dense model (train-time augmentation, SGD, cosine) and a convergence check:
+   the same model trained ``--check-epochs`` more epochs at a small learning rate; converged when that
+   adds less than 0.1 point of validation accuracy (the test accuracy is reported beside it).
+2. ``autoprune supernet`` from the dense model (sandwich rule), once for every budget.
+3. For every budget and search seed, ``autoprune search`` with the default searcher, as a user runs it:
+   its returned winner (no finetuning, fixed on validation) and the uniform candidate of the same
+   supernet, both scored on test by the command itself.
+4. The standard pipeline at the same budgets: uniform and global L1 + finetune for as many epochs as
+   the supernet trained (``--finetune-epochs``, default the supernet's epochs).
+
+Each stage is a run folder under ``--work``; a finished stage (``report.json`` present) is read, not
+rerun, so the script resumes where it stopped. Results are rewritten after every stage into
+``--out/layer_ratios_<name>.json`` / ``.md``.
+
+Example (ResNet-56 and VGG-small on Fashion-MNIST, see benchmarks/results/README.md)::
+
+    nohup .venv/bin/python benchmarks/layer_ratios.py --model vgg_small --work /work/bench16/vgg_small \\
+        --targets 0.3 0.2 --seeds 0 1 2 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(work: Path, name: str, argv: list[str], *, resumable: bool = False) -> dict[str, Any]:
+    """Run ``autoprune ARGV --out WORK/NAME`` unless that folder already holds a finished report."""
+    out = work / name
+    report = out / "report.json"
+    if report.exists():
+        return json.loads(report.read_text())
+    again = ["--resume"] if resumable and (out / ".autoprune-run.json").exists() else []
+    if not again and out.exists():
+        again = ["--overwrite"]
+    cmd = [sys.executable, "-m", "autoprune", *argv, "--out", str(out), "--no-progress", *again]
+    log = work / f"{name}.log"
+    start = time.time()
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd[2:])}", flush=True)
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    if rc != 0 or not report.exists():
+        raise SystemExit(f"stage {name} failed (exit {rc}); see {log}")
+    print(f"    done in {time.time() - start:.0f} s", flush=True)
+    return json.loads(report.read_text())
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0] if values else math.nan), math.nan
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _acc(block: dict[str, Any]) -> str:
+    return f"{block['accuracy']:.4f} ± {block['accuracy_se']:.4f}"
+
+
+def _pts(mean: float, se: float) -> str:
+    return f"{100 * mean:+.2f} ± {100 * se:.2f}" if not math.isnan(se) else f"{100 * mean:+.2f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="vgg_small")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
+    p.add_argument("--work", type=Path, required=True, help="folder of the stages' run folders (kept; resumable)")
+    p.add_argument("--space", help="search space (YAML, bundled name or 'auto'); default: the model's own")
+    p.add_argument("--train-epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--check-epochs", type=int, default=5)
+    p.add_argument("--check-lr", type=float, default=0.005)
+    p.add_argument("--supernet-epochs", type=int, default=6)
+    p.add_argument("--finetune-epochs", type=int, default=None, help="baselines' finetuning (default: supernet epochs)")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", help="results file stem (default: the model)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--quick", action="store_true", help="digits, tiny settings: checks that the script runs")
+    a = p.parse_args()
+    if a.quick:
+        a.dataset, a.train_epochs, a.check_epochs, a.supernet_epochs, a.trials = "digits", 2, 1, 1, 4
+        a.targets, a.seeds = a.targets[:1], a.seeds[:2]
+    ft_epochs = a.supernet_epochs if a.finetune_epochs is None else a.finetune_epochs
+    a.work.mkdir(parents=True, exist_ok=True)
+    name = a.name or a.model
+    data = ["--model", a.model, "--dataset", a.dataset, "--threads", str(a.threads)]
+    if a.dataset != "digits":
+        data += ["--data-dir", str(a.data_dir)]
+    space = ["--space", a.space] if a.space else []
+    command = " ".join(["python", "benchmarks/layer_ratios.py", *sys.argv[1:]])
+    result: dict[str, Any] = {"settings": {**vars(a), "finetune_epochs": ft_epochs}, "command": command,
+                              "machine": platform.platform(), "cpus": os.cpu_count()}
+    for k in ("data_dir", "work", "out"):
+        result["settings"][k] = str(result["settings"][k])
+
+    def save() -> None:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / f"layer_ratios_{name}.json").write_text(json.dumps(result, indent=1))
+        (a.out / f"layer_ratios_{name}.md").write_text(render(result))
+
+    dense = _run(a.work, "dense", ["train", *data, "--train-epochs", str(a.train_epochs), "--lr", str(a.lr)])
+    ckpt = str(a.work / "dense" / "model.pt")
+    result["dense"] = {**dense["dense"], "epochs": a.train_epochs,
+                       "val_history": dense["training"]["history"]["val_accuracy"],
+                       "seconds": dense["wall_time_s"]}
+    save()
+    check = _run(a.work, "dense-check", ["train", *data, "--checkpoint", ckpt, "--train-epochs",
+                                          str(a.check_epochs), "--lr", str(a.check_lr)])
+    gain = check["training"]["history"]["val_accuracy"][-1] - dense["training"]["history"]["val_accuracy"][-1]
+    result["convergence"] = {"extra_epochs": a.check_epochs, "lr": a.check_lr, "val_gain": gain,
+                             "test_after": check["dense"]["accuracy"], "test_after_se": check["dense"]["accuracy_se"],
+                             "converged": gain < 0.001}
+    save()
+    sn = _run(a.work, "supernet", ["supernet", *data, *space, "--checkpoint", ckpt,
+                                    "--supernet-epochs", str(a.supernet_epochs)])
+    result["supernet"] = {"epochs": a.supernet_epochs, "seconds": sn["wall_time_s"],
+                          "passes_per_step": 2 + int(sn.get("config", {}).get("supernet", {}).get("num_random", 2))}
+    save()
+    supernet = str(a.work / "supernet" / "supernet.pt")
+    result["targets"] = {}
+    for target in a.targets:
+        row: dict[str, Any] = {"searches": {}, "baselines": {}}
+        result["targets"][str(target)] = row
+        for seed in a.seeds:
+            rep = _run(a.work, f"search-{target}-s{seed}",
+                       ["search", *data, *space, "--checkpoint", ckpt, "--supernet", supernet,
+                        "--target-macs", str(target), "--trials", str(a.trials), "--seed", str(seed)],
+                       resumable=True)
+            row["searches"][str(seed)] = {
+                "searcher": rep["search"]["searcher"], "winner": rep["pruned"], "uniform": rep["uniform"],
+                "winner_minus_uniform_test": rep["pruned"]["accuracy"] - rep["uniform"]["accuracy"],
+                "vs_uniform_val": rep["vs_uniform"], "macs_ratio": rep["macs_ratio"],
+                "keep_ratios": rep["keep_ratios"], "seconds": rep["wall_time_s"],
+                "evaluations": rep["search"]["evaluations"]}
+            summarize(row)
+            save()
+        for scope in ("local", "global"):
+            rep = _run(a.work, f"l1-{scope}-{target}",
+                       ["prune", *data, "--checkpoint", ckpt, "--target-macs", str(target), "--criterion", "l1",
+                        "--scope", scope, "--finetune-epochs", str(ft_epochs)])
+            row["baselines"][f"{'uniform' if scope == 'local' else 'global'}-l1+ft"] = {
+                **rep["pruned"], "macs_ratio": rep["macs_ratio"], "finetune_epochs": ft_epochs,
+                "seconds": rep["wall_time_s"]}
+            summarize(row)
+            save()
+    print(render(result))
+
+
+def summarize(row: dict[str, Any]) -> None:
+    """Mean ± standard error over search seeds of winner − uniform (test and validation)."""
+    runs = list(row["searches"].values())
+    test = [r["winner_minus_uniform_test"] for r in runs]
+    val = [r["vs_uniform_val"]["difference"] for r in runs]
+    row["winner_minus_uniform_test"] = _mean_se(test)
+    row["winner_minus_uniform_val"] = _mean_se(val)
+    row["winner_test"] = _mean_se([r["winner"]["accuracy"] for r in runs])
+    for key, base in row["baselines"].items():
+        row[f"winner_minus_{key}"] = _mean_se([r["winner"]["accuracy"] - base["accuracy"] for r in runs])
+
+
+def render(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    lines = [f"# Searched layer ratios vs uniform pruning: {s['model']} on {s['dataset']}", ""]
+    if "dense" in r:
+        d = r["dense"]
+        lines.append(f"Dense: {_acc(d)} test after {d['epochs']} epochs (SGD, cosine, lr {s['lr']}, train-time "
+                     f"augmentation), {d['macs'] / 1e6:.1f} M MACs, {d['params'] / 1e3:.0f}k params; validation "
+                     f"accuracy over the last epochs: {', '.join(f'{v:.4f}' for v in d['val_history'][-5:])}.")
+    if "convergence" in r:
+        c = r["convergence"]
+        verdict = "converged" if c["converged"] else "NOT converged"
+        lines.append(f"Convergence check: {c['extra_epochs']} more epochs (lr {c['lr']}, cosine) change validation "
+                     f"accuracy by {100 * c['val_gain']:+.2f} points ({verdict}: < 0.1 point); test after them "
+                     f"{c['test_after']:.4f} ± {c['test_after_se']:.4f}. Every row below prunes the first dense model.")
+    if "supernet" in r:
+        n = r["supernet"]
+        lines.append(f"Supernet: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes per step "
+                     f"({n['seconds']:.0f} s), trained once for every budget. Searches: default searcher, "
+                     f"{s['trials']} trials, seeds {s['seeds']}, winner fixed on validation, **no finetuning**. "
+                     f"Baselines: L1 + {s['finetune_epochs']} finetune epochs.")
+    lines.append("")
+    for target, row in r.get("targets", {}).items():
+        lines += [f"## {float(target):.0%} of the dense MACs", "",
+                  "| model | seed | test acc ± SE | MACs ratio | extra training | winner − uniform, test (points) "
+                  "| validation verdict of the search |", "|---|---|---|---|---|---|---|"]
+        for seed, run in row["searches"].items():
+            v = run["vs_uniform_val"]
+            lines.append(f"| {run['searcher']} winner | {seed} | {_acc(run['winner'])} | {run['macs_ratio']:.3f} | "
+                         f"supernet | {100 * run['winner_minus_uniform_test']:+.2f} | "
+                         f"{100 * v['difference']:+.2f} ± {100 * v['se']:.2f} |")
+        if row["searches"]:
+            first = next(iter(row["searches"].values()))
+            lines.append(f"| supernet uniform candidate | - | {_acc(first['uniform'])} | "
+                         f"{first['uniform']['macs'] / r['dense']['macs']:.3f} | supernet | - | - |")
+        for key, base in row["baselines"].items():
+            lines.append(f"| {key} | - | {_acc(base)} | {base['macs_ratio']:.3f} | {base['finetune_epochs']} epochs "
+                         "| - | - |")
+        lines.append("")
+        if "winner_minus_uniform_test" in row:
+            m, se = row["winner_minus_uniform_test"]
+            mv, sev = row["winner_minus_uniform_val"]
+            lines.append(f"- Winner − uniform candidate (same supernet), mean ± SE over {len(row['searches'])} seeds: "
+                         f"**{_pts(m, se)} points on test**, {_pts(mv, sev)} on validation.")
+            for key in row["baselines"]:
+                mb, seb = row[f"winner_minus_{key}"]
+                lines.append(f"- Winner − {key}: {_pts(mb, seb)} points on test (SE over seeds; each accuracy "
+                             "also has its own test-set SE above).")
+            lines.append("")
+    lines += [f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Does the supernet rank candidate structures the way their real accuracy would? (issue 16)
+
+Takes N candidates at one budget (the uniform one, the winners of earlier searches, random ones and
+deliberately poor ones that starve the first or the last groups), and for each measures:
+
+- **supernet score**: the candidate extracted from the supernet with its shared weights, adaptive BN,
+  validation accuracy (what the search ranks by; no finetuning);
+- **cut score**: the same structure cut from the dense model (same channel ranking), adaptive BN,
+  validation accuracy (the sub-model sampling pipeline's signal);
+- **ground truth**: the structure cut from the dense model and finetuned ``--finetune-epochs`` epochs
+  (the same for every candidate), test accuracy. It is measured here only, never used to choose.
+
+Reports Kendall's tau and Spearman's rho of each score against the ground truth, with a bootstrap
+95% interval over candidates. Goal (issue 16): tau >= 0.6 for the supernet score.
+
+Every finished candidate is appended to ``--work/fidelity-<target>.jsonl``, so a stopped run resumes.
+
+Example, after ``benchmarks/layer_ratios.py`` produced the dense model, the supernet and the searches::
+
+    .venv/bin/python benchmarks/supernet_fidelity.py --model vgg_small --work /work/bench16/vgg_small \\
+        --target 0.3 --candidates 20 --finetune-epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict[str, dict[str, int]]:
+    """Named candidates at ``space``'s budget: uniform, search winners, starved ones, then random ones."""
+    out: dict[str, dict[str, int]] = {"uniform": space.uniform(1.0)}
+    for report in sorted(work.glob(f"search-{target}-s*/report.json")):
+        out[f"winner-{report.parent.name.rsplit('-', 1)[1]}"] = dict(json.loads(report.read_text())["counts"])
+    names = space.names
+    quarter = max(1, len(names) // 4)
+    for label, starved in (("starve-first", names[:quarter]), ("starve-last", names[-quarter:]),
+                           ("starve-first-half", names[: len(names) // 2])):
+        out[label] = space.project({g: (0.0 if g in starved else 1.0) for g in names})
+    rng = np.random.default_rng(seed)
+    tries = 0
+    while len(out) < n and tries < 50 * n:
+        tries += 1
+        counts = space.sample(rng)
+        if counts not in out.values():
+            out[f"random-{len(out)}"] = counts
+    return out
+
+
+def rank_stats(x: list[float], y: list[float], seed: int, reps: int = 2000) -> dict[str, Any]:
+    """Kendall's tau and Spearman's rho of ``x`` vs ``y`` with percentile bootstrap 95% intervals."""
+    xa, ya = np.asarray(x), np.asarray(y)
+    tau = float(stats.kendalltau(xa, ya).statistic)
+    rho = float(stats.spearmanr(xa, ya).statistic)
+    rng = np.random.default_rng(seed)
+    taus, rhos = [], []
+    for _ in range(reps):
+        i = rng.integers(0, len(xa), len(xa))
+        if len(set(xa[i])) < 2 or len(set(ya[i])) < 2:
+            continue
+        taus.append(stats.kendalltau(xa[i], ya[i]).statistic)
+        rhos.append(stats.spearmanr(xa[i], ya[i]).statistic)
+    ci = lambda v: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))]  # noqa: E731
+    return {"kendall_tau": tau, "kendall_tau_ci95": ci(taus), "spearman_rho": rho, "spearman_rho_ci95": ci(rhos),
+            "n": len(xa)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="vgg_small")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
+    p.add_argument("--work", type=Path, required=True,
+                   help="folder of benchmarks/layer_ratios.py (dense/model.pt, supernet/supernet.pt, search-*)")
+    p.add_argument("--supernet", type=Path, help="default: WORK/supernet/supernet.pt")
+    p.add_argument("--space", help="search space (default: the model's own, as the search used)")
+    p.add_argument("--target", type=float, default=0.3)
+    p.add_argument("--candidates", type=int, default=20)
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--bn-batches", type=int, default=40, help="adaptive-BN batches of 64 (the search's re-scoring)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="results file stem (default: fidelity_<model>_<target>)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--quick", action="store_true", help="digits, tiny settings: checks that the script runs")
+    a = p.parse_args()
+    if a.quick:
+        a.dataset, a.candidates, a.finetune_epochs, a.bn_batches = "digits", 6, 1, 4
+    torch.set_num_threads(a.threads)
+
+    from autoprune.data import load_dataset
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.evaluate import SupernetEvaluator
+    from autoprune.metrics import evaluate_accuracy
+    from autoprune.models import build_model, load_checkpoint_into
+    from autoprune.pipelines.oneshot import resolve_space
+    from autoprune.seed import seed_everything
+    from autoprune.supernet import Supernet
+    from autoprune.training import TrainConfig, train
+
+    splits = load_dataset(a.dataset, None if a.dataset == "digits" else a.data_dir)
+    shape = splits.input_shape(1)
+
+    def fresh() -> torch.nn.Module:
+        return build_model(a.model, num_classes=splits.num_classes, in_channels=splits.in_channels)
+
+    supernet, meta = Supernet.load(a.supernet or a.work / "supernet" / "supernet.pt", fresh())
+    dense = fresh()
+    load_checkpoint_into(dense, a.work / "dense" / "model.pt")
+    cut = Supernet(dense, shape, criterion=supernet.criterion, scores=supernet.scores)  # same channel ranking
+    space = resolve_space(ModelStructure(fresh(), shape), a.model, a.space, a.target)
+    val = list(splits.val_loader())
+    calib = list(splits.calibration_loader(64, a.bn_batches, seed=a.seed))
+    scorers = {name: SupernetEvaluator(net, val, calib, bn_batches=a.bn_batches)
+               for name, net in (("supernet", supernet), ("cut", cut))}
+    pool = candidates(space, a.work, a.target, a.candidates, a.seed)
+    log_path = a.work / f"fidelity-{a.target}.jsonl"
+    done = {}
+    if log_path.exists():
+        done = {r["name"]: r for r in map(json.loads, log_path.read_text().splitlines()) if r.get("ft_epochs")
+                == a.finetune_epochs}
+    stem = a.name or f"fidelity_{a.model}_{a.target}"
+    for i, (name, counts) in enumerate(pool.items()):
+        if name in done:
+            continue
+        start = time.time()
+        row: dict[str, Any] = {"name": name, "counts": counts, "macs_ratio": space.cost(counts),
+                               "ft_epochs": a.finetune_epochs}
+        for key, scorer in scorers.items():
+            row[f"{key}_val"] = scorer.score(counts).accuracy
+        model = cut.extract(counts, calibration=calib, bn_batches=a.bn_batches)
+        seed_everything(a.seed + i)
+        train(model, splits.train_loader(128, seed=a.seed + i), TrainConfig(epochs=a.finetune_epochs,
+              lr=a.finetune_lr), progress=False)
+        acc = evaluate_accuracy(model, splits.test_loader())
+        row.update(truth_test=acc.top1, truth_test_se=math.sqrt(acc.top1 * (1 - acc.top1) / len(splits.test)),  # type: ignore[arg-type]
+                   truth_val=evaluate_accuracy(model, val).top1, seconds=time.time() - start)
+        with log_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        done[name] = row
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: supernet {row['supernet_val']:.4f} cut {row['cut_val']:.4f} "
+              f"-> finetuned test {row['truth_test']:.4f} ({row['seconds']:.0f} s)", flush=True)
+        write(a, stem, pool, done, meta)
+    write(a, stem, pool, done, meta)
+
+
+def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str, Any], meta: dict[str, Any]) -> None:
+    rows = [done[n] for n in pool if n in done]
+    result: dict[str, Any] = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        "command": " ".join(["python", "benchmarks/supernet_fidelity.py", *sys.argv[1:]]),
+        "machine": platform.platform(), "cpus": os.cpu_count(), "supernet_epochs": meta.get("epochs"),
+        "rows": rows,
+    }
+    if len(rows) >= 4:
+        truth = [r["truth_test"] for r in rows]
+        result["supernet_vs_truth"] = rank_stats([r["supernet_val"] for r in rows], truth, a.seed)
+        result["cut_vs_truth"] = rank_stats([r["cut_val"] for r in rows], truth, a.seed)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (a.out / f"{stem}.md").write_text(render(result))
+
+
+def render(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    lines = [f"# Supernet ranking fidelity: {s['model']} on {s['dataset']} at {s['target']:.0%} of the MACs", "",
+             f"{len(r['rows'])} candidates. Scores on {s['dataset']} validation (adaptive BN on {s['bn_batches']} "
+             f"batches of 64); ground truth: the structure cut from the dense model and finetuned "
+             f"{s['finetune_epochs']} epochs (lr {s['finetune_lr']}), test accuracy.", ""]
+    for key, label in (("supernet_vs_truth", "supernet score (what the search ranks by)"),
+                       ("cut_vs_truth", "cut-from-dense score (sub-model sampling's signal)")):
+        if key in r:
+            q = r[key]
+            lines.append(f"- {label}: Kendall tau **{q['kendall_tau']:.2f}** (95% bootstrap "
+                         f"[{q['kendall_tau_ci95'][0]:.2f}, {q['kendall_tau_ci95'][1]:.2f}]), Spearman rho "
+                         f"{q['spearman_rho']:.2f} [{q['spearman_rho_ci95'][0]:.2f}, {q['spearman_rho_ci95'][1]:.2f}]")
+    lines += ["", "| candidate | MACs ratio | supernet score (val) | cut score (val) | cut + finetune (test ± SE) |",
+              "|---|---|---|---|---|"]
+    for row in sorted(r["rows"], key=lambda x: -x["truth_test"]):
+        lines.append(f"| {row['name']} | {row['macs_ratio']:.3f} | {row['supernet_val']:.4f} | {row['cut_val']:.4f} | "
+                     f"{row['truth_test']:.4f} ± {row['truth_test_se']:.4f} |")
+    lines += ["", f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The issue-16 benchmarks' --quick modes run end to end on digits (real commands, tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> None:
+    subprocess.run([sys.executable, str(BENCH / script), "--quick", "--threads", "1", *args], check=True,
+                   capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
+    work, out = tmp_path / "work", tmp_path / "results"
+    _run("layer_ratios.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--targets", "0.3")
+    result = json.loads((out / "layer_ratios_resnet20.json").read_text())
+    row = result["targets"]["0.3"]
+    assert set(row["searches"]) == {"0", "1"} and set(row["baselines"]) == {"uniform-l1+ft", "global-l1+ft"}
+    for run in row["searches"].values():  # each search's winner is scored against the same uniform candidate
+        assert run["macs_ratio"] <= 0.3 + 1e-9
+        assert run["winner_minus_uniform_test"] == pytest.approx(run["winner"]["accuracy"] - run["uniform"]["accuracy"])
+    mean, _ = row["winner_minus_uniform_test"]
+    assert mean == pytest.approx(sum(r["winner_minus_uniform_test"] for r in row["searches"].values()) / 2)
+    assert "convergence" in result and result["convergence"]["extra_epochs"] == 1
+    # a second run reads the finished stages instead of redoing them
+    stamp = (work / "dense" / "report.json").stat().st_mtime_ns
+    _run("layer_ratios.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--targets", "0.3")
+    assert (work / "dense" / "report.json").stat().st_mtime_ns == stamp
+
+    _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3")
+    fidelity = json.loads((out / "fidelity_resnet20_0.3.json").read_text())
+    names = [r["name"] for r in fidelity["rows"]]
+    assert names[:3] == ["uniform", "winner-s0", "winner-s1"] and len(names) == 6
+    assert all(r["macs_ratio"] <= 0.3 + 1e-9 for r in fidelity["rows"])
+    for key in ("supernet_vs_truth", "cut_vs_truth"):
+        lo, hi = fidelity[key]["kendall_tau_ci95"]
+        assert -1.0 <= lo <= hi <= 1.0 and fidelity[key]["n"] == 6
