@@ -57,7 +57,7 @@ def _mnist_layout(folder: str) -> tuple[str, ...]:
     return tuple(f"DIR/{folder}/raw/{f}" for f in files)
 
 
-# Garments are left-right symmetric as classes: pad-2 crop + flip (about +0.9 points on ResNet-20, issue 16).
+# A mirrored garment is the same class: pad-2 crop + flip (issue 16: ResNet-20, 15 epochs, 93.4% -> 94.3% test).
 FASHION_MNIST = TorchvisionSpec(
     "fashion-mnist",
     datasets.FashionMNIST,
