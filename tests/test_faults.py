@@ -139,3 +139,37 @@ def test_sigkill_during_a_training_stage_resumes_after_its_finished_epochs(tmp_p
         history = read_checkpoint(out / "supernet.pt")[1]["history"]["largest_loss"]
         assert len(history) == 4 and history[:done] == first_losses  # finished epochs kept, not redone
     assert json.loads((out / "report.json").read_text())["search"]["trials"] == 2
+
+
+def test_train_killed_then_rerun_resumes_after_its_finished_epochs(tmp_path: Path) -> None:
+    """`autoprune train` keeps every finished epoch (OUT/model.partial.pt): the same command again continues
+    there and finishes with the whole history; once finished, the folder is not trained over."""
+    import torch
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "autoprune", "train", "--train-epochs", "8", "--out", str(out), "--no-progress",
+           "--threads", "1", "--device", "cpu"]
+    proc = _start(cmd)
+    partial = out / "model.partial.pt"
+    deadline = time.monotonic() + 240
+    while not partial.is_file():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no model.partial.pt within 240 s"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (out / "model.pt").exists()
+    state = torch.load(partial, weights_only=True)
+    done, first_losses = state["epoch"], state["history"]["train_loss"]
+    assert 1 <= done < 8
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = " ".join((resumed.stdout + resumed.stderr).split())
+    assert "resuming" in said and f"epoch {done + 1}/8 finished" in said and "epoch 1/8 finished" not in said
+    history = json.loads((out / "report.json").read_text())["training"]["history"]["train_loss"]
+    assert len(history) == 8 and history[:done] == first_losses  # finished epochs kept, not redone
+    assert not partial.exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 2 and "finished train run" in again.stderr and "Traceback" not in again.stderr

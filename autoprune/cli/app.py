@@ -13,7 +13,7 @@ from rich.table import Table
 from autoprune.cli import options as opt
 from autoprune.cli.common import Setup, console, export_model, one_budget, parse_keep_ratios, start, user_errors
 from autoprune.defaults import DEFAULT_ROUND_TO, STRUCTURED
-from autoprune.errors import AutoPruneError
+from autoprune.errors import AutoPruneError, RunFolderError
 
 app = typer.Typer(
     name="autoprune",
@@ -58,6 +58,12 @@ def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progres
     from autoprune.training import TrainConfig, train
 
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
+    started = time.perf_counter()
+
+    def epoch_line(epoch: int, _model: object) -> None:  # without progress bars, one line per finished epoch
+        console.print(f"train: epoch {epoch + 1}/{epochs} finished ({time.perf_counter() - started:.0f} s)",
+                      highlight=False)
+
     history = train(
         s.model,
         s.splits.train_loader(batch_size, seed=seed),
@@ -67,6 +73,7 @@ def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progres
         progress=progress,
         description="train",
         checkpoint=checkpoint,
+        on_epoch_end=None if progress else epoch_line,
     )
     return {"config": config.to_dict(), "history": history.to_dict()}
 
@@ -80,7 +87,10 @@ def train_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.05,
     batch_size: opt.BatchSize = 128,
 ) -> None:
-    """Train a model on a dataset; writes model.pt (weights-only checkpoint) and report.json."""
+    """Train a model on a dataset; writes model.pt (weights-only checkpoint) and report.json.
+
+    Every finished epoch is kept (model.partial.pt): rerun the same command to resume an interrupted run.
+    """
     settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.models import save_checkpoint
     from autoprune.report import model_metrics
@@ -88,12 +98,19 @@ def train_cmd(
     started = time.perf_counter()
     if epochs < 1:
         raise AutoPruneError(f"--train-epochs {epochs} trains nothing: give at least 1")
-    s = start("train", run, settings)
+    s = start("train", run, settings, mode="continue")  # a rerun continues an unfinished run (same settings)
+    if (s.out / "report.json").is_file():
+        raise RunFolderError(f"--out {s.out} holds a finished train run: pass a new --out, or --overwrite to "
+                             "train again from scratch")
     report = s.report("train", run.model, run.dataset, run.seed, started)
-    training = _train(s, epochs, lr, batch_size, run.seed, run.progress)
+    partial = s.out / "model.partial.pt"  # after every finished epoch: rerun the same command to resume there
+    if partial.is_file():
+        console.print(f"resuming {partial} after its last finished epoch")
+    training = _train(s, epochs, lr, batch_size, run.seed, run.progress, checkpoint=partial)
     meta = {"model": run.model, "dataset": run.dataset, "num_classes": s.splits.num_classes,
             "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)}
     save_checkpoint(s.model, s.out / "model.pt", meta)
+    partial.unlink(missing_ok=True)
     dense = model_metrics(s.model, s.input_shape, test_loader=s.splits.test_loader(), device=s.device)
     report.set(config=_run_settings(s, run.checkpoint), dense=dense, training=training,
                files={"checkpoint": "model.pt"})
