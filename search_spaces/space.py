@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autoprune.engine.latency_table import LatencyTable
-from autoprune.engine.rounding import group_step
+from autoprune.engine.rounding import group_min, group_step
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
@@ -179,12 +179,18 @@ class SearchSpace:
                 f"group {g.name!r} has {g.channels} channels in the space but {model_group.channels} in the "
                 "model: the space was made for a different model"
             )
-        step = group_step(model_group, round_to)
+        step, least = group_step(model_group, round_to), group_min(model_group, round_to)
         bad = [c for c in g.choices if c % step and c != g.channels]
         if bad:
             raise AutoPruneError(
                 f"group {g.name!r}: counts {bad} are not multiples of {step} (round_to={round_to}, "
                 f"{model_group.channel_groups} channel block(s)); use multiples of {step} or {g.channels}"
+            )
+        if g.choices[0] < least:
+            raise AutoPruneError(
+                f"group {g.name!r}: count {g.choices[0]} is below its minimum {least}: each of its "
+                f"{len(model_group.segments)} concatenated branches keeps at least one channel block; "
+                f"use counts of at least {least}"
             )
 
     # ------------------------------------------------------------------ names and conversions

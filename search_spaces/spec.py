@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from autoprune.engine.latency_table import LatencyTable
-from autoprune.engine.rounding import group_step, round_channels
+from autoprune.engine.rounding import group_min, group_step, round_channels
 from autoprune.engine.structure import ModelStructure, PrunableGroup
 from autoprune.errors import AutoPruneError, BudgetError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
@@ -275,7 +275,7 @@ def _group_space(
     where = f"group {group.name!r}"
     data = _mapping(entry, f"groups.{group.name}", hint="write e.g. `{min_ratio: 0.5}` or `{choices: [0.5, 1.0]}`")
     _check_keys(data, GROUP_KEYS, where)
-    step = group_step(group, round_to)
+    step, least = group_step(group, round_to), group_min(group, round_to)
     if "channels" in data and integer(data["channels"], f"{where}: channels") != group.channels:
         raise AutoPruneError(
             f"{where} has {group.channels} channels but the space says {data['channels']}: it was made for a "
@@ -287,17 +287,17 @@ def _group_space(
         raise AutoPruneError(f"{where}: use either {' or '.join(discrete)} or min_ratio/max_ratio/step, not both")
     if "counts" in data:
         counts = {integer(c, f"{where}: count") for c in _values(data["counts"], f"{where}: counts")}
-        bad = sorted(c for c in counts if c > group.channels or (c % step and c != group.channels))
+        bad = sorted(c for c in counts if c > group.channels or c < least or (c % step and c != group.channels))
         if bad:
             raise AutoPruneError(
-                f"{where}: counts {bad} are not allowed; use multiples of {step} up to {group.channels} "
-                f"(or {group.channels} itself)"
+                f"{where}: counts {bad} are not allowed; use multiples of {step} from {least} up to "
+                f"{group.channels} (or {group.channels} itself)"
             )
     elif "choices" in data:
         ratios = [ratio(r, f"{where}: choice") for r in _values(data["choices"], f"{where}: choices")]
-        counts = {round_channels(r * group.channels, group.channels, step) for r in ratios}
+        counts = {round_channels(r * group.channels, group.channels, step, least=least) for r in ratios}
     else:
-        counts = _grid_counts(group, _grid_values(data, where, GROUP_KEYS, defaults), step)
+        counts = _grid_counts(group, _grid_values(data, where, GROUP_KEYS, defaults), step, least)
     return GroupSpace(name=group.name, channels=group.channels, choices=tuple(sorted(counts)))
 
 
@@ -307,18 +307,19 @@ def _values(value: Any, what: str) -> list[Any]:
     return list(value)
 
 
-def _grid_counts(group: PrunableGroup, grid: dict[str, float], step: int) -> set[int]:
-    """Kept counts of the ratio grid min, min + step, ..., max (max always included), rounded to ``step``."""
+def _grid_counts(group: PrunableGroup, grid: dict[str, float], step: int, least: int) -> set[int]:
+    """Kept counts of the ratio grid min, min + step, ..., max (max always included), rounded to ``step``
+    and at least ``least`` (every branch of a concatenation keeps a channel)."""
     channels = group.channels
     low, high, spacing = grid["min_ratio"], grid["max_ratio"], grid["step"]
     n = math.floor((high - low) / spacing + 1e-9)
     if n > min(_MAX_GRID, 2 * channels):  # finer than a channel: every allowed count in range is hit
-        first = round_channels(low * channels, channels, step)
-        last = round_channels(high * channels, channels, step)
+        first = round_channels(low * channels, channels, step, least=least)
+        last = round_channels(high * channels, channels, step, least=least)
         counts = set(range(first, last + 1, step)) | {last}
         return {c for c in counts if c % step == 0 or c == channels}
     ratios = [min(low + i * spacing, high) for i in range(n + 1)] + [high]
-    return {round_channels(r * channels, channels, step) for r in ratios}
+    return {round_channels(r * channels, channels, step, least=least) for r in ratios}
 
 
 def channel_space(
@@ -332,7 +333,8 @@ def channel_space(
     """A space over every group whose choices are every allowed width: the standard pipeline's budget.
 
     Each group may keep any multiple of its step (``round_to`` and its channel blocks) from
-    ``ceil(min_keep_ratio * channels)`` (at least one step) up to all its channels.
+    ``ceil(min_keep_ratio * channels)`` (at least one step, and one block per branch of a concatenation)
+    up to all its channels.
 
     Raises:
         BudgetError: ``target`` outside (0, 1] or below the cost of every group at its minimum.
@@ -340,7 +342,8 @@ def channel_space(
     groups = []
     for g in structure.groups:
         step = group_step(g, round_to)
-        least = min(g.channels, math.ceil(max(step, math.ceil(min_keep_ratio * g.channels - 1e-9)) / step) * step)
+        wished = max(group_min(g, round_to), math.ceil(min_keep_ratio * g.channels - 1e-9))
+        least = min(g.channels, math.ceil(wished / step) * step)
         choices = sorted({*range(least, g.channels + 1, step), g.channels})
         groups.append(GroupSpace(g.name, g.channels, tuple(choices)))
     whole = SearchSpace(tuple(groups), metric, 1.0, round_to, structure)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from autoprune._types import Batch
-from autoprune.engine.rounding import group_step, round_channels
+from autoprune.engine.rounding import round_count
 from autoprune.errors import AutoPruneError
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
@@ -198,10 +198,9 @@ def measure_sensitivity(
     rows: list[SensitivityRow] = []
     for name in names:
         g = net.structure.group(name)
-        step = group_step(g, round_to)
         done: dict[int, tuple[float, float]] = {}
         for ratio in grid:
-            kept = round_channels(ratio * g.channels, g.channels, step)
+            kept = round_count(g, ratio * g.channels, round_to)  # the group's own constraints (blocks, branches)
             if kept not in done:
                 if kept == g.channels and bn_batches > 0:
                     done[kept] = (dense_acc, 0.0)

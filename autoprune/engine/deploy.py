@@ -5,8 +5,10 @@ In eager PyTorch every BatchNorm is its own memory-bound pass over the activatio
 default NCHW layout makes oneDNN reorder them around each convolution. Both costs shrink less than the
 MACs do, so a pruned model loses more of its share to them. Folding BatchNorm (exact in eval mode) and
 switching to channels-last removes most of them, for the dense and the pruned model alike; compare both
-in the same form. The folding is torch.fx's ``fuse``; models torch.fx cannot trace keep their BatchNorm
-(with a warning) and still get channels-last.
+in the same form. The folding is torch.fx's ``fuse``, which folds a BatchNorm that directly follows a
+conv or linear layer (and is that layer's only user); the others stay, e.g. DenseNet's BatchNorms over a
+concatenation, and so do all of them in a model torch.fx cannot trace. Any BatchNorm left unfolded gives a
+:class:`DeployWarning` naming how many and one of them; the model still gets channels-last.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def optimize_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_l
     Returns:
         The optimised copy: same outputs as ``model.eval()`` up to float rounding. For training or
         saving weights use the original (the folded copy has other parameter names).
+
+    Warns:
+        DeployWarning: some BatchNorm layers stay unfolded (not right after a conv/linear layer, or the
+            model cannot be traced), naming how many and one of them.
     """
     out = copy.deepcopy(model).eval()
     if fold_bn:
@@ -51,9 +57,25 @@ def optimize_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_l
                 DeployWarning,
                 stacklevel=2,
             )
+        else:
+            _warn_unfolded(out, model)
     if channels_last:
         out = out.to(memory_format=torch.channels_last)
     return out.eval()
+
+
+def _warn_unfolded(folded: nn.Module, model: nn.Module) -> None:
+    """Warn if BatchNorm layers used by ``folded``'s forward are left (they cost a pass each)."""
+    left = [name for name, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        total = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        warnings.warn(
+            f"{len(left)} of {total} BatchNorm layers of {type(model).__name__} are not folded, e.g. {left[0]!r}: "
+            "they do not directly follow a conv or linear layer (a BatchNorm over a concatenation or after "
+            "an activation); they stay as separate layers, so the deploy form runs slower than a fully folded one",
+            DeployWarning,
+            stacklevel=3,
+        )
 
 
 def check_form(form: object) -> str:

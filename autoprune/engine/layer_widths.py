@@ -1,8 +1,8 @@
 """The width model of a latency table: the ``(in, out)`` kept channels of every conv/linear layer.
 
-Widths follow :meth:`ModelStructure.predict_macs`'s arithmetic: a layer keeps
-``round(out_channels * (1 - sum(share * (1 - count / channels))))`` output channels over the groups that cut
-them, and likewise for its inputs; a depthwise conv keeps as many inputs (and groups) as outputs.
+Widths follow :meth:`ModelStructure.predict_macs`'s arithmetic (:mod:`autoprune.engine.cost_model`): a
+layer keeps its channels less those each group that cuts it removes there, an integer known from the
+group's count alone; likewise for its inputs; a depthwise conv keeps as many inputs (and groups) as outputs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from autoprune.engine.cost_model import Allocation, Cut, allocation
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError
 
@@ -26,22 +27,25 @@ def reachable_shapes(structure: ModelStructure, choices: Mapping[str, Sequence[i
     """Per conv/linear layer, every ``(in, out)`` kept width it takes when each group takes any of its choices.
 
     Raises:
-        AutoPruneError: unknown group names or counts outside ``[1, channels]``.
+        AutoPruneError: unknown group names, counts outside ``[1, channels]`` or counts a group cannot keep.
     """
     for name in choices:
         structure.group(name)  # an unknown name raises, listing the valid ones
-    options: list[list[float]] = []  # per group, the removed fraction (1 - count / channels) of each choice
+    options: list[list[Allocation]] = []  # per group, the allocation of each choice
     for g in structure.groups:
         counts = _check_counts(structure, g.name, choices[g.name]) if g.name in choices else [g.channels]
-        options.append(sorted({1.0 - c / g.channels for c in counts}))
+        try:
+            options.append(sorted({allocation(g, c) for c in counts}))
+        except ValueError as exc:
+            raise AutoPruneError(str(exc)) from None
     result: dict[str, set[Shape]] = {}
     for name, layer in _layers(structure).items():
-        # (removed share of inputs, removed share of outputs) over the groups involved, summed in the same
-        # order as layer_widths so both give bit-identical widths; merged as we go, so the set stays small
+        # (removed inputs, removed outputs) over the groups involved, merged as we go so the set stays small
         removed: set[tuple[float, float]] = {(0.0, 0.0)}
-        for gi, w_in, w_out in layer.terms:
-            removed = {(a + w_in * r, b + w_out * r) for a, b in removed for r in options[gi]}
-        result[name] = {layer.shape(1.0 - a, 1.0 - b) for a, b in removed}
+        for cut_in, cut_out, gi in layer.terms:
+            step = {(_removed(cut_in, a), _removed(cut_out, a)) for a in options[gi]}
+            removed = {(x + dx, y + dy) for x, y in removed for dx, dy in step}
+        result[name] = {layer.shape(a, b) for a, b in removed}
     return result
 
 
@@ -51,17 +55,20 @@ def layer_widths(structure: ModelStructure, counts: Mapping[str, int]) -> dict[s
     Groups not in ``counts`` stay whole. Same arithmetic as :meth:`ModelStructure.predict_macs`.
 
     Raises:
-        AutoPruneError: an unknown group name (with the valid ones).
+        AutoPruneError: an unknown group name (with the valid ones) or a count the group cannot keep.
     """
-    fractions = structure._fractions(counts)
+    allocations = structure.allocations(counts)
     shapes = {}
     for name, layer in _layers(structure).items():
         a = b = 0.0
-        for gi, w_in, w_out in layer.terms:
-            r = 1.0 - fractions[gi]
-            a, b = a + w_in * r, b + w_out * r
-        shapes[name] = layer.shape(1.0 - a, 1.0 - b)
+        for cut_in, cut_out, gi in layer.terms:
+            a, b = a + _removed(cut_in, allocations[gi]), b + _removed(cut_out, allocations[gi])
+        shapes[name] = layer.shape(a, b)
     return shapes
+
+
+def _removed(cut: Cut | None, allocation: Allocation) -> float:
+    return 0.0 if cut is None else cut.removed(allocation)
 
 
 def _check_counts(structure: ModelStructure, name: str, counts: Iterable[int]) -> list[int]:
@@ -77,18 +84,18 @@ def _check_counts(structure: ModelStructure, name: str, counts: Iterable[int]) -
 
 @dataclass(frozen=True)
 class _Layer:
-    """A conv/linear layer's dense widths and the groups that cut it: ``(group index, in share, out share)``."""
+    """A conv/linear layer's dense widths and the groups that cut it: ``(input cut, output cut, group index)``."""
 
     in_total: int
     out_total: int
     depthwise: bool
-    terms: tuple[tuple[int, float, float], ...]
+    terms: tuple[tuple[Cut | None, Cut | None, int], ...]
 
-    def shape(self, in_keep: float, out_keep: float) -> Shape:
-        out = max(1, round(self.out_total * out_keep))
+    def shape(self, in_removed: float, out_removed: float) -> Shape:
+        out = max(1, round(self.out_total - out_removed))
         if self.depthwise:  # its inputs go with its outputs, one channel per group
             return out, out
-        return max(1, round(self.in_total * in_keep)), out
+        return max(1, round(self.in_total - in_removed)), out
 
 
 _LAYERS: weakref.WeakKeyDictionary[ModelStructure, dict[str, _Layer]] = weakref.WeakKeyDictionary()
@@ -97,6 +104,7 @@ _LAYERS: weakref.WeakKeyDictionary[ModelStructure, dict[str, _Layer]] = weakref.
 def _layers(structure: ModelStructure) -> dict[str, _Layer]:
     """Every conv/linear layer of ``structure``, cached per structure (predict runs often in a search)."""
     if structure not in _LAYERS:
+        cost = structure.cost_model
         modules = dict(structure.model.named_modules())
         layers = {}
         for name in structure.costs:
@@ -106,10 +114,10 @@ def _layers(structure: ModelStructure) -> dict[str, _Layer]:
             else:
                 assert isinstance(module, nn.modules.conv._ConvNd)
                 n_in, n_out = module.in_channels, module.out_channels
-                depthwise = name in structure._depthwise and n_in == n_out
-            outs = dict(structure._out_of.get(name, ()))
-            ins = dict(structure._in_of.get(name, ()))
-            terms = tuple((gi, ins.get(gi, 0.0), outs.get(gi, 0.0)) for gi in sorted(set(outs) | set(ins)))
+                depthwise = name in cost.depthwise and n_in == n_out
+            outs = {c.group: c for c in cost.out_sides[name].cuts} if name in cost.out_sides else {}
+            ins = {c.group: c for c in cost.in_sides[name].cuts} if name in cost.in_sides else {}
+            terms = tuple((ins.get(gi), outs.get(gi), gi) for gi in sorted(set(outs) | set(ins)))
             layers[name] = _Layer(n_in, n_out, depthwise, terms)
         _LAYERS[structure] = layers
     return _LAYERS[structure]

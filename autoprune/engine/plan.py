@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -17,7 +18,9 @@ from torch import nn
 
 from autoprune._jsonfile import JsonFile
 from autoprune.defaults import STRUCTURED
-from autoprune.engine.structure import ModelStructure
+from autoprune.engine.probe import forward_failure
+from autoprune.engine.removal import ChannelRemover, Step, removal_steps
+from autoprune.engine.structure import ModelStructure, UnsupportedLayerWarning
 from autoprune.errors import AutoPruneError, CheckpointError
 
 PLAN_VERSION = 1
@@ -129,23 +132,45 @@ def apply_plan(model: nn.Module, plan: PrunePlan, *, inplace: bool = False) -> n
     if plan.granularity != STRUCTURED:
         apply_masks(target, plan.masks)
         return target
-    structure = ModelStructure(target, plan.input_shape)
-    _check_compatible(structure, plan)
-    for name, kept in plan.kept.items():
-        pruning_group = _removal_group(structure, name, kept)
-        if pruning_group is not None:
-            pruning_group.prune(record_history=False)
+    _prune_groups(target, plan, list(plan.kept))
+    failure = forward_failure(target, plan.input_shape)
+    if failure is not None:
+        raise AutoPruneError(_broken_message(model, plan, failure, locate=not inplace))
     return target
 
 
-def _removal_group(structure: ModelStructure, name: str, kept: list[int]) -> Any | None:
-    """Torch-Pruning's group that removes every channel of group ``name`` not in ``kept`` (None: nothing to do)."""
+def _prune_groups(model: nn.Module, plan: PrunePlan, names: list[str], check: bool = False) -> str | None:
+    """Remove the channels of groups ``names`` that ``plan`` drops (in place); with ``check``, run the model
+    after each group and return the first group after which it fails (None if it never does)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsupportedLayerWarning)  # said when the plan was made
+        structure = ModelStructure(model, plan.input_shape)
+    _check_compatible(structure, plan)
+    remover = ChannelRemover(model)
+    for name in names:
+        remover.apply(_removal_steps(structure, name, plan.kept[name]))
+        if check and forward_failure(model, plan.input_shape) is not None:
+            return name
+    return None
+
+
+def _broken_message(model: nn.Module, plan: PrunePlan, failure: str, *, locate: bool) -> str:
+    """One line: the pruned model does not run, naming the group that broke it (found on a fresh copy)."""
+    label = type(model).__name__
+    culprit = _prune_groups(copy.deepcopy(model), plan, list(plan.kept), check=True) if locate else None
+    where = f"removing channels of group {culprit!r}" if culprit else "pruning"
+    fix = f"ignored_layers=[{culprit!r}]" if culprit else "ignored_layers=[...] for the layers involved"
+    return (
+        f"{where} breaks {label}: the pruned model does not run on input shape {tuple(plan.input_shape)} "
+        f"({failure}); this layer pattern is not supported: prune with {fix} to leave it unpruned"
+    )
+
+
+def _removal_steps(structure: ModelStructure, name: str, kept: list[int]) -> list[Step]:
+    """What removing every channel of group ``name`` not in ``kept`` removes from each layer."""
     group = structure.group(name)
-    drop = sorted(set(range(group.channels)) - set(kept))
-    if not drop:
-        return None
-    root = group.tp_group[0]
-    return structure.dg.get_pruning_group(root.dep.target.module, root.dep.handler, drop)
+    drop = set(range(group.channels)) - set(kept)
+    return removal_steps(group, drop, structure._name_of, structure.dg.is_out_channel_pruning_fn)
 
 
 def channel_masks(structure: ModelStructure, plan: PrunePlan) -> dict[str, torch.Tensor]:
@@ -153,34 +178,28 @@ def channel_masks(structure: ModelStructure, plan: PrunePlan) -> dict[str, torch
 
     Zeroing a pruned channel's conv filter, bias and BN affine parameters makes the channel output
     exactly zero, so the masked dense model computes the same function as the physically pruned one
-    (for conv/BN/ReLU networks; normalisations over channels such as LayerNorm break this).
+    (for conv/BN/ReLU networks). Normalisations over channels break this: under a LayerNorm or a
+    GroupNorm a zeroed channel still enters the mean and variance of the channels normalised with it,
+    so masked and pruned outputs differ (the supernet warns:
+    :class:`~autoprune.supernet.gates.ApproximateGatesWarning`).
     """
     _check_compatible(structure, plan)
     params = dict(structure.model.named_parameters())
+    modules = dict(structure.model.named_modules())
     masks: dict[str, torch.Tensor] = {}
     for name, kept in plan.kept.items():
-        pruning_group = _removal_group(structure, name, kept)
-        if pruning_group is None:
-            continue
-        for item in pruning_group:
-            module = item.dep.target.module
-            handler = item.dep.handler
-            if isinstance(module, nn.Parameter):
+        for target, is_param, out_side, _, _, idxs in _removal_steps(structure, name, kept):
+            if is_param or not out_side:
                 continue
-            if not structure.dg.is_out_channel_pruning_fn(handler):
-                continue
-            mod_name = structure._name_of.get(module)
-            if mod_name is None:
-                continue
+            module = modules[target]
             for pname in ("weight", "bias"):
-                full = f"{mod_name}.{pname}" if mod_name else pname
+                full = f"{target}.{pname}" if target else pname
                 if full not in params:
                     continue
-                p = params[full]
                 if isinstance(module, nn.modules.conv._ConvTransposeNd) and pname == "weight":
                     continue
-                mask = masks.get(full, torch.ones(p.shape[0], dtype=torch.bool))
-                mask[list(item.idxs)] = False
+                mask = masks.get(full, torch.ones(params[full].shape[0], dtype=torch.bool))
+                mask[idxs] = False
                 masks[full] = mask
     return masks
 

@@ -14,17 +14,22 @@ Two guarantees that Torch-Pruning alone does not give:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from autoprune._device import model_device
-from autoprune.engine.rounding import channel_groups, group_step, round_channels
+from autoprune.engine._layers_check import check_layer_names
+from autoprune.engine.cost_model import CostModel
+from autoprune.engine.discovery import GuardedGraph, Rejected, find_groups, group_problem
+from autoprune.engine.probe import broken_groups
+from autoprune.engine.rounding import channel_blocks, round_count
+from autoprune.engine.segments import split_segments
 from autoprune.engine.tracing import BarrierPruner, find_unsupported_layers, output_layers
 from autoprune.errors import AutoPruneError
 from autoprune.metrics.macs import layer_costs
@@ -45,11 +50,14 @@ class GroupMember:
         kind: ``"out"`` if the group removes this layer's output channels (conv filters, BN channels),
             ``"in"`` if it removes input channels (the next conv's input, a linear's input features).
         size: How many of this layer's channels (or features) the group covers.
+        per_segment: The layer's channels kept per kept position of each segment of the group (see
+            :mod:`autoprune.engine.segments`); ``(size // positions,)`` for a group of one segment.
     """
 
     name: str
     kind: MemberKind
     size: int
+    per_segment: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,12 @@ class PrunableGroup:
         channels: Number of prunable channels (indices ``0..channels-1`` of the root's output).
         members: Every layer the group touches.
         macs: Dense MACs of the conv/linear layers whose input or output channels are in the group.
-        channel_groups: Blocks of a grouped convolution in the group (1 if none): channels must then be
-            removed at the same positions in every block of ``channels // channel_groups``, so kept
-            counts are multiples of it.
+        channel_groups: Blocks of the grouped convolutions and GroupNorms in the group (1 if none):
+            channels are removed at the same positions in every block of ``channels // channel_groups``
+            (each conv group or GroupNorm group keeps as many channels), so kept counts are multiples of it.
+        segments: Positions (within a block) of each segment of the group: the branches of a
+            concatenation the group spans (see :mod:`autoprune.engine.segments`); ``()`` for one segment.
+            Every segment keeps at least one position.
     """
 
     name: str
@@ -71,11 +82,17 @@ class PrunableGroup:
     members: tuple[GroupMember, ...]
     macs: int
     channel_groups: int = 1
+    segments: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
     tp_group: Any = field(default=None, repr=False, compare=False, hash=False)
 
     @property
     def root_module(self) -> str:
         return self.name
+
+    @property
+    def min_channels(self) -> int:
+        """The fewest channels the group can keep: one block per segment."""
+        return self.channel_groups * max(1, len(self.segments))
 
     def modules(self, kind: MemberKind | None = None) -> list[str]:
         """Names of the member layers (optionally only those of one kind)."""
@@ -104,12 +121,7 @@ class ModelStructure:
         self.model = model
         self.input_shape = (1, *input_shape[1:])
         modules = dict(model.named_modules())
-        for name in ignored_layers:
-            if name not in modules:
-                raise AutoPruneError(
-                    f"ignored layer {name!r} is not a module of the model; "
-                    f"use one of its module names, e.g. {list(modules)[1:4]}"
-                )
+        check_layer_names(modules, ignored_layers, role="ignored", examples=list(modules)[1:4])
         self.ignored_layers = tuple(ignored_layers)
         self.unsupported = find_unsupported_layers(model)
         self._trace()
@@ -125,28 +137,26 @@ class ModelStructure:
         model = self.model
         modules = dict(model.named_modules())
         barrier_types = {type(modules[n]) for n in self.unsupported}
-        self.dg = tp.DependencyGraph()
+        self.dg = GuardedGraph()
         example = torch.zeros(self.input_shape, device=model_device(model))
-        was_training = model.training
+        modes = {m: m.training for m in model.modules()}
         try:
             with warnings.catch_warnings(), torch.enable_grad():  # tracing needs autograd, even under no_grad
                 warnings.filterwarnings("ignore", message=".*Unwrapped parameters.*")
                 warnings.filterwarnings("ignore", message=".*Unknown operation.*")
                 self.dg.build_dependency(
                     model,
-                    example_inputs=example,
+                    example_inputs=(example,),  # a tuple: a bare tensor is first tried unbatched
                     customized_pruners={t: BarrierPruner() for t in barrier_types},
                     verbose=False,
                 )
         except AutoPruneError:
             raise
         except Exception as exc:  # tracing runs arbitrary model code
-            raise AutoPruneError(
-                f"could not trace {type(model).__name__} on input shape {self.input_shape}: "
-                f"{type(exc).__name__}: {exc}. Check that --dataset and --image-size match the model."
-            ) from exc
+            raise AutoPruneError(_trace_failure(model, example, exc)) from exc
         finally:
-            model.train(was_training)
+            for module, training in modes.items():
+                module.training = training
         self._name_of: dict[Any, str] = {m: n for n, m in model.named_modules()}
         self._name_of.update(self.dg._param_to_name)
 
@@ -162,8 +172,10 @@ class ModelStructure:
     _TRACED = ("dg", "_name_of", "groups", "_by_name")
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in self._TRACED}
-        state["_untraced_groups"] = [g.name for g in self.groups]
+        state = {k: v for k, v in self.__dict__.items() if k not in self._TRACED and k != "_retracing"}
+        # untraced, or being retraced (a copy made while tracing, e.g. by the probe): the names it expects
+        names = self.__dict__.get("_untraced_groups") or self.__dict__.get("_retracing")
+        state["_untraced_groups"] = names if names is not None else [g.name for g in self.groups]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -178,10 +190,14 @@ class ModelStructure:
 
     def _retrace(self) -> None:
         expected = self.__dict__.pop("_untraced_groups")
-        self._trace()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnsupportedLayerWarning)  # said when first traced
-            groups = self._collect_groups()
+        self.__dict__["_retracing"] = expected
+        try:
+            self._trace()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnsupportedLayerWarning)  # said when first traced
+                groups = self._collect_groups()
+        finally:
+            del self.__dict__["_retracing"]
         if [g.name for g in groups] != expected:
             raise AutoPruneError(
                 f"the model of this unpickled structure has changed since it was traced ({len(groups)} groups, "
@@ -196,23 +212,17 @@ class ModelStructure:
         barrier_types = {type(modules[n]) for n in self.unsupported}
         groups: list[PrunableGroup] = []
         warned: set[str] = set()
-        for tp_group in self.dg.get_all_groups(ignored_layers=ignored):
-            members: list[GroupMember] = []
-            barrier = None
-            for item in tp_group:
-                target = item.dep.target.module
-                if type(target) in barrier_types:
-                    barrier = self._name_of.get(target, type(target).__name__)
-                    break
-                name = self._name_of.get(target)
-                if name is None:  # a parameter-free op (add, concat, reshape): nothing to prune there
-                    continue
-                handler = item.dep.handler
-                kind: MemberKind = "out" if self.dg.is_out_channel_pruning_fn(handler) else "in"
-                if isinstance(target, nn.Parameter):
-                    kind = "out"
-                members.append(GroupMember(name=name, kind=kind, size=len(item.idxs)))
-            root = self._name_of[tp_group[0].dep.target.module]
+        tp_groups, rejected = find_groups(self.dg, ignored, label=type(self.model).__name__)
+        for tp_group in tp_groups:
+            problem = group_problem(self.dg, tp_group, self._name_of)
+            if problem is not None:
+                rejected.append(Rejected(self._name_of[tp_group[0].dep.target.module], problem))
+                continue
+            barrier = next(
+                (self._name_of.get(it.dep.target.module, type(it.dep.target.module).__name__)
+                 for it in tp_group if type(it.dep.target.module) in barrier_types),
+                None,
+            )
             if barrier is not None:
                 if barrier not in warned:
                     warned.add(barrier)
@@ -227,19 +237,57 @@ class ModelStructure:
             channels = len(tp_group[0].idxs)
             if channels < 2:
                 continue
-            touched = {m.name for m in members}
-            macs = sum(c.macs for n, c in self.costs.items() if n in touched)
-            groups.append(
-                PrunableGroup(
-                    name=root,
-                    channels=channels,
-                    members=tuple(_merge(members)),
-                    macs=macs,
-                    channel_groups=channel_groups(tp_group, channels),
-                    tp_group=tp_group,
-                )
-            )
+            group = self._make_group(tp_group, channels)
+            if group is not None:
+                groups.append(group)
+        broken = broken_groups(self.model, self.input_shape, groups, name_of=self._name_of,
+                               is_out=self.dg.is_out_channel_pruning_fn)
+        if broken:
+            example = next(iter(broken.values()))
+            reason = (f"pruning it breaks the model's forward pass ({example}): its forward reads a size that "
+                      "pruning does not update (a head count, head size or window size in a reshape)")
+            rejected.extend(Rejected(name, reason) for name in broken)
+            groups = [g for g in groups if g.name not in broken]
+        _warn_rejected(type(self.model).__name__, rejected)
         return groups
+
+    def _make_group(self, tp_group: Any, channels: int) -> PrunableGroup | None:
+        """The group of one Torch-Pruning group (None, with a warning, if its layers cannot be pruned together)."""
+        root = self._name_of[tp_group[0].dep.target.module]
+        blocks, problem = channel_blocks(tp_group, channels, self.dg.is_out_channel_pruning_fn, self._name_of)
+        if problem is not None:
+            warnings.warn(
+                f"group {root!r} is left unpruned: {problem}; its channels keep their full width",
+                UnsupportedLayerWarning,
+                stacklevel=4,
+            )
+            return None
+        roots: dict[tuple[str, str], dict[int, int]] = {}
+        for item in tp_group:
+            target = item.dep.target.module
+            name = self._name_of.get(target)
+            if name is None:  # a parameter-free op (add, concat, reshape): nothing to prune there
+                continue
+            out_side = isinstance(target, nn.Parameter) or self.dg.is_out_channel_pruning_fn(item.dep.handler)
+            mapping = roots.setdefault((name, "out" if out_side else "in"), {})
+            for idx, root_idx in zip(item.idxs, item.root_idxs, strict=True):
+                # an unknown root (Torch-Pruning could not map it) is counted with the channel at its position
+                mapping[int(idx)] = int(idx) % channels if root_idx is None else int(root_idx)
+        segments, per_segment = split_segments(channels, blocks, roots)
+        members = tuple(
+            GroupMember(name=name, kind=kind, size=len(mapping), per_segment=per_segment[(name, kind)])  # type: ignore[arg-type]
+            for (name, kind), mapping in roots.items()
+        )
+        touched = {m.name for m in members}
+        return PrunableGroup(
+            name=root,
+            channels=channels,
+            members=members,
+            macs=sum(c.macs for n, c in self.costs.items() if n in touched),
+            channel_groups=blocks,
+            segments=segments,
+            tp_group=tp_group,
+        )
 
     def _module(self, name: str) -> nn.Module:
         return dict(self.model.named_modules())[name]
@@ -263,77 +311,41 @@ class ModelStructure:
 
     # ------------------------------------------------------- MACs/params model
     def _build_cost_model(self) -> None:
-        """Precompute, per layer, which groups cut its input/output channels and by what share."""
-        self._out_of: dict[str, list[tuple[int, float]]] = {}
-        self._in_of: dict[str, list[tuple[int, float]]] = {}
-        modules = dict(self.model.named_modules())
-        params = dict(self.model.named_parameters())
-        for gi, g in enumerate(self.groups):
-            for m in g.members:
-                if m.name in modules:
-                    mod = modules[m.name]
-                    if isinstance(mod, nn.Linear):
-                        total = mod.out_features if m.kind == "out" else mod.in_features
-                    elif isinstance(mod, nn.modules.conv._ConvNd):
-                        total = mod.out_channels if m.kind == "out" else mod.in_channels
-                    else:
-                        weight = getattr(mod, "weight", None)
-                        total = weight.shape[0] if isinstance(weight, torch.Tensor) else m.size
-                elif m.name in params:
-                    total = params[m.name].numel()
-                else:
-                    continue
-                target = self._out_of if m.kind == "out" else self._in_of
-                target.setdefault(m.name, []).append((gi, m.size / max(total, 1)))
-        self._depthwise = {
-            n for n, mod in modules.items()
-            if isinstance(mod, nn.modules.conv._ConvNd) and mod.groups == mod.out_channels > 1
-        }
-        self._param_terms: list[tuple[str, str, int]] = []  # (owner, kind, numel)
-        for pname, p in params.items():
-            owner, _, leaf = pname.rpartition(".")
-            if pname in self._out_of:  # unwrapped parameter pruned on its own
-                self._param_terms.append((pname, "out", p.numel()))
-            elif isinstance(modules.get(owner), (nn.Linear, nn.modules.conv._ConvNd)) and leaf == "weight":
-                self._param_terms.append((owner, "both", p.numel()))
-            else:
-                self._param_terms.append((owner, "out", p.numel()))
+        """The exact cost model over the groups (see :mod:`autoprune.engine.cost_model`)."""
+        self.cost_model = CostModel(self.model, [dataclasses.replace(g, tp_group=None) for g in self.groups],
+                                    self.costs)
 
-    def _fractions(self, keep: Mapping[str, int]) -> list[float]:
+    def allocations(self, keep: Mapping[str, int]) -> list[tuple[float, ...]]:
+        """Kept positions per segment of every group for kept counts ``keep`` (missing groups whole).
+
+        Raises:
+            AutoPruneError: an unknown group (with the valid names), or a count the group cannot keep
+                (not a multiple of its channel blocks, or fewer than one block per segment).
+        """
         for name in keep:
             if name not in self._by_name:
                 self.group(name)  # raises with the valid names
-        return [keep.get(g.name, g.channels) / g.channels for g in self.groups]
-
-    def _keep(self, table: dict[str, list[tuple[int, float]]], name: str, frac: list[float]) -> float:
-        return 1.0 - sum(w * (1.0 - frac[gi]) for gi, w in table.get(name, ()))
+        try:
+            return self.cost_model.allocations(keep)
+        except ValueError as exc:
+            raise AutoPruneError(str(exc)) from None
 
     def predict_macs(self, keep: Mapping[str, int]) -> int:
         """Dense conv/linear MACs of the model after keeping ``keep[name]`` channels of each group.
 
-        Groups not in ``keep`` stay whole. Exact (checked against counting the physically pruned
-        model in the tests).
+        Groups not in ``keep`` stay whole. Exact for the channels :func:`~autoprune.engine.selection.select_kept`
+        keeps (checked against counting the physically pruned model in the tests).
         """
-        frac = self._fractions(keep)
-        total = 0.0
-        for name, cost in self.costs.items():
-            out_keep = self._keep(self._out_of, name, frac)
-            in_keep = 1.0 if name in self._depthwise else self._keep(self._in_of, name, frac)
-            total += cost.macs * out_keep * in_keep
-        return round(total)
+        return self.cost_model.macs(self.allocations(keep))
 
     def predict_params(self, keep: Mapping[str, int]) -> int:
         """Parameter count of the model after keeping ``keep[name]`` channels of each group."""
-        frac = self._fractions(keep)
-        total = 0.0
-        for owner, kind, numel in self._param_terms:
-            out_keep = self._keep(self._out_of, owner, frac)
-            in_keep = 1.0 if kind == "out" or owner in self._depthwise else self._keep(self._in_of, owner, frac)
-            total += numel * out_keep * in_keep
-        return round(total)
+        return self.cost_model.params(self.allocations(keep))
 
     def keep_counts(self, keep_ratios: Mapping[str, float], *, round_to: int = 1) -> dict[str, int]:
-        """Channel counts for keep ratios, rounded to a multiple of ``round_to`` (at least one step)."""
+        """Channel counts for keep ratios, rounded to allowed counts: multiples of ``round_to`` and the group's
+        channel blocks, at least one block per branch of a concatenation (see
+        :func:`~autoprune.engine.rounding.round_count`)."""
         for name in keep_ratios:
             self.group(name)  # an unknown name raises, listing the valid ones
         counts = {}
@@ -344,13 +356,35 @@ class ModelStructure:
                     f"keep ratio {ratio} for group {g.name!r} must be in (0, 1]: it is the fraction of "
                     "channels to keep"
                 )
-            counts[g.name] = round_channels(ratio * g.channels, g.channels, group_step(g, round_to))
+            counts[g.name] = round_count(g, ratio * g.channels, round_to)
         return counts
 
 
-def _merge(members: list[GroupMember]) -> list[GroupMember]:
-    merged: dict[tuple[str, str], int] = {}
-    for m in members:
-        key = (m.name, m.kind)
-        merged[key] = max(merged.get(key, 0), m.size)
-    return [GroupMember(name=n, kind=k, size=s) for (n, k), s in merged.items()]  # type: ignore[arg-type]
+def _warn_rejected(label: str, rejected: list[Rejected]) -> None:
+    """One warning per reason, naming the groups (their root layers) left unpruned for it."""
+    by_reason: dict[str, list[str]] = {}
+    for r in rejected:
+        by_reason.setdefault(r.reason, []).append(r.root)
+    for reason, roots in by_reason.items():
+        more = f" and {len(roots) - 3} more" if len(roots) > 3 else ""
+        warnings.warn(
+            f"{len(roots)} group(s) of {label} left unpruned ({', '.join(map(repr, roots[:3]))}{more}): {reason}",
+            UnsupportedLayerWarning,
+            stacklevel=4,
+        )
+
+
+def _trace_failure(model: nn.Module, example: torch.Tensor, exc: Exception) -> str:
+    """One line on why tracing failed: the input shape only if the dense model itself fails on it."""
+    label, shape = type(model).__name__, tuple(example.shape)
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as plain:
+        reason = " ".join(f"{type(plain).__name__}: {plain}".split())[:300]
+        return (f"{label} does not run on input shape {shape} ({reason}): check that --dataset and --image-size "
+                "match the model")
+    return (f"could not trace {label} on input shape {shape} ({detail}): the model runs, but Torch-Pruning's "
+            "dependency graph does not support one of its layer patterns: replace that layer or register a "
+            "Torch-Pruning pruner for it")

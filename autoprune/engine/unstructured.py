@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune.engine._layers_check import check_layer_names
 from autoprune.engine.plan import MASK_GRANULARITIES, PrunePlan
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, BudgetError
@@ -119,12 +120,8 @@ def _layers(
 ) -> tuple[list[_Layer], int, int]:
     """The maskable layers, the effective MACs of the layers that stay as they are, and the dense MACs."""
     modules = dict(model.named_modules())
-    for name in exclude:
-        if name not in modules:
-            raise AutoPruneError(
-                f"excluded layer {name!r} is not a module of the model; use module names such as "
-                f"{[n for n, m in modules.items() if isinstance(m, _MASKABLE)][:3]}"
-            )
+    check_layer_names(modules, exclude, role="excluded",
+                      examples=[n for n, m in modules.items() if isinstance(m, _MASKABLE)])
     frozen = set(exclude) | set(ModelStructure(model, input_shape).output_layers)
     costs = layer_costs(model, input_shape)
     # a weight tied between modules (one parameter, one name) is left dense: masking it through one

@@ -20,6 +20,7 @@ import os
 import pickle
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ SAFETENSORS_SUFFIX = ".safetensors"
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile
 _SAVE_HINT = "save a state_dict with torch.save(model.state_dict(), path) or safetensors"
+#: Safetensors metadata key holding the state_dict's ``_metadata`` (module versions, JSON-encoded).
+STATE_METADATA_KEY = "autoprune.state_dict_metadata"
 
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -113,8 +116,35 @@ def load_checkpoint_into(model: nn.Module, path: str | Path, *, strict: bool = T
             "--supernet (Supernet.load in Python), or give the dense model's own checkpoint"
         )
     check_fits(model, state, meta, Path(path), strict=strict)
-    model.load_state_dict(state, strict=strict)
+    model.load_state_dict(with_state_metadata(state, model), strict=strict)
     return meta
+
+
+def state_metadata_json(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The state_dict's ``_metadata`` (per module prefix, e.g. ``{"version": 2}``) as JSON; None if it has none.
+
+    Safetensors keeps tensors only; modules such as torchvision's MNASNet refuse a state without their
+    version, so the writers store this in the file's metadata (:data:`STATE_METADATA_KEY`).
+    """
+    metadata = getattr(state, "_metadata", None)
+    return None if metadata is None else json.dumps(dict(metadata), default=str)
+
+
+def with_state_metadata(
+    state: Mapping[str, torch.Tensor], model: nn.Module, metadata: Mapping[str, Any] | None = None
+) -> OrderedDict[str, torch.Tensor]:
+    """``state`` as ``load_state_dict`` wants it: with the module versions of ``_metadata``.
+
+    The versions come from ``metadata``, else from ``state`` itself, else from ``model``'s own state_dict
+    (a file without them, e.g. safetensors written by another tool, is taken to be of the model's code).
+    """
+    result: OrderedDict[str, torch.Tensor] = OrderedDict(state)
+    versions = metadata if metadata is not None else getattr(state, "_metadata", None)
+    if versions is None:
+        versions = getattr(model.state_dict(), "_metadata", None)
+    if versions is not None:
+        result._metadata = OrderedDict(versions)  # type: ignore[attr-defined]
+    return result
 
 
 def check_fits(
@@ -171,7 +201,11 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any] 
         if file.suffix == SAFETENSORS_SUFFIX:
             metadata = {key: json.dumps(value) for key, value in plain_meta.items()}
             metadata.setdefault("format", "pt")
-            save_file(_unshared(model.state_dict()), str(tmp), metadata=metadata)
+            state = model.state_dict()
+            versions = state_metadata_json(state)
+            if versions is not None:
+                metadata[STATE_METADATA_KEY] = versions
+            save_file(_unshared(state), str(tmp), metadata=metadata)
         else:
             torch.save({"state_dict": model.state_dict(), "meta": plain_meta}, tmp)
         os.replace(tmp, file)
@@ -190,13 +224,28 @@ def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
         raise _corrupt(file, exc) from None
     meta: dict[str, Any] = {}
+    versions = state_metadata_from_json(metadata.pop(STATE_METADATA_KEY, None))
     for key, raw in metadata.items():
         try:
             meta[key] = json.loads(raw)
         except json.JSONDecodeError:  # written by another tool: keep the string
             if not (key == "format" and raw == "pt"):  # the safetensors convention, not user metadata
                 meta[key] = raw
+    if versions is not None:
+        state = OrderedDict(state)
+        state._metadata = versions  # type: ignore[attr-defined]
     return _strip_wrappers(state), meta
+
+
+def state_metadata_from_json(raw: str | None) -> OrderedDict[str, Any] | None:
+    """The ``_metadata`` that :func:`state_metadata_json` wrote (None if absent or unreadable)."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return OrderedDict(data) if isinstance(data, dict) else None
 
 
 def _unpack(obj: object, file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -223,11 +272,23 @@ def _unpack(obj: object, file: Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop a prefix shared by every key that wrappers add (``module.`` from DataParallel, ...)."""
+    """Drop a prefix shared by every key that wrappers add (``module.`` from DataParallel, ...), keeping
+    the module versions (``_metadata``) under the same names."""
+    versions = getattr(state, "_metadata", None)
     for prefix in _WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
-    return dict(state)
+            if versions is not None:
+                stem = prefix.rstrip(".")
+                versions = OrderedDict(
+                    (k[len(prefix):] if k.startswith(prefix) else "", v) for k, v in versions.items()
+                    if k.startswith(prefix) or k == stem
+                )
+    if versions is None:
+        return dict(state)
+    result: OrderedDict[str, torch.Tensor] = OrderedDict(state)
+    result._metadata = versions  # type: ignore[attr-defined]
+    return result
 
 
 def _unshared(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

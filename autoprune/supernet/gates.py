@@ -1,13 +1,19 @@
 """Channel gates: activate a sub-network of shared weights by masking output channels with hooks.
 
 A gate multiplies the output of every layer that a group prunes on its output side (convs, linears,
-BatchNorms) by a 0/1 channel mask. Zeroed channels then contribute nothing downstream, exactly as if
-they had been removed: the masked supernet and the physically extracted sub-network compute the same
+BatchNorms, GroupNorms) by a 0/1 channel mask. Zeroed channels then contribute nothing downstream, exactly
+as if they had been removed: the masked supernet and the physically extracted sub-network compute the same
 function (tested). Shared weights are never modified, and masked channels get zero gradients.
+
+Not under a normalisation over channels (GroupNorm, LayerNorm): there a masked channel still enters the
+mean and variance of the channels kept with it, which the extracted sub-network no longer sees, so the
+supernet's scores of such candidates are approximate. :class:`ChannelGates` warns
+(:class:`ApproximateGatesWarning`, naming the layer) when a gated group passes through one.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -17,7 +23,12 @@ from torch.utils.hooks import RemovableHandle
 
 from autoprune.engine.structure import ModelStructure
 
-_GATED = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
+_GATED = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
+_CHANNEL_NORMS = (nn.GroupNorm, nn.LayerNorm)
+
+
+class ApproximateGatesWarning(UserWarning):
+    """A gated group passes through a normalisation over channels: masked and extracted models differ."""
 
 
 class ChannelGates:
@@ -45,6 +56,7 @@ class ChannelGates:
                 self._width[module] = _out_width(module)
         self._masks: dict[nn.Module, torch.Tensor] = {}
         self._handles: list[RemovableHandle] = [m.register_forward_hook(self._hook) for m in self._maps]
+        _warn_channel_norms(structure)
 
     def set(self, kept: Mapping[str, torch.Tensor] | None) -> None:
         """Activate channels: ``kept[group] `` is a bool vector over the group's root channels.
@@ -94,10 +106,32 @@ class ChannelGates:
         self._masks.clear()
 
 
+def _warn_channel_norms(structure: ModelStructure) -> None:
+    """Warn once, naming a layer, if any group passes through a GroupNorm or LayerNorm."""
+    modules = dict(structure.model.named_modules())
+    found = [
+        (m.name, g.name) for g in structure.groups for m in g.members
+        if isinstance(modules.get(m.name), _CHANNEL_NORMS)
+    ]
+    if found:
+        layer, group = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        warnings.warn(
+            f"supernet scores are approximate: group {group!r} passes through {type(modules[layer]).__name__} "
+            f"{layer!r}{more}, which normalises over channels, so a masked channel still changes the statistics "
+            "of the kept ones and the masked supernet differs from the extracted sub-network; evaluate the "
+            "extracted winner to know its accuracy, or exclude that group from the search space",
+            ApproximateGatesWarning,
+            stacklevel=3,
+        )
+
+
 def _out_width(module: nn.Module) -> int:
     if isinstance(module, nn.Linear):
         return module.out_features
     if isinstance(module, nn.modules.conv._ConvNd):
         return module.out_channels
+    if isinstance(module, nn.GroupNorm):
+        return module.num_channels
     assert isinstance(module, nn.modules.batchnorm._BatchNorm)
     return module.num_features

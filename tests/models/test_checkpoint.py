@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from torch import nn
 
 from autoprune.errors import CheckpointError
 from autoprune.models import build_model, load_checkpoint_into, load_weights_file, save_checkpoint
+from autoprune.models.checkpoint import STATE_METADATA_KEY
 
 
 def trained_like(
@@ -60,7 +62,10 @@ def test_safetensors_file_is_plain_safetensors(tmp_path: Path) -> None:
     state = safetensors.torch.load_file(str(path))
     assert state.keys() == model.state_dict().keys()
     with safetensors.safe_open(str(path), framework="pt") as handle:
-        assert handle.metadata() == {"epochs": "3", "format": "pt"}
+        metadata = dict(handle.metadata())
+    versions = json.loads(metadata.pop(STATE_METADATA_KEY))  # module versions, as torch's state_dict has them
+    assert metadata == {"epochs": "3", "format": "pt"}
+    assert versions == dict(model.state_dict()._metadata)  # type: ignore[attr-defined]
     assert load_checkpoint_into(trained_like(seed=2), path) == {"epochs": 3}
 
 
