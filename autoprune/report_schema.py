@@ -20,7 +20,9 @@ EXPORTS = ("prune", "search", "extract", "sample")  # commands that export a pru
 CHANGES = {
     2: "`finetuned` is a boolean in every exporting command (search's metrics of a finetuned copy moved to "
     "`finetuned_metrics`; `finetuned_winner` dropped); `config.cli` holds every command-line option; "
-    "`num_classes`, `in_channels` and `image_size` added; search's `dense` has `val_accuracy`.",
+    "`num_classes`, `in_channels` and `image_size` added; search's `dense` has `val_accuracy`. Added since, "
+    "without a version change: `onnx_error` and the status `onnx_check_failed`; `latency`, `onnxruntime` and "
+    "`latency_check` (issue 18: one interleaved timing protocol).",
 }
 
 METRICS_DOC = (
@@ -28,7 +30,8 @@ METRICS_DOC = (
     "`top5`, `accuracy_se` (its standard error) and `test_samples` where a test split was read; `val_accuracy` "
     "where a validation score was measured; `macs` (multiply-accumulates per sample), `params`, `latency_ms` "
     "(median forward time at `latency_batch_size` with `latency_threads`), `deploy_latency_ms` (the same in the "
-    "deploy form: BatchNorm folded, channels-last); mask granularities add `effective_macs` and "
+    "deploy form: BatchNorm folded, channels-last; where `latency` is present, `dense` and `pruned` take both "
+    "from its first run, so their ratio comes from one interleaved run); mask granularities add `effective_macs` and "
     "`nonzero_params`. A supernet whose dense weights are unknown gives `dense` with `macs` and `params` only."
 )
 
@@ -56,22 +59,40 @@ FIELDS: dict[str, Field] = {
     "image_size": _f("[height, width] of the inputs", always=True),
     "seed": _f("the run's seed", always=True),
     "wall_time_s": _f("seconds from start to the end of the command", always=True),
-    "status": _f('`"ok"` (a failed command writes no report and exits non-zero)', always=True),
+    "status": _f('`"ok"`, or `"onnx_check_failed"` (see `onnx_error`); any other failure writes no report and '
+                 "exits non-zero", always=True),
     "config": _f("the settings of the run: `cli` holds every command-line option as given (and the one "
                  "budget: `budget`, `target`); the other keys are the command's resolved settings", always=True),
     "environment": _f("library versions, torch threads, device, platform", always=True),
-    "files": _f("run-folder-relative paths of the files written (checkpoint, plan, weights, onnx, figures)",
-                always=True),
+    "files": _f("run-folder-relative paths of the files written (checkpoint, plan, weights, onnx, figures; "
+                "`search --target-range`: `policy` and `policy_meta`, the saved agent and its sidecar)", always=True),
     "dense": _f("metrics of the unpruned model (see metrics objects)", always=True),
     "pruned": _f("metrics of the exported pruned model", EXPORTS, True),
     "macs_ratio": _f("pruned MACs / dense MACs", EXPORTS, True),
     "params_ratio": _f("pruned params / dense params", EXPORTS, True),
-    "latency_ratio": _f("pruned latency / dense latency (same batch, threads, device)", EXPORTS),
+    "latency_ratio": _f("pruned latency / dense latency (same batch, threads, device; from one interleaved run "
+                        "where `latency` is present)", EXPORTS),
     "deploy_latency_ratio": _f("the same in the deploy form", EXPORTS),
+    "latency": _f("dense and pruned timed together by the interleaved protocol (each model once per round, the "
+                  "order rotated every round, after warm-up): `protocol`, `warmup`, `threads`, `device`, and per "
+                  "form (`eager`, `deploy`) one entry per batch size (1 and the throughput batch 64), each one "
+                  "interleaved run: `batch_size`, `rounds`, `dense` and `pruned` (`median_ms`, `q1_ms`, `q3_ms`, "
+                  "`iqr_ms` over rounds; `dense` only where the dense model was given) and `ratio` (pruned / "
+                  "dense per round: `median`, `q1`, `q3`, `iqr`, `noise` = iqr / 2, `rounds`)", EXPORTS),
+    "onnxruntime": _f("the exported model.onnx timed in ONNX Runtime (CPU, the same threads) in the same runs as "
+                      "`latency`: `providers`, `threads`, `dense` (whether the dense model, exported to a temporary "
+                      "file, was timed beside it) and `runs` (per batch size as in `latency`)", EXPORTS),
+    "latency_check": _f("`search` with a latency budget: the top candidates re-measured (interleaved with the dense "
+                        "model, in the latency table's form, batch and threads) before the winner was fixed: "
+                        "`target`, the winner's `measured_ratio`, `predicted_ratio`, `noise` and `margin` (target - "
+                        "measured), `meets_target`, `remeasured`, `dropped` (measured over target + noise, not "
+                        "eligible), `winner_trial` and every timed `candidates` entry", ("search",)),
     "keep_ratios": _f("kept fraction of each group's channels", EXPORTS, True),
     "counts": _f("kept channels of each searched group", ("search", "extract", "sample"), True),
     "finetuned": _f("whether the exported model was finetuned after pruning (boolean)", EXPORTS, True),
     "onnx_max_abs_diff": _f("largest |ONNX Runtime - PyTorch| output difference of model.onnx", EXPORTS),
+    "onnx_error": _f("why the ONNX check failed (then model.onnx is removed, `status` is `onnx_check_failed` and "
+                     "the command exits 2 after writing everything else)", EXPORTS),
     "training": _f("dense training run by this command: `config` and `history` (loss, accuracy per epoch)",
                    ("train", "prune", "sample", "sensitivity", "supernet"), ("train",)),
     "granularity": _f("`prune`: channel, kernel, vector or fine", ("prune",), True),
@@ -95,6 +116,11 @@ FIELDS: dict[str, Field] = {
     "reference": _f("reference candidates scored like the trials (uniform at the budget, ...)", ("search", "sample"),
                     True),
     "search": _f("`search`: trials, best trial, Pareto front, timing", ("search",), True),
+    "policy": _f("`search --target-range`: the saved budget-conditioned agent (`file`, `searcher`, `metric`, "
+                 "`target_range`, space `fingerprint`, `episodes`, `model`); `search --policy`: the same for the "
+                 "policy that answered, with the `target`, its deterministic `answer` (counts) and which candidate "
+                 "was `exported` (`search`: the answer, or `uniform` when that scored better on validation)",
+                 ("search",)),
     "searcher_state": _f("`search`: what the searcher reports of itself (sampler, agent, ...)", ("search",), True),
     "evaluator": _f("evaluations, cache hits, pruned trials, seconds", ("search", "supernet"), True),
     "finetuned_metrics": _f("`search --finetune-epochs N`: metrics of a finetuned copy of the winner (the export "

@@ -14,3 +14,17 @@ def add_supernet_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+
+
+def add_stage_options(p: argparse.ArgumentParser, *, name_help: str) -> None:
+    """The issue-16 benchmarks' shared options: model, data, the stages' work folder, threads and outputs."""
+    p.add_argument("--model", default="vgg_small")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
+    p.add_argument("--work", type=Path, required=True,
+                   help="folder of the stages' run folders (benchmarks/layer_ratios.py; kept, resumable)")
+    p.add_argument("--space", help="search space (YAML, bundled name or 'auto'); default: the model's own")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", help=f"results file stem (default: {name_help})")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--quick", action="store_true", help="digits, tiny settings: checks that the script runs")

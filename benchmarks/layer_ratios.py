@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _supernet_options import add_stage_options  # noqa: E402
 
 
 def _run(work: Path, name: str, argv: list[str], *, resumable: bool = False) -> dict[str, Any]:
@@ -78,11 +80,7 @@ def _pts(mean: float, se: float) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="vgg_small")
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
-    p.add_argument("--work", type=Path, required=True, help="folder of the stages' run folders (kept; resumable)")
-    p.add_argument("--space", help="search space (YAML, bundled name or 'auto'); default: the model's own")
+    add_stage_options(p, name_help="the model")
     p.add_argument("--train-epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--check-epochs", type=int, default=5)
@@ -92,10 +90,6 @@ def main() -> None:
     p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.2])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--trials", type=int, default=40)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--name", help="results file stem (default: the model)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--quick", action="store_true", help="digits, tiny settings: checks that the script runs")
     a = p.parse_args()
     if a.quick:
         a.dataset, a.train_epochs, a.check_epochs, a.supernet_epochs, a.trials = "digits", 2, 1, 1, 4

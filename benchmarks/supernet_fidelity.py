@@ -38,6 +38,8 @@ import torch
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _supernet_options import add_stage_options  # noqa: E402
 
 
 def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict[str, dict[str, int]]:
@@ -80,23 +82,14 @@ def rank_stats(x: list[float], y: list[float], seed: int, reps: int = 2000) -> d
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="vgg_small")
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--data-dir", type=Path, default=Path("/tmp/autoprune-fmnist"))
-    p.add_argument("--work", type=Path, required=True,
-                   help="folder of benchmarks/layer_ratios.py (dense/model.pt, supernet/supernet.pt, search-*)")
+    add_stage_options(p, name_help="fidelity_<model>_<target>")
     p.add_argument("--supernet", type=Path, help="default: WORK/supernet/supernet.pt")
-    p.add_argument("--space", help="search space (default: the model's own, as the search used)")
     p.add_argument("--target", type=float, default=0.3)
     p.add_argument("--candidates", type=int, default=20)
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--bn-batches", type=int, default=40, help="adaptive-BN batches of 64 (the search's re-scoring)")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", help="results file stem (default: fidelity_<model>_<target>)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--quick", action="store_true", help="digits, tiny settings: checks that the script runs")
     a = p.parse_args()
     if a.quick:
         a.dataset, a.candidates, a.finetune_epochs, a.bn_batches = "digits", 6, 1, 4

@@ -9,13 +9,25 @@ or a saved supernet; ``gymnasium.make`` takes the same settings, or a space and 
     env = gymnasium.make("autoprune/LayerPruning-v0", supernet="runs/sn/supernet.pt", target_macs=0.5)
     env = gymnasium.make("autoprune/LayerPruning-v0", space=space, evaluator=evaluator, reward="accuracy")
 
+Budget-conditioned (one policy for every budget of a range): ``target_range=(0.3, 0.7)`` draws each
+episode's target from the range at reset and appends it to the observation (see :class:`LayerPruningEnv`).
+
 In a fresh process (``SubprocVecEnv`` workers, ``make_vec_env``) use the id
 ``"autoprune.envs:autoprune/LayerPruning-v0"``: Gymnasium imports this package first, which registers it.
 """
 
 import gymnasium
 
-from autoprune.envs.episode import FEATURES, EpisodeCore, GroupFacts, group_facts, replay
+from autoprune.envs.episode import (
+    FEATURES,
+    TARGET_FEATURE,
+    EpisodeCore,
+    GroupFacts,
+    check_target_range,
+    group_facts,
+    parse_target_range,
+    replay,
+)
 from autoprune.envs.factory import ENV_NAMES, EnvConfig, build_parts, make_env
 from autoprune.envs.pruning_envs import EvaluateFn, LayerPruningEnv, RatioVectorEnv
 from autoprune.envs.rewards import REWARDS, Reward, get_reward
@@ -38,6 +50,7 @@ __all__ = [
     "ENV_NAMES",
     "FEATURES",
     "REWARDS",
+    "TARGET_FEATURE",
     "EnvConfig",
     "EpisodeCore",
     "EvaluateFn",
@@ -46,8 +59,10 @@ __all__ = [
     "RatioVectorEnv",
     "Reward",
     "build_parts",
+    "check_target_range",
     "get_reward",
     "group_facts",
     "make_env",
+    "parse_target_range",
     "replay",
 ]

@@ -15,11 +15,17 @@ clipped so that the episode can still end within the budget (AMC's resource-cons
 feasible (the tests check it), and the projection fills what the episode left of the budget, so every
 evaluated candidate spends it (within one rounding step). Observations are AMC's layer embeddings, each
 feature scaled to [0, 1].
+
+Budget-conditioned episodes (``target_range=(low, high)``): every episode has a target of its own inside
+the range (:meth:`EpisodeCore.set_target`), the clipping and the projection use it, and the observation
+gains one last feature, ``target`` (:data:`TARGET_FEATURE`), so that one policy serves every budget of
+the range. Without a range nothing changes: the space's own target, the observation of :data:`FEATURES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +42,41 @@ FEATURES: tuple[str, ...] = (
 #: How many leading features describe the group itself (up to ``group_macs``); the rest change during
 #: an episode (what was removed so far, the previous action).
 STATIC_FEATURES = FEATURES.index("group_macs") + 1
+#: The feature a budget-conditioned episode appends to its observation: the episode's target (0..1).
+TARGET_FEATURE = "target"
 _EPS = 1e-12
+
+
+def parse_target_range(value: str | Sequence[float]) -> tuple[float, float]:
+    """A range of budget targets ``(low, high)`` from a pair of numbers or text ``"low:high"`` (``"0.3:0.7"``).
+
+    Raises:
+        AutoPruneError: not two numbers, or not ``0 < low <= high <= 1``.
+    """
+    parts = value.split(":") if isinstance(value, str) else value
+    try:
+        low, high = (float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise AutoPruneError(f"target_range={value!r} must be two budget fractions low:high, e.g. 0.3:0.7") from None
+    if not 0.0 < low <= high <= 1.0:
+        raise AutoPruneError(
+            f"target_range={low:g}:{high:g} must satisfy 0 < low <= high <= 1 (fractions of the dense budget "
+            "metric to keep), e.g. 0.3:0.7"
+        )
+    return low, high
+
+
+def check_target_range(value: str | Sequence[float], space: SearchSpace) -> tuple[float, float]:
+    """:func:`parse_target_range`, and every target of the range reachable in ``space``.
+
+    Raises:
+        AutoPruneError: a malformed range, or ``low`` below what the smallest sub-network of the space keeps.
+    """
+    from autoprune.search_spaces.budget import check_reachable
+
+    low, high = parse_target_range(value)
+    check_reachable(space, target=low, fix="raise the low end of the target range")
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -83,18 +123,31 @@ class EpisodeCore:
         space: The search space (its cost model enforces the budget).
         budget_slack: Clip from below so that the episode can still reach ``target - budget_slack`` of the
             budget metric (``None``: clip from above only, as AMC).
+        target_range: Budget-conditioned episodes: targets ``(low, high)`` of the space's metric (see
+            :func:`check_target_range`); the target starts at ``high`` until :meth:`set_target` moves it.
+            ``None``: every episode has the space's own target.
 
     Raises:
-        AutoPruneError: ``budget_slack`` negative or not below the target.
+        AutoPruneError: ``budget_slack`` negative or not below the (lowest) target; a bad ``target_range``.
     """
 
-    def __init__(self, space: SearchSpace, *, budget_slack: float | None = 0.02) -> None:
-        if budget_slack is not None and not 0.0 <= budget_slack < space.target:
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        budget_slack: float | None = 0.02,
+        target_range: str | Sequence[float] | None = None,
+    ) -> None:
+        self.target_range = None if target_range is None else check_target_range(target_range, space)
+        lowest = space.target if self.target_range is None else self.target_range[0]
+        if budget_slack is not None and not 0.0 <= budget_slack < lowest:
             raise AutoPruneError(
-                f"budget_slack={budget_slack!r} must be in [0, target={space.target:g}) (a fraction of the dense "
+                f"budget_slack={budget_slack!r} must be in [0, target={lowest:g}) (a fraction of the dense "
                 "budget metric an episode may leave unused), or None to clip from above only"
             )
         self.space = space
+        if self.target_range is not None:
+            self.space = dataclasses.replace(space, target=self.target_range[1])
         self.budget_slack = budget_slack
         self.facts = group_facts(space)
         static = np.array(
@@ -111,6 +164,41 @@ class EpisodeCore:
         return len(self.space.groups)
 
     @property
+    def conditioned(self) -> bool:
+        """Whether episodes are budget-conditioned (the observation ends with the target)."""
+        return self.target_range is not None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Names of the observation's features, in order."""
+        return (*FEATURES, TARGET_FEATURE) if self.conditioned else FEATURES
+
+    @property
+    def target(self) -> float:
+        """The current episode's budget target."""
+        return float(self.space.target)
+
+    def set_target(self, target: float) -> None:
+        """Give the next episodes the budget ``target`` (inside :attr:`target_range`); call before :meth:`reset`.
+
+        Raises:
+            AutoPruneError: the episodes are not budget-conditioned, or ``target`` is outside the range.
+        """
+        if self.target_range is None:
+            raise AutoPruneError(
+                f"target={target!r}: these episodes have the fixed target {self.space.target:g}; build them with "
+                "target_range=(low, high) to choose a target per episode"
+            )
+        low, high = self.target_range
+        if not low - 1e-9 <= float(target) <= high + 1e-9:
+            raise AutoPruneError(
+                f"target={target!r} is outside the target range {low:g}:{high:g} of these episodes; pick one "
+                "inside it"
+            )
+        if float(target) != self.space.target:
+            self.space = dataclasses.replace(self.space, target=min(max(float(target), low), high))
+
+    @property
     def done(self) -> bool:
         return self.t >= self.n_groups
 
@@ -122,7 +210,10 @@ class EpisodeCore:
         self.previous_action = 0.0
 
     def observation(self) -> np.ndarray:
-        """AMC's embedding of the current group (the last group's, updated, once the episode is done)."""
+        """AMC's embedding of the current group (the last group's, updated, once the episode is done).
+
+        Budget-conditioned episodes append the episode's target (:attr:`features`).
+        """
         i = min(self.t, self.n_groups - 1)
         f = self.facts[i]
         static = np.array([f.in_channels, f.out_channels, f.kernel, f.stride, f.feature_map, f.macs])
@@ -132,6 +223,8 @@ class EpisodeCore:
             i / max(self.n_groups - 1, 1), f.is_conv, *static[:5], static[5],
             removed, self._macs_later[i] / self._dense_macs, self.previous_action,
         ]  # fmt: skip
+        if self.conditioned:
+            obs.append(self.space.target)
         return np.clip(np.asarray(obs, dtype=np.float32), 0.0, 1.0)
 
     def bounds(self) -> tuple[int, int]:

@@ -25,6 +25,7 @@ import torch
 from gymnasium.wrappers import TimeLimit
 
 from autoprune.data.splits import default_val_batch_size
+from autoprune.envs.episode import parse_target_range
 from autoprune.envs.pruning_envs import LayerPruningEnv, RatioVectorEnv, _PruningEnv
 from autoprune.envs.rewards import Reward, get_reward
 from autoprune.errors import AutoPruneError
@@ -57,6 +58,9 @@ class EnvConfig:
             supernet file, else the bundled space of the model, else ``auto``.
         target_macs: Budget: fraction of the dense MACs to keep (default 0.5 when no other budget is given).
         target_params: Budget on parameters instead (fraction kept).
+        target_range: ``(low, high)`` or ``"low:high"``: budget-conditioned environments (see
+            :class:`~autoprune.envs.LayerPruningEnv`); the range is of MACs, or of parameters when
+            ``target_params`` is given (a given target must lie in the range; default: its upper end).
         reward: ``accuracy``, ``accuracy_log_macs``, ``accuracy_log_latency`` or a callable
             ``(EvalResult, SearchSpace) -> float`` (a module-level function, to stay picklable).
         fidelity: Validation batches per evaluation (``None``: all).
@@ -87,6 +91,7 @@ class EnvConfig:
     space: str | Path | None = None
     target_macs: float | None = None
     target_params: float | None = None
+    target_range: tuple[float, float] | str | None = None
     reward: str | Reward = "accuracy"
     fidelity: int | None = None
     budget_slack: float | None = 0.02
@@ -113,6 +118,13 @@ class EnvConfig:
                 f"supernet={str(self.supernet)!r} already holds the trained weights; checkpoint="
                 f"{str(self.checkpoint)!r} is for building a new supernet: give one of them"
             )
+        if self.target_range is not None:
+            low, high = parse_target_range(self.target_range)
+            object.__setattr__(self, "target_range", (low, high))
+            given = self.target_params if self.target_params is not None else self.target_macs
+            if given is not None and not low <= given <= high:
+                raise AutoPruneError(f"target {given!r} lies outside target_range={low:g}:{high:g}; give one inside "
+                                     "it, or leave it out (the range's upper end)")
         get_reward(self.reward)  # an unknown name fails here, with the valid ones
         for name, low in (("fidelity", 1), ("val_batch_size", 1), ("bn_batches", 0), ("latency_batch_size", 1),
                           ("train_epochs", 0), ("supernet_epochs", 0)):
@@ -125,6 +137,8 @@ class EnvConfig:
         """The budget metric and target."""
         if self.target_params is not None:
             return "params", float(self.target_params)
+        if self.target_macs is None and isinstance(self.target_range, tuple):
+            return "macs", self.target_range[1]
         return "macs", 0.5 if self.target_macs is None else float(self.target_macs)
 
 
@@ -222,7 +236,8 @@ def _create(cls: type[_PruningEnv], kwargs: dict[str, Any]) -> _PruningEnv:
     base = kwargs.pop("config", None)
     config = _config(kwargs, base)
     space, evaluator = build_parts(config)
-    return cls(space, evaluator, reward=config.reward, fidelity=config.fidelity, budget_slack=config.budget_slack)
+    return cls(space, evaluator, reward=config.reward, fidelity=config.fidelity, budget_slack=config.budget_slack,
+               target_range=config.target_range)
 
 
 def layer_pruning_entry(**kwargs: Any) -> gymnasium.Env[Any, Any]:

@@ -19,6 +19,7 @@ from autoprune.cli.common import (
     limit_validation,
     one_budget,
     start,
+    time_side_by_side,
     user_errors,
     with_budget,
 )
@@ -158,6 +159,7 @@ def sample_cmd(
                                            "val_batches": len(val)},
         files=files, finetuned=True,
     )  # fmt: skip
+    time_side_by_side(s, report, s.model, result.model, files)
     path = report.write()
     out_console.print(_metrics_table(f"{run.model}: best of {len(result.candidates)} sampled ({strategy}), finetuned",
                                      {"dense": dense, "pruned": pruned}))  # fmt: skip

@@ -11,7 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from autoprune.cli import options as opt
-from autoprune.cli.common import Setup, console, export_model, one_budget, parse_keep_ratios, start, user_errors
+from autoprune.cli.common import (
+    Setup,
+    console,
+    export_model,
+    one_budget,
+    parse_keep_ratios,
+    start,
+    time_side_by_side,
+    user_errors,
+)
 from autoprune.defaults import DEFAULT_ROUND_TO, STRUCTURED
 from autoprune.errors import AutoPruneError, RunFolderError
 
@@ -216,6 +225,7 @@ def prune_cmd(
             effective_macs_ratio=pruned["effective_macs"] / dense["macs"],
             note=MASKS_DO_NOT_SPEED_UP,
         )
+    time_side_by_side(s, report, s.model, result.model, files)
     path = report.write()
     out_console.print(_metrics_table(f"{run.model} on {run.dataset}: {granularity} pruning, {criterion}",
                                      {"dense": dense, "pruned": pruned}))

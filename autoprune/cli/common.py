@@ -236,19 +236,17 @@ def start(command: str, run: RunOptions, settings: dict[str, Any], *, mode: Mode
 
 
 def export_model(s: Setup, model: nn.Module, plan: PrunePlan, report: RunReport, *, onnx: bool) -> dict[str, str]:
-    """The one export of every command: plan.json, model.safetensors and (checked) model.onnx in ``s.out``.
+    """The one export of every command (:func:`autoprune.pipelines.search_report.write_export`) into ``s.out``."""
+    from autoprune.pipelines.search_report import write_export
 
-    Returns the ``files`` entries written; the ONNX check's largest difference goes to the report.
-    """
-    from autoprune.engine.export import export_onnx, save_weights
+    return write_export(s.out, model, plan, s.input_shape, report, onnx=onnx)
 
-    plan.save(s.out / "plan.json")
-    save_weights(model, s.out / "model.safetensors")
-    files = {"plan": "plan.json", "weights": "model.safetensors"}
-    if onnx:
-        report.set(onnx_max_abs_diff=export_onnx(model, s.input_shape, s.out / "model.onnx"))
-        files["onnx"] = "model.onnx"
-    return files
+
+def time_side_by_side(s: Setup, report: RunReport, dense: nn.Module | None, pruned: nn.Module,
+                      files: dict[str, str]) -> None:  # fmt: skip
+    """Dense and pruned latency from one interleaved run (eager, deploy form, ONNX Runtime), into the report."""
+    onnx = s.out / files["onnx"] if "onnx" in files else None
+    report.measure_latency(dense, pruned, s.input_shape, onnx=onnx)
 
 
 def check_input_fits(net: nn.Module, name: str, input_shape: tuple[int, ...]) -> None:

@@ -48,6 +48,23 @@ TargetParams = Annotated[
     typer.Option("--target-params", help="Budget: fraction of the dense parameters to keep, in (0, 1] (instead of "
                  "--target-macs)."),
 ]
+TargetRange = Annotated[
+    str | None,
+    typer.Option("--target-range", help="Train one budget-conditioned RL agent (--searcher ddpg, td3, sac or ppo) "
+                 "over these targets, LOW:HIGH of the MACs (params:LOW:HIGH for parameters), instead of one budget; "
+                 "saved as OUT/policy.zip. The run's winner is fixed at HIGH."),
+]
+Policy = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Answer --target-macs (or --targets) from this saved policy.zip of a "
+                 "--target-range run, without training: one rollout per target, re-scored beside the uniform "
+                 "candidate, exported. Loading unpickles parts of the file: only use policies you trust."),
+]
+Targets = Annotated[
+    str | None,
+    typer.Option("--targets", help="With --policy: several targets, e.g. 0.35,0.45,0.55 (one sub-folder of OUT "
+                 "per target, listed in OUT/answers.json)."),
+]
 Space = Annotated[
     str | None,
     typer.Option("--space", help="Search space: a YAML file, a bundled name (resnet20, ...), or 'auto'. "

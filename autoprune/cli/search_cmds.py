@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -33,15 +32,15 @@ from autoprune.cli.common import (
 )
 from autoprune.cli.runfolder import adopt_recorded
 from autoprune.cli.search_support import (
-    jsonable,
-    parse_searcher_options,
-    plot_figures,
+    searcher_settings,
     side_by_side,
     spawn_workers,
+    study_options,
     tensorboard_logger,
     wait_workers,
+    worker_threads,
 )
-from autoprune.cli.supernet_cmds import BnBatches, Space, dense_model_of, export_subnet, train_dense_once
+from autoprune.cli.supernet_cmds import BnBatches, Space, dense_model_of, train_dense_once
 from autoprune.defaults import DEFAULT_TOP_K
 from autoprune.errors import AutoPruneError
 
@@ -55,12 +54,13 @@ SearcherName = Annotated[
 RESUME_DEFINING = ("model", "dataset", "data_dir", "image_size", "checkpoint", "supernet", "space", "budget", "target",
                    "latency_batch_size", "latency_form", "searcher", "rungs", "pruner", "storage", "study_name",
                    "searcher_option", "supernet_epochs", "train_epochs", "bn_batches", "val_batch_size", "val_batches",
-                   "seed")
+                   "seed", "target_range")
 
 
 #: Options that, left out of a --resume, take the value the run recorded.
 RESUME_ADOPTS = ("checkpoint", "supernet", "data_dir", "space", "image_size", "rungs", "pruner", "storage",
-                 "study_name", "val_batch_size", "val_batches", "target_macs", "target_params", "target_latency")
+                 "study_name", "val_batch_size", "val_batches", "target_macs", "target_params", "target_latency",
+                 "target_range")
 
 
 def _path(value: Any) -> Path | None:
@@ -78,6 +78,9 @@ def search_cmd(
     space: Space = None,
     target_macs: opt.TargetMacs = None,
     target_params: opt.TargetParams = None,
+    target_range: opt.TargetRange = None,
+    policy: opt.Policy = None,
+    targets: opt.Targets = None,
     target_latency: Annotated[
         float | None,
         typer.Option("--target-latency", help="Budget: fraction of the dense latency at --latency-batch-size, "
@@ -103,7 +106,10 @@ def search_cmd(
                                  "postgresql://... for workers on many machines.")
     ] = None,
     study_name: Annotated[str | None, typer.Option("--study-name", help="Optuna study name.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Processes on one Optuna study (this machine).")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Processes on one Optuna study (this machine). They divide the CPU "
+                          "threads: each runs max(1, T // N) torch threads, T = --threads or torch's default.")
+    ] = 1,
     searcher_option: Annotated[
         list[str] | None, typer.Option("--searcher-option", help="key=value passed to the searcher; repeatable.")
     ] = None,
@@ -140,18 +146,15 @@ def search_cmd(
     continue an interrupted search.
     """
     settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
-    from autoprune.pipelines.search import pick_winner, search_supernet
-    from autoprune.report import binomial_se, model_metrics
-    from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs, pareto_front
-    from autoprune.search.base import best_trial
-    from autoprune.search_spaces.budget import budget_use_summary
-    from autoprune.training import TrainConfig, train
+    from autoprune.pipelines.search import search_supernet
+    from autoprune.pipelines.search_report import ReportRequest
+    from autoprune.search import SEARCHERS, TrialLog, fidelity_rungs
 
     started = time.perf_counter()
     SEARCHERS.get(searcher)  # an unknown name fails before any work
     if resume and run.out is not None:  # options left out take the recorded run's values
         adopted = adopt_recorded(run.out, settings, RESUME_ADOPTS)
-        run.checkpoint, supernet, data_dir = (_path(settings[k]) for k in ("checkpoint", "supernet", "data_dir"))
+        run.checkpoint, supernet, run.data_dir = (_path(settings[k]) for k in ("checkpoint", "supernet", "data_dir"))
         space, run.image_size, rungs, pruner, storage, study_name, val_batch_size, val_batches = (
             settings[k] for k in ("space", "image_size", "rungs", "pruner", "storage", "study_name", "val_batch_size",
                                   "val_batches"))
@@ -159,139 +162,137 @@ def search_cmd(
             settings[k] for k in ("target_macs", "target_params", "target_latency"))
         if adopted:
             console.print(f"resuming with the run's own {', '.join(adopted)}", highlight=False)
-    budget, target = one_budget(target_macs=target_macs, target_params=target_params, target_latency=target_latency)
-    settings.update(budget=budget, target=target)
+    given = {"target_macs": target_macs, "target_params": target_params, "target_latency": target_latency}
+    if policy is not None:  # answer targets from a saved policy: no search (autoprune.pipelines.policy)
+        return _answer_from_policy(run, settings, policy, targets, given, supernet, space, target_range is not None,
+                                   resume, bn_batches, val_batch_size, val_batches, rescore_bn_batches, onnx)
+    budget, target, trained_range = _budget(searcher, settings, targets, given)
     at_least(1, top_k=top_k, rescore_bn_batches=rescore_bn_batches, trials=trials,
-             latency_batch_size=latency_batch_size, val_batch_size=val_batch_size, val_batches=val_batches)
+             latency_batch_size=latency_batch_size, val_batch_size=val_batch_size, val_batches=val_batches,
+             threads=run.threads, **({} if supernet else {"supernet_epochs": supernet_epochs}),
+             **({} if supernet or run.checkpoint else {"train_epochs": train_epochs}))
     at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
-    if supernet is None:
-        at_least(1, supernet_epochs=supernet_epochs)
-        if run.checkpoint is None:
-            at_least(1, train_epochs=train_epochs)
     if resume and run.overwrite:
         raise AutoPruneError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial drowns the progress bar
-    if workers < 1:
-        raise AutoPruneError(f"--workers {workers} must be >= 1")
-    study = SEARCHERS.get(searcher).study_based
-    if workers > 1 and not study:
-        raise AutoPruneError(f"--workers {workers} needs an Optuna searcher (tpe, cmaes, gp, nsga2) that shares "
-                             f"a study; {searcher!r} runs in one process")
-    options = parse_searcher_options(searcher_option or [])
-    if rungs is None:
-        rungs = 3 if pruner not in (None, "none") else 1
-    if rungs < 1:
-        raise AutoPruneError(f"--rungs {rungs} must be >= 1 (1: full validation only)")
-    if pruner is not None:
-        if not study:
-            raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
-        options["pruner"] = pruner
+    options, rungs, study = searcher_settings(searcher, workers, rungs, pruner, searcher_option or [])
+    run.threads = worker_threads(run.threads, workers)  # the processes divide the cores between them
     s = start("search", run, settings, mode="worker" if worker else "resume" if resume else "new",
               defining=RESUME_DEFINING)
-    log = TrialLog(s.out)
+    if workers > 1:
+        import torch
+
+        console.print(f"{'worker' if worker else 'main'} process of {workers}: {torch.get_num_threads()} torch "
+                      "thread(s)", highlight=False)
     net, search_space, dense_model = _supernet_and_space(s, run.model, run.dataset, supernet, space, run.checkpoint,
                                                          run.seed, run.progress, supernet_epochs, train_epochs,
                                                          bn_batches)
     with net.gates.detached():  # the latency table times the plain model, without the supernet's hooks
         search_space = _retarget(s, search_space, budget, target, latency_batch_size, latency_form, resume or worker)
-    if study:
-        options.setdefault("storage", storage or f"sqlite:///{(s.out / 'study.db').resolve()}")
-        options.setdefault("study_name", study_name or f"autoprune-{searcher}")
-        options.setdefault("total_trials", trials)
-    elif storage is not None or study_name is not None:
-        raise AutoPruneError(f"--storage/--study-name apply to Optuna searchers; {searcher!r} keeps no study")
+    study_options(options, study, searcher, storage, study_name, trials, s.out)
+    if trained_range is not None:  # the searcher saves its agent as OUT/policy.zip when the search ends
+        from autoprune.pipelines.policy import training_options
+
+        options.update(training_options(trained_range, s.out, model=run.model, dataset=run.dataset,
+                                        supernet=str((supernet or s.out / "supernet.pt").resolve())))
     procs = []
     if workers > 1 and not worker:
-        if resume:
-            log.repair()
-        else:
-            log.reset()
+        log = TrialLog(s.out)  # one log for every process of the study
+        (log.repair if resume else log.reset)()
         procs = spawn_workers(workers - 1, s.out, supernet or s.out / "supernet.pt", options)
-    on_trial = tensorboard_logger(s.out) if tensorboard else None
     val_batch_size = limit_validation(s, val_batch_size, val_batches)
     n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
+    request = None if worker else ReportRequest(  # workers only search; this process fixes and reports the winner
+        dense_model=dense_model, finetune_epochs=finetune_epochs, onnx=onnx,
+        run_report=s.report("search", run.model, run.dataset, run.seed, started),
+        config={"rungs": rungs, "workers": workers, "supernet": str(supernet or s.out / "supernet.pt"),
+                "checkpoint": None if run.checkpoint is None else str(run.checkpoint)},
+        before_winner=lambda: wait_workers(procs))
     outcome = search_supernet(
         net, search_space, s.splits, searcher=searcher, trials=trials, seed=run.seed,
         rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
-        val_batch_size=val_batch_size,
-        out=s.out, resume=resume or worker or workers > 1, progress=run.progress and not worker, on_trial=on_trial,
+        val_batch_size=val_batch_size, out=s.out, resume=resume or worker or workers > 1,
+        progress=run.progress and not worker, on_trial=tensorboard_logger(s.out) if tensorboard else None,
         latency_batch_size=latency_batch_size if target_latency is not None else None, latency_form=latency_form,
-        device=s.device,
-        repair_log=not worker and workers == 1, extract=False,  # the winner is read from the shared log below
+        device=s.device, repair_log=not worker and workers == 1, extract=False, top_k=top_k,
+        rescore_bn_batches=rescore_bn_batches, report=request,
     )  # fmt: skip
-    if worker:
-        return
-    wait_workers(procs)
-    if outcome.result.interrupted:
-        console.print(f"[yellow]interrupted[/] after {len(outcome.result.trials)} trials; every finished trial is in "
-                      f"{log.csv}. Continue with the same command plus --resume (and --out {s.out}).")
-        raise typer.Exit(130)
-    all_trials = log.read()
-    if not any(t.state == "complete" and t.feasible for t in all_trials):
-        raise AutoPruneError(f"no trial of the search completed ({len(all_trials)} trials, see {log.csv}); "
-                             "check the errors there, then rerun with --resume")
-    # The winner is fixed on validation data only (top-k re-scored with a larger calibration, and the
-    # uniform candidate); the test split is read below, once, for the report.
-    chosen = pick_winner(net, search_space, s.splits, all_trials, top_k=top_k, seed=run.seed, device=s.device,
-                         rescore_bn_batches=rescore_bn_batches or 4 * max(bn_batches, 1),
-                         val_batch_size=val_batch_size)  # fmt: skip
-    choice = chosen.choice
-    counts = chosen.counts
-    winner = chosen.extract(net)
-    uniform_model = net.extract(choice.uniform.score.counts, calibration=chosen.calibration,
-                                bn_batches=len(chosen.calibration))
-    report = s.report("search", run.model, run.dataset, run.seed, started)
-    test_loader = s.splits.test_loader()
-    dense: dict[str, Any] = (
-        model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
-        if dense_model is not None else {"macs": net.structure.dense_macs, "params": net.structure.dense_params})
-    if dense_model is not None:  # on the validation split too, beside the winner's re-scored val accuracy
-        from autoprune.metrics import evaluate_accuracy
+    if not worker:
+        _finish(outcome, request, procs, s.out, run.model, searcher, search_space, settings["target_range"])
 
-        n_val = len(s.splits.val)  # type: ignore[arg-type]
-        dense["val_accuracy"] = evaluate_accuracy(dense_model, s.splits.val_loader(), device=s.device).top1
-        dense["val_accuracy_se"] = binomial_se(dense["val_accuracy"], n_val)
-    pruned = model_metrics(winner.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
-    uniform = model_metrics(uniform_model.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
-    files = export_subnet(net, counts, winner, s, report, onnx=onnx)
-    front = pareto_front(all_trials)
-    (s.out / "pareto.json").write_text(json.dumps([t.to_dict() for t in front], indent=1))
-    files["pareto"] = "pareto.json"
-    files.update(trials="trials.csv", trials_log="trials.jsonl")
-    if finetune_epochs > 0:
-        tuned = copy.deepcopy(winner)
-        train(tuned, s.splits.train_loader(128, seed=run.seed), TrainConfig(epochs=finetune_epochs, lr=0.01),
-              val_loader=s.splits.val_loader(), device=s.device, progress=run.progress, description="finetune")
-        report.set(finetuned_metrics=model_metrics(tuned, s.input_shape, test_loader=test_loader, device=s.device),
-                   finetune_epochs=finetune_epochs)
-    summary = outcome.result.summary()
-    best = best_trial(all_trials)
-    summary.update(trials=len(all_trials), best=None if best is None else best.to_dict(),
-                   pareto=[t.to_dict() for t in front])
-    space_counts = {k: v for k, v in counts.items() if k in search_space.names}
-    evaluated = [t.counts for t in all_trials if t.result is not None and t.feasible]
-    report.set(
-        dense=dense, pruned=pruned, uniform=uniform, counts=counts, keep_ratios=search_space.ratios(space_counts),
-        reference=outcome.reference, search=summary, searcher_state=outcome.searcher_state,
-        evaluator=outcome.evaluator, space=search_space.to_dict(), files=files, finetuned=False,
-        **{k: v for k, v in choice.to_dict().items() if k != "uniform"}, uniform_rescored=choice.uniform.to_dict(),
-        budget_use={**search_space.budget_use(space_counts),
-                    "evaluated": budget_use_summary(search_space, evaluated)},
-        config={"searcher": searcher, "trials": trials, "rungs": rungs, "options": jsonable(options),
-                "workers": workers, "bn_batches": bn_batches, "val_batch_size": val_batch_size,
-                "top_k": top_k, "rescore_bn_batches": len(chosen.calibration),
-                "latency_form": latency_form,
-                "supernet": str(supernet or s.out / "supernet.pt"),
-                "device": str(s.device), "checkpoint": None if run.checkpoint is None else str(run.checkpoint)},
+
+def _budget(searcher: str, settings: dict[str, Any], targets: str | None,
+            given: dict[str, float | None]) -> tuple[str, float, Any]:  # fmt: skip
+    """The run's one budget (recorded in ``settings``); with ``--target-range`` its upper end, and the range."""
+    if targets is not None:
+        raise AutoPruneError("--targets lists targets to answer from a saved policy: add --policy RUN/policy.zip, "
+                             "or give one budget (--target-macs)")
+    trained_range = None
+    if settings["target_range"] is not None:  # one budget-conditioned agent (as given, or adopted by --resume)
+        from autoprune.pipelines.policy import training_budget
+
+        budget, target, trained_range = training_budget(searcher, settings["target_range"], **given)
+    else:
+        budget, target = one_budget(**given)
+    settings.update(budget=budget, target=target)
+    return budget, target, trained_range
+
+
+def _finish(outcome: Any, request: Any, procs: list[Any], out: Path, model: str, searcher: str, space: Any,
+            target_range: str | None) -> None:  # fmt: skip
+    """Print the winner beside dense and uniform (and the saved policy), or how to resume an interrupted run."""
+    from autoprune.search import TrialLog
+
+    if outcome.report is None or outcome.choice is None:  # interrupted: nothing fixed, exported or reported
+        wait_workers(procs)
+        console.print(f"[yellow]interrupted[/] after {len(outcome.result.trials)} trials; every finished trial is in "
+                      f"{TrialLog(out).csv}. Continue with the same command plus --resume (and --out {out}).")
+        raise typer.Exit(130)
+    final, choice = outcome.report, outcome.choice
+    if target_range is not None and request is not None and request.run_report is not None:
+        from autoprune.pipelines.policy import record_policy
+
+        final = record_policy(final, request.run_report, out)
+        console.print(f"policy: {out / 'policy.zip'} (answer a target of {target_range} with --policy "
+                      f"{out / 'policy.zip'} --target-macs T)", highlight=False)
+    print(side_by_side(model, final.data["search"]["trials"], searcher, final.dense, final.uniform, final.pruned,
+                       choice, space))
+    print(f"{choice.statement}\nreport: {final.path}  (HTML page and figures: autoprune report {out})")
+
+
+def _answer_from_policy(
+    run: opt.RunOptions, settings: dict[str, Any], policy: Path, targets: str | None, given: dict[str, float | None],
+    supernet: Path | None, space: str | None, ranged: bool, resume: bool, bn_batches: int, val_batch_size: int | None,
+    val_batches: int | None, rescore_bn_batches: int | None, onnx: bool,
+) -> None:
+    """``search --policy``: answer each target with the saved policy, re-score, export and report it."""
+    from autoprune.pipelines.policy import answer_targets, check_policy_run, policy_space, policy_targets
+    from autoprune.search.rl import SavedPolicy
+
+    if ranged or resume:
+        raise AutoPruneError(f"--policy answers from a trained policy without searching: drop "
+                             f"{'--target-range' if ranged else '--resume'}")
+    saved = SavedPolicy.load(policy)
+    wanted = policy_targets(saved, targets=targets, **given)
+    check_policy_run(saved, model=run.model, dataset=run.dataset)
+    source = supernet or (Path(saved.info.supernet) if saved.info.supernet else None)
+    if source is None or not source.is_file():
+        raise AutoPruneError(f"--policy {policy}: its supernet {saved.info.supernet or '(not recorded)'} is not a "
+                             "file; pass the supernet.pt it was trained over with --supernet")
+    settings.update(budget=f"target_{saved.info.metric}", target=wanted[0] if len(wanted) == 1 else wanted)
+    s = start("search", run, settings, defining=RESUME_DEFINING)
+    net, resolved, dense = _supernet_and_space(s, run.model, run.dataset, source, space, run.checkpoint, run.seed,
+                                               run.progress, 1, 1, bn_batches)
+    answer_space = policy_space(saved, net, resolved if space is not None else None)
+    size = limit_validation(s, val_batch_size, val_batches)
+    answers = answer_targets(
+        net, answer_space, s.splits, saved, wanted, s.out, model_name=run.model, cli=s.settings, dense_model=dense,
+        rescore_bn_batches=4 * max(bn_batches, 1) if rescore_bn_batches is None else rescore_bn_batches,
+        val_batch_size=size, seed=run.seed, device=s.device, onnx=onnx, progress=run.progress,
     )  # fmt: skip
-    path = report.write()
-    files.update(plot_figures(s.out))
-    report.set(files=files)
-    path = report.write()
-    print(side_by_side(run.model, len(all_trials), searcher, dense, uniform, pruned, choice, search_space))
-    print(f"{choice.statement}\nreport: {path}  (HTML page and figures: autoprune report {s.out})")
+    for a in answers:
+        print(side_by_side(run.model, 1, f"policy {saved.info.searcher}", a.report.dense, a.report.uniform,
+                           a.report.pruned, a.winner.choice, dataclasses.replace(answer_space, target=a.target)))
+        print(f"{a.winner.choice.statement}\nreport: {a.report.path}")
 
 
 def _supernet_and_space(
@@ -348,7 +349,8 @@ def _retarget(
                              f"{table.batch_size}, or start a new --out")
     if table is None:
         console.print(f"measuring the per-layer latency table ({form} form, batch {batch_size}) ...")
-        table = build_latency_table(space.structure, macs_space.choices, batch_size=batch_size, form=form)
+        table = build_latency_table(space.structure, macs_space.choices, batch_size=batch_size, form=form,
+                                    calibrate=12)  # fitted to 12 candidates timed beside the dense model
         table.save(path)
     return dataclasses.replace(macs_space, metric="latency", target=target_latency, latency_table=table)
 

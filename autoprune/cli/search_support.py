@@ -1,5 +1,5 @@
-"""What ``autoprune search`` needs besides the search itself: option parsing, worker processes, the
-side-by-side summary, figures and TensorBoard (kept apart so that the command reads as its steps)."""
+"""What ``autoprune search`` needs besides the pipeline: option checks, worker processes (and their share of the
+CPU threads), the side-by-side summary and TensorBoard (kept apart so that the command reads as its steps)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,60 @@ from autoprune.errors import AutoPruneError
 if TYPE_CHECKING:
     from autoprune.search.winner import WinnerChoice
     from autoprune.search_spaces import SearchSpace
+
+
+def searcher_settings(searcher: str, workers: int, rungs: int | None, pruner: str | None,
+                      items: list[str]) -> tuple[dict[str, Any], int, bool]:  # fmt: skip
+    """Check ``--workers``, ``--rungs`` and ``--pruner`` against the searcher; parse ``--searcher-option``.
+
+    Returns the searcher's options, the number of rungs (default 3 with a pruner, else 1) and whether the
+    searcher shares an Optuna study.
+    """
+    import optuna
+
+    from autoprune.search import SEARCHERS
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial drowns the progress bar
+    if workers < 1:
+        raise AutoPruneError(f"--workers {workers} must be >= 1")
+    study = SEARCHERS.get(searcher).study_based
+    if workers > 1 and not study:
+        raise AutoPruneError(f"--workers {workers} needs an Optuna searcher (tpe, cmaes, gp, nsga2) that shares "
+                             f"a study; {searcher!r} runs in one process")
+    options = parse_searcher_options(items)
+    if rungs is None:
+        rungs = 3 if pruner not in (None, "none") else 1
+    if rungs < 1:
+        raise AutoPruneError(f"--rungs {rungs} must be >= 1 (1: full validation only)")
+    if pruner is not None:
+        if not study:
+            raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
+        options["pruner"] = pruner
+    return options, rungs, study
+
+
+def study_options(options: dict[str, Any], study: bool, searcher: str, storage: str | None, study_name: str | None,
+                  trials: int, out: Path) -> None:  # fmt: skip
+    """Point an Optuna searcher at its study (default: SQLite in OUT/study.db); refuse study options otherwise."""
+    if study:
+        options.setdefault("storage", storage or f"sqlite:///{(out / 'study.db').resolve()}")
+        options.setdefault("study_name", study_name or f"autoprune-{searcher}")
+        options.setdefault("total_trials", trials)
+    elif storage is not None or study_name is not None:
+        raise AutoPruneError(f"--storage/--study-name apply to Optuna searchers; {searcher!r} keeps no study")
+
+
+def worker_threads(threads: int | None, workers: int) -> int | None:
+    """Torch threads of each of ``workers`` processes: they divide ``threads`` (default: torch's own count).
+
+    None (torch's choice, or ``--threads`` as given) for one process. Every process of a search computes the
+    same share from the same options, so the machine's cores are not oversubscribed.
+    """
+    if workers <= 1:
+        return threads
+    import torch
+
+    return max(1, (threads or torch.get_num_threads()) // workers)
 
 
 def parse_searcher_options(items: list[str]) -> dict[str, Any]:
@@ -83,15 +137,3 @@ def tensorboard_logger(out: Path) -> Any:
     from autoprune.analysis.tensorboard import TensorBoardLogger
 
     return TensorBoardLogger(out / "tensorboard").on_trial
-
-
-def plot_figures(out: Path) -> dict[str, str]:
-    """Figures of the run (accuracy vs MACs with the Pareto front, keep ratios, best so far) in OUT/figures."""
-    from autoprune.analysis.plots import plot_run
-
-    return {f"figure_{name}": str(path.relative_to(out)) for name, path in plot_run(out).items()}
-
-
-def jsonable(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
-            for k, v in options.items()}

@@ -27,6 +27,7 @@ from autoprune.cli.common import (
     one_budget,
     parse_keep_ratios,
     start,
+    time_side_by_side,
     user_errors,
     with_budget,
 )
@@ -210,6 +211,7 @@ def extract_cmd(
                config={"budget": budget, "target": value if budget.startswith("target") else None,
                        "keep_ratios": keep_ratios, "from_run": None if from_run is None else str(from_run),
                        "trial": trial, "bn_batches": bn_batches, "supernet": str(supernet), "device": str(s.device)})
+    time_side_by_side(s, report, dense_model, pruned_model, files)
     path = report.write()
     out_console.print(_metrics_table(f"{run.model}: sub-network of {supernet.name} (no finetuning)",
                                      {"dense": dense, "pruned": pruned} if "accuracy" in dense else {"pruned": pruned}))

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from autoprune._jsonfile import JsonFile
 from autoprune.engine.deploy import check_form
+from autoprune.engine.latency_calibration import LatencyCalibration, features
 from autoprune.engine.layer_widths import Shape, layer_widths, reachable_shapes
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError, CheckpointError
@@ -25,7 +26,9 @@ TABLE_VERSION = 1
 class LatencyTable(JsonFile):
     """Predicts a sub-network's latency as the sum of its conv/linear layers' measured latencies at their
     pruned widths plus a constant overhead (everything else: BN, activations, pooling, framework), measured
-    on this machine.
+    on this machine; or, once calibrated against whole-model measurements
+    (:func:`~autoprune.engine.latency_calibration.calibrate_table`), by the fitted model of the layer sum,
+    the MACs and the kept activations.
 
     Attributes:
         batch_size: Batch size the entries were measured at.
@@ -36,6 +39,7 @@ class LatencyTable(JsonFile):
         overhead_ms: Measured dense latency minus the sum of the dense entries; may be negative where timing
             layers one by one costs more than running them in the model.
         form: ``eager`` or ``deploy`` (BatchNorm folded, channels-last; see :mod:`autoprune.engine.latency_table`).
+        calibration: The fitted correction :meth:`predict` uses (None: overhead plus layer sum).
     """
 
     json_kind: ClassVar[str] = "latency table"
@@ -45,9 +49,13 @@ class LatencyTable(JsonFile):
     entries: dict[str, dict[Shape, float]]
     overhead_ms: float
     form: str = "eager"
+    calibration: LatencyCalibration | None = None
 
-    def predict(self, structure: ModelStructure, counts: Mapping[str, int]) -> float:
+    def predict(self, structure: ModelStructure, counts: Mapping[str, int], *, calibrated: bool = True) -> float:
         """Predicted latency in milliseconds of ``structure``'s model keeping ``counts[group]`` channels.
+
+        With a :attr:`calibration` (and ``calibrated``), its fitted model of the layer sum, the MACs and
+        the kept activations; otherwise :attr:`overhead_ms` plus the layer sum.
 
         Args:
             structure: The model's groups (the one the table was built for).
@@ -57,7 +65,14 @@ class LatencyTable(JsonFile):
             AutoPruneError: an unknown group, or a layer width the table has no entry for (with the fix:
                 rebuild the table with choices that include these counts).
         """
-        total = self.overhead_ms
+        layers = self.layers_ms(structure, counts)
+        if self.calibration is not None and calibrated:
+            return self.calibration.predict(layers, *features(structure, counts))
+        return self.overhead_ms + layers
+
+    def layers_ms(self, structure: ModelStructure, counts: Mapping[str, int]) -> float:
+        """The sum of the conv/linear layers' entries at the widths ``counts`` gives them (see :meth:`predict`)."""
+        total = 0.0
         for name, shape in layer_widths(structure, counts).items():
             layer = self.entries.get(name)
             if layer is None:
@@ -94,6 +109,7 @@ class LatencyTable(JsonFile):
             "device": self.device,
             "form": self.form,
             "overhead_ms": self.overhead_ms,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "entries": {
                 name: {f"{i},{o}": ms for (i, o), ms in sorted(layer.items())} for name, layer in self.entries.items()
             },
@@ -114,6 +130,7 @@ class LatencyTable(JsonFile):
                 str(name): {_parse_shape(key): float(ms) for key, ms in layer.items()}
                 for name, layer in data["entries"].items()
             }
+            calibration = data.get("calibration")  # tables written before calibration: none
             return cls(
                 batch_size=int(data["batch_size"]),
                 threads=int(data["threads"]),
@@ -121,6 +138,7 @@ class LatencyTable(JsonFile):
                 entries=entries,
                 overhead_ms=float(data["overhead_ms"]),
                 form=check_form(data.get("form", "eager")),  # tables written before forms existed: eager
+                calibration=None if calibration is None else LatencyCalibration.from_dict(calibration),
             )
         except AutoPruneError as exc:
             raise CheckpointError(f"malformed latency table: {exc}") from None

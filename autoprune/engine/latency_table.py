@@ -10,6 +10,11 @@ A table is measured in one of two forms: ``eager`` (the model as it is) or ``dep
 :func:`~autoprune.engine.deploy.optimize_for_inference` gives: BatchNorm folded into the convolutions,
 channels-last memory), so that a latency budget is met in the form the model ships in.
 
+Standalone layer timings miss what a whole model does (elementwise work that shrinks with the widths,
+layers faster or slower inside the model than alone). ``build_latency_table(..., calibrate=12)`` therefore
+also times a few candidates interleaved with the dense model and fits a correction of the prediction to
+them (:mod:`autoprune.engine.latency_calibration`), which the table keeps and predicts with.
+
 This module measures tables (:func:`build_latency_table`); the table type and its file format live in
 :mod:`autoprune.engine.latency_lookup`, the layer widths in :mod:`autoprune.engine.layer_widths`. All three
 names are importable from here.
@@ -27,12 +32,13 @@ from torch import nn
 
 from autoprune._device import model_device
 from autoprune.engine.deploy import in_form
+from autoprune.engine.latency_calibration import calibrate_table
 from autoprune.engine.latency_lookup import LatencyTable
 from autoprune.engine.layer_widths import Shape, layer_widths, reachable_shapes
 from autoprune.engine.structure import ModelStructure
 from autoprune.metrics.latency import measure_latency, num_threads
 
-__all__ = ["LatencyTable", "build_latency_table", "layer_widths", "reachable_shapes"]
+__all__ = ["LatencyTable", "build_latency_table", "calibrate_table", "layer_widths", "reachable_shapes"]
 
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -46,6 +52,8 @@ def build_latency_table(
     repeats: int = 20,
     warmup: int = 3,
     form: str = "eager",
+    calibrate: int = 0,
+    seed: int = 0,
 ) -> LatencyTable:
     """Time every conv/linear layer of ``structure``'s model at every width ``choices`` can give it.
 
@@ -64,9 +72,15 @@ def build_latency_table(
         form: ``eager``: layers and dense model as they are. ``deploy``: the dense model in deploy form
             (:func:`~autoprune.engine.deploy.optimize_for_inference`), each layer as it is there (with the
             bias folded BatchNorm gives it) in channels-last memory, fed channels-last input.
+        calibrate: Candidates to time interleaved with the dense model and fit the table's prediction to
+            (:func:`~autoprune.engine.latency_calibration.calibrate_table`); 0: none, the table predicts
+            overhead plus layer sum. A dozen is enough; each costs about one dense forward pass per
+            calibration round.
+        seed: Seed of the calibration candidates.
 
     Returns:
-        The table, with the overhead measured on the dense model under the same conditions.
+        The table, with the overhead measured on the dense model under the same conditions (and the
+        calibration, if asked).
 
     Raises:
         AutoPruneError: unknown group names, counts outside ``[1, channels]``, or an unknown form.
@@ -110,10 +124,13 @@ def build_latency_table(
         time_dense()
     dense_entries = sum(entries[name][shape] for name, shape in layer_widths(structure, {}).items())
     overhead = statistics.median(dense) - dense_entries
-    return LatencyTable(
+    table = LatencyTable(
         batch_size=batch_size, threads=used_threads, device=str(device), entries=entries, overhead_ms=overhead,
         form=form,
     )  # fmt: skip
+    if calibrate:
+        table = calibrate_table(table, structure, choices, candidates=calibrate, seed=seed, threads=used_threads)
+    return table
 
 
 def _input_shapes(structure: ModelStructure) -> dict[str, list[tuple[int, ...]]]:

@@ -6,16 +6,15 @@ The budget ("keep 50% of the MACs") is turned into counts by the search space's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
-from autoprune._types import Batch
 from autoprune.defaults import DEFAULT_ROUND_TO
-from autoprune.engine.importance import IMPORTANCES, get_importance
+from autoprune.engine._plan_inputs import PlanInputs
+from autoprune.engine.importance import IMPORTANCES
 from autoprune.engine.plan import GRANULARITIES, STRUCTURED, PrunePlan
 from autoprune.engine.selection import select_kept
 from autoprune.engine.structure import ModelStructure
@@ -95,47 +94,32 @@ class PruneConfig:
         return data
 
 
-def channel_scores(
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    config: PruneConfig,
-    *,
-    calibration: Iterable[Batch] | None = None,
-    structure: ModelStructure | None = None,
-) -> tuple[ModelStructure, dict[str, torch.Tensor]]:
-    """The model's groups and one importance score per channel of each (the criterion of ``config``).
+def channel_scores(inputs: PlanInputs) -> tuple[ModelStructure, dict[str, torch.Tensor]]:
+    """The model's groups and one importance score per channel of each (the criterion of ``inputs.config``).
 
     Raises:
         AutoPruneError: a data-driven criterion without calibration data; a model without prunable groups.
     """
-    importance = _importance(config, calibration)
-    structure = structure or ModelStructure(model, input_shape, ignored_layers=config.ignored_layers)
+    model, config = inputs.model, inputs.config
+    importance = inputs.criterion()
+    structure = inputs.structure or ModelStructure(model, inputs.input_shape, ignored_layers=config.ignored_layers)
     if not structure.groups:
         raise AutoPruneError(
             f"{type(model).__name__} has no prunable channel groups (all layers are output or unsupported layers)"
         )
-    if importance.needs_data:
-        importance.prepare(model, structure, calibration, max_batches=config.calibration_batches)
+    inputs.prepare(importance, structure)
     return structure, {g.name: importance(g) for g in structure.groups}
 
 
-def mask_plan(
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    config: PruneConfig,
-    *,
-    calibration: Iterable[Batch] | None = None,
-    structure: ModelStructure | None = None,
-) -> PrunePlan:
-    """A mask plan (granularity ``kernel``, ``vector`` or ``fine``) meeting ``config.target_macs``."""
+def mask_plan(inputs: PlanInputs) -> PrunePlan:
+    """A mask plan (granularity ``kernel``, ``vector`` or ``fine``) meeting ``inputs.config.target_macs``."""
+    config = inputs.config
     assert config.granularity != STRUCTURED and config.target_macs is not None
-    importance = _importance(config, calibration)
-    if importance.needs_data:
-        importance.prepare(model, structure or ModelStructure(model, input_shape), calibration,
-                           max_batches=config.calibration_batches)
+    importance = inputs.criterion()
+    inputs.prepare(importance)
     return make_mask_plan(
-        model,
-        input_shape,
+        inputs.model,
+        inputs.input_shape,
         granularity=config.granularity,
         target_macs=config.target_macs,
         score_fn=lambda name, w: importance.unstructured_scores(w, name),
@@ -169,17 +153,6 @@ def plan_for_counts(
         kept=kept,
         meta=meta,
     )
-
-
-def _importance(config: PruneConfig, calibration: Iterable[Batch] | None) -> Any:
-    importance = get_importance(config.criterion, seed=config.seed) if config.criterion == "random" else (
-        get_importance(config.criterion)
-    )
-    if importance.needs_data and calibration is None:
-        raise AutoPruneError(
-            f"criterion {config.criterion!r} needs calibration data: pass a loader of training batches"
-        )
-    return importance
 
 
 def compose_plans(first: PrunePlan, second: PrunePlan) -> PrunePlan:

@@ -14,7 +14,7 @@ from torch import nn
 
 from autoprune._types import Batch
 from autoprune.engine.plan import STRUCTURED, PrunePlan, apply_plan
-from autoprune.engine.pruner import PruneConfig, channel_scores, mask_plan, plan_for_counts
+from autoprune.engine.pruner import PlanInputs, PruneConfig, channel_scores, mask_plan, plan_for_counts
 from autoprune.engine.structure import ModelStructure
 from autoprune.search_spaces.budget import global_counts
 from autoprune.search_spaces.spec import channel_space
@@ -31,20 +31,18 @@ def compute_plan(
     """Rank channels (or weights) by the criterion and choose what to keep under the budget.
 
     Args:
-        model: The (trained) model; not modified.
-        input_shape: ``(N, C, H, W)`` of its inputs.
-        config: Budget, criterion, granularity and scope.
-        calibration: Batches for data-driven criteria (taylor, activation_mean, apoz); drawn from the
-            training split, never the test split.
-        structure: A ready :class:`ModelStructure` of ``model`` (built if not given).
+        model, input_shape, config, calibration, structure: What the plan is computed from, described
+            once in :class:`autoprune.engine.pruner.PlanInputs` (``model`` is not modified; ``calibration``
+            holds training batches for data-driven criteria, never test ones).
 
     Raises:
         BudgetError: the budget is malformed or cannot be met.
         AutoPruneError: a data-driven criterion without calibration data, unknown names.
     """
+    inputs = PlanInputs(model, input_shape, config, calibration, structure)
     if config.granularity != STRUCTURED:
-        return mask_plan(model, input_shape, config, calibration=calibration, structure=structure)
-    structure, scores = channel_scores(model, input_shape, config, calibration=calibration, structure=structure)
+        return mask_plan(inputs)
+    structure, scores = channel_scores(inputs)
     if config.keep_ratios is not None:
         counts = structure.keep_counts(config.keep_ratios, round_to=config.round_to)
     else:

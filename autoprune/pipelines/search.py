@@ -9,12 +9,17 @@ user's own loop or Optuna objective::
 
 Scoring uses the validation split carved from the training data. The winner is fixed by
 :func:`pick_winner`: the top candidates of the search and the uniform one re-scored on the whole
-validation split with a larger BatchNorm calibration (drawn from the training split). The test split is
-left to the caller's final report, read once, after the winner is fixed.
+validation split with a larger BatchNorm calibration (drawn from the training split). Under a latency
+budget they are first timed for real, interleaved with the dense model, and those measured over the
+target by more than the timing noise are dropped (:func:`check_latency`). The test split is
+read once, after the winner is fixed, for the final report: given ``out`` and a
+:class:`~autoprune.pipelines.search_report.ReportRequest`, ``search_supernet`` also measures, exports and
+reports the winner exactly as ``autoprune search`` does (``outcome.report``; ``OUT/report.json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +29,19 @@ import torch
 from torch import nn
 
 from autoprune.data import DataSplits
+from autoprune.engine.deploy import in_form
 from autoprune.errors import AutoPruneError
-from autoprune.evaluate import EvalResult, SupernetEvaluator
+from autoprune.evaluate import EvalResult, SupernetEvaluator, paired_difference
+from autoprune.metrics import measure_interleaved, ratio
+from autoprune.pipelines.search_report import (
+    ReportRequest,
+    SearchReport,
+    jsonable,
+    logged_trials,
+    write_search_report,
+)
 from autoprune.search import SearchConfig, SearchResult, Trial, make_searcher, run_search
-from autoprune.search.winner import DEFAULT_TOP_K, WinnerChoice, choose_winner
+from autoprune.search.winner import DEFAULT_TOP_K, SIGNIFICANCE, Rescored, WinnerChoice, choose_winner, top_trials
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 
@@ -46,6 +60,8 @@ class SupernetSearch:
             (same evaluator, full fidelity), the baselines a search should beat.
         evaluator: Counters of the evaluator (calls, cache hits, batches computed).
         searcher_state: The searcher's own summary (``Searcher.state()``).
+        choice: How the winner was fixed (the re-scored candidates; ``None`` with ``extract=False``).
+        report: The test metrics, files and ``report.json`` of a search given a ``report`` request.
     """
 
     result: SearchResult
@@ -55,6 +71,7 @@ class SupernetSearch:
     evaluator: dict[str, Any]
     searcher_state: dict[str, Any] = field(default_factory=dict)
     choice: WinnerChoice | None = None
+    report: SearchReport | None = None
 
     @property
     def best(self) -> Trial | None:
@@ -64,10 +81,12 @@ class SupernetSearch:
 
 @dataclass
 class Winner:
-    """What :func:`pick_winner` returns: the choice, and the calibration batches its model is extracted with."""
+    """What :func:`pick_winner` returns: the choice, the calibration batches its model is extracted with and,
+    under a latency budget, the re-measurement of the top candidates (:func:`check_latency`)."""
 
     choice: WinnerChoice
     calibration: list[tuple[torch.Tensor, torch.Tensor]]
+    latency_check: dict[str, Any] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -97,18 +116,113 @@ def pick_winner(
     val_batch_size: int = 256,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    dense_model: nn.Module | None = None,
+    latency_rounds: int = 15,
 ) -> Winner:
     """Fix the winner on validation data: the ``top_k`` best trials and the uniform candidate re-scored.
 
     Each is scored on the whole validation split after adaptive BN on ``rescore_bn_batches`` batches of
     the training split (more than a search uses per candidate); the best accuracy wins, lower validation
-    loss breaks ties. Reads no test data.
+    loss breaks ties. Reads no test data. Under a latency budget (``space.metric == "latency"``) the
+    candidates are first timed for real (:func:`check_latency`, ``latency_rounds`` rounds, beside
+    ``dense_model`` or the supernet's dense architecture): only those within the target (up to the
+    timing noise) are re-scored, and the exported winner is one of them whenever any is.
     """
+    check: dict[str, Any] | None = None
+    if space.metric == "latency":
+        trials, check, over = check_latency(supernet, space, trials, top_k=top_k, dense_model=dense_model,
+                                            rounds=latency_rounds)  # fmt: skip
     calibration = rescore_calibration(splits, rescore_bn_batches, seed)
     scorer = SupernetEvaluator(supernet, splits.val_loader(val_batch_size), calibration,
                                bn_batches=len(calibration), device=device)
     choice = choose_winner(trials, space.uniform(1.0), scorer.score, top_k=top_k)
-    return Winner(choice, calibration)
+    if check is not None:
+        choice = _eligible_choice(choice, over)
+        if not trials and check["remeasured"] > 1:
+            choice = dataclasses.replace(choice, statement="every re-measured trial was over the latency target: "
+                                         "the uniform candidate is exported")  # fmt: skip
+        entry = next(c for c in check["candidates"] if c["counts"] == dict(choice.winner.score.counts))
+        check.update(winner_trial=entry["trial"], measured_ratio=entry["measured_ratio"], noise=entry["noise"],
+                     predicted_ratio=entry["predicted_ratio"], margin=check["target"] - entry["measured_ratio"],
+                     meets_target=entry["eligible"])  # fmt: skip
+    return Winner(choice, calibration, check)
+
+
+def check_latency(
+    supernet: Supernet,
+    space: SearchSpace,
+    trials: list[Trial],
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    dense_model: nn.Module | None = None,
+    rounds: int = 15,
+    max_measured: int | None = None,
+) -> tuple[list[Trial], dict[str, Any], list[dict[str, int]]]:
+    """Time the best trials and the uniform candidate for real before a latency-budget winner is fixed.
+
+    Candidates are extracted (latency does not depend on weights) and timed in the latency table's form,
+    batch size and threads, interleaved with the dense model (:func:`autoprune.metrics.measure_interleaved`),
+    ``top_k`` trials per run (the first run also times the uniform candidate), best first, until ``top_k``
+    are within the target or ``max_measured`` (default ``3 * top_k``) were timed. A candidate is eligible
+    when its measured ratio to dense is at most the target plus the run's noise (half the interquartile
+    range of its per-round ratios).
+
+    Returns:
+        The eligible trials, the record (``latency_check`` of ``report.json``: every timed candidate, how
+        many were dropped) and the counts of the candidates measured over the target.
+    """
+    table = space.latency_table
+    assert table is not None and space.target is not None
+    dense = dense_model if dense_model is not None else supernet.extract({})
+    ranked = top_trials(trials, len(trials))
+    limit = 3 * top_k if max_measured is None else max_measured
+    records: list[dict[str, Any]] = []
+    eligible: list[Trial] = []
+    queue: list[tuple[Trial | None, dict[str, int]]] = [(None, space.uniform(1.0))]
+    queue += [(t, dict(t.counts)) for t in ranked[:limit]]
+    while queue and len(eligible) < top_k:
+        batch, queue = queue[: top_k + (1 if not records else 0)], queue[top_k + (1 if not records else 0) :]
+        models = {"dense": in_form(dense, table.form)}
+        models.update({str(i): in_form(supernet.extract(c), table.form) for i, (_, c) in enumerate(batch)})
+        stats = measure_interleaved(models, supernet.input_shape, batch_size=table.batch_size, rounds=rounds,
+                                    threads=table.threads)  # fmt: skip
+        for i, (trial, counts) in enumerate(batch):
+            r = ratio(stats, str(i), "dense")
+            ok = r.median <= space.target + r.noise
+            full = {g.name: int(counts.get(g.name, g.channels)) for g in supernet.structure.groups}
+            records.append({"source": "uniform" if trial is None else "search",
+                            "trial": None if trial is None else trial.number, "counts": full,
+                            "predicted_ratio": space.cost(counts), "measured_ratio": r.median, "noise": r.noise,
+                            "eligible": ok})  # fmt: skip
+            if ok and trial is not None:
+                eligible.append(trial)
+    check = {"target": space.target, "form": table.form, "batch_size": table.batch_size, "threads": table.threads,
+             "rounds": rounds, "remeasured": len(records),
+             "dropped": sum(not r["eligible"] for r in records), "candidates": records}  # fmt: skip
+    return eligible, check, [r["counts"] for r in records if not r["eligible"]]
+
+
+def _eligible_choice(choice: WinnerChoice, over: list[dict[str, int]]) -> WinnerChoice:
+    """``choice`` with the best re-scored candidate not measured over the latency target as its winner.
+
+    Only the uniform candidate can be over it here (the trials over it were left out); if every candidate
+    is, the choice stands (and ``latency_check`` says the winner misses the target).
+    """
+    def over_target(entry: Rescored) -> bool:
+        return dict(entry.score.counts) in over
+
+    if not over_target(choice.winner):
+        return choice
+    best = next((r for r in choice.rescored if not over_target(r)), None)
+    if best is None:
+        return choice
+    difference, se = paired_difference(best.score, choice.uniform.score)
+    beats = difference > SIGNIFICANCE * se
+    statement = (f"the uniform candidate measured over the latency target, so the best candidate within it is "
+                 f"exported: {100 * difference:+.2f} ± {100 * se:.2f} points against the uniform one on validation "
+                 f"({best.score.samples} samples)")  # fmt: skip
+    return dataclasses.replace(choice, winner=best, difference=difference, difference_se=se, beats_uniform=beats,
+                               statement=statement)  # fmt: skip
 
 
 def search_supernet(
@@ -134,6 +248,7 @@ def search_supernet(
     extract: bool = True,
     top_k: int = DEFAULT_TOP_K,
     rescore_bn_batches: int | None = None,
+    report: ReportRequest | None = None,
 ) -> SupernetSearch:
     """Search ``space`` over a trained ``supernet`` and extract the best sub-network.
 
@@ -156,14 +271,21 @@ def search_supernet(
         latency_form: ``eager`` or ``deploy`` (BatchNorm folded, channels-last): the form latency is measured in.
         device: Where to evaluate.
         repair_log: See :func:`autoprune.search.run_search` (False in processes that share ``out``).
-        extract: Fix and extract the winner (``model``, ``choice``); False when the caller picks the winner
-            itself (workers share one log).
+        extract: Fix and extract the winner (``model``, ``choice``); False in the extra worker processes
+            of one search (the process that reports fixes the winner from the log they share).
         top_k: Best trials re-scored at full fidelity to fix the winner (see :func:`pick_winner`).
         rescore_bn_batches: Calibration batches of that re-scoring (default: 4 x ``bn_batches``).
+        report: End as ``autoprune search`` does (needs ``out``): fix the winner over every trial of the
+            run folder's log, then measure it on the test split beside the dense model and the uniform
+            candidate, export it, and write ``report.json`` (see :mod:`autoprune.pipelines.search_report`).
+            Nothing of this happens when the search was interrupted.
 
     Raises:
-        AutoPruneError: unknown searcher or option, bad trial count or rungs.
+        AutoPruneError: unknown searcher or option, bad trial count or rungs; ``report`` without ``out``;
+            with ``report``, no trial completed.
     """
+    if report is not None and out is None:
+        raise AutoPruneError("search_supernet(report=...) needs out=: the run folder it exports and reports to")
     config = SearchConfig(trials=trials, rungs=rungs, seed=seed)
     evaluator = SupernetEvaluator(
         supernet, splits.val_loader(val_batch_size), splits.calibration_loader(seed=seed),
@@ -176,19 +298,30 @@ def search_supernet(
     engine = make_searcher(searcher, space, seed=seed, **dict(options or {}))  # checks the options
     result = run_search(engine, evaluator, config, out=out, resume=resume, progress=progress, on_trial=on_trial,
                         repair_log=repair_log)
-    best_counts, model, choice = None, None, None
-    if extract:
-        winner = pick_winner(
-            supernet, space, splits, result.trials, top_k=top_k, seed=seed, device=device,
-            rescore_bn_batches=4 * max(bn_batches, 1) if rescore_bn_batches is None else rescore_bn_batches,
-            val_batch_size=val_batch_size,
-        )  # fmt: skip
-        choice, best_counts = winner.choice, winner.counts
-        model = winner.extract(supernet).to(evaluator.device)
-    return SupernetSearch(
-        result=result, best_counts=best_counts, model=model, reference=reference,
-        evaluator=evaluator.stats.to_dict(), searcher_state=engine.state(), choice=choice,
-    )  # fmt: skip
+    outcome = SupernetSearch(result=result, best_counts=None, model=None, reference=reference,
+                             evaluator=evaluator.stats.to_dict(), searcher_state=engine.state())
+    if report is not None and out is not None and not result.interrupted:
+        if report.before_winner is not None:
+            report.before_winner()
+        done = logged_trials(out)  # every process's trials: workers share the log
+    elif extract and report is None:
+        done = result.trials
+    else:
+        return outcome
+    rescore = 4 * max(bn_batches, 1) if rescore_bn_batches is None else rescore_bn_batches
+    winner = pick_winner(supernet, space, splits, done, top_k=top_k, seed=seed, device=device,
+                         rescore_bn_batches=rescore, val_batch_size=val_batch_size,
+                         dense_model=None if report is None else report.dense_model)
+    outcome.choice, outcome.best_counts = winner.choice, winner.counts
+    outcome.model = winner.extract(supernet).to(evaluator.device)
+    if report is not None and out is not None:
+        settings = {"searcher": searcher, "trials": trials, "rungs": 1 if rungs is None else len(rungs),
+                    "options": jsonable(options or {}), "workers": 1, "bn_batches": bn_batches,
+                    "val_batch_size": val_batch_size, "top_k": top_k, "rescore_bn_batches": len(winner.calibration),
+                    "latency_form": latency_form, "supernet": None, "device": str(device), "checkpoint": None}
+        outcome.report = write_search_report(supernet, space, splits, outcome, winner, done, out, report,
+                                             config=settings, seed=seed, device=device, progress=progress)
+    return outcome
 
 
 def _ref(result: EvalResult) -> dict[str, Any]:

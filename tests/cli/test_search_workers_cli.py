@@ -1,4 +1,4 @@
-"""``autoprune search --workers 2``: two processes on one study, one shared log, one report.
+"""``autoprune search --workers 2``: two processes on one study, one shared log, one report, shared cores.
 
 Run as a real subprocess (the command re-launches itself for the extra worker from ``sys.argv``).
 """
@@ -14,7 +14,9 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 
+from autoprune.cli.search_support import worker_threads
 from autoprune.search import TrialLog
 from autoprune.search.optuna_liveness import WORKER_ATTR
 from autoprune.search.optuna_storage import open_storage
@@ -61,3 +63,23 @@ def test_two_workers_share_the_study_and_the_log_exactly(supernet_file: Path, tm
     assert winner["source"] == "uniform" or tuple(sorted(searched.items())) in logged
     assert len(report["rescored"]) >= 5
     assert abs(report["pruned"]["macs"] - winner["macs_ratio"] * report["dense"]["macs"]) <= 1
+
+
+def test_workers_divide_the_threads_between_them() -> None:
+    assert worker_threads(4, 2) == 2 and worker_threads(5, 2) == 2 and worker_threads(1, 4) == 1
+    assert worker_threads(3, 1) == 3 and worker_threads(None, 1) is None  # one process: as given
+    assert worker_threads(None, 2) == max(1, torch.get_num_threads() // 2)  # default: torch's own count
+
+
+def test_each_worker_process_runs_its_share_of_the_threads(supernet_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "autoprune", "search", "--supernet", str(supernet_file), "--searcher", "tpe",
+           "--trials", "4", "--workers", "2", "--threads", "4", "--out", str(out), "--no-progress",
+           "--device", "cpu", "--bn-batches", "1", "--no-onnx"]  # fmt: skip
+    # OMP_NUM_THREADS=1 would give each process 1 thread by default: 2 can only come from 4 // 2
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "main process of 2: 2 torch thread(s)" in proc.stderr
+    assert "worker process of 2: 2 torch thread(s)" in (out / "worker-1.log").read_text()
+    report = json.loads((out / "report.json").read_text())
+    assert report["environment"]["torch_threads"] == 2 and report["config"]["cli"]["threads"] == 4

@@ -66,7 +66,7 @@ def test_latency_records_conditions() -> None:
     before = torch.get_num_threads()
     threads = 2 if before == 1 else 1  # differs from the current setting, so restoring it is observable
     lat = measure_latency(Tiny(), (1, 3, 8, 8), batch_size=4, warmup=1, repeats=5, threads=threads)
-    assert lat.batch_size == 4 and lat.threads == threads and lat.repeats == 5
+    assert lat.batch_size == 4 and lat.threads == threads and lat.rounds == 5
     assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
     assert torch.get_num_threads() == before  # restored
     with pytest.raises(ValueError):

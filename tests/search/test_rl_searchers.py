@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 
 from autoprune.errors import AutoPruneError
-from autoprune.search import SearchConfig, Trial, make_searcher, run_search
+from autoprune.search import SearchConfig, Trial, TrialLog, make_searcher, run_search
 from autoprune.search.rl import RLSearcher
 
 ALGORITHMS = ("ddpg", "td3", "sac", "ppo")
@@ -88,3 +89,27 @@ def test_ddpg_search_beats_uniform(digits_supernet) -> None:  # type: ignore[no-
     assert best is not None and best.result is not None and space.feasible(best.counts)
     assert space.target - 0.02 <= best.result.macs_ratio <= space.target
     assert best.result.accuracy >= uniform.accuracy
+
+
+@pytest.mark.parametrize("name", ["td3", "ppo"])
+def test_budget_conditioned_resume_replays_each_trials_target(name: str, digits_supernet,
+                                                             tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A resumed budget-conditioned search replays each logged episode at its recorded target."""
+    space = digits_supernet.space
+    options = {**FAST, "target_range": "0.3:0.7"}
+    first = run_search(make_searcher(name, space, seed=0, **options), digits_supernet.evaluator(),
+                       SearchConfig(trials=5), out=tmp_path / "a", progress=False)
+    targets = [t.info["target"] for t in TrialLog(tmp_path / "a").read()]
+    assert targets == [t.info["target"] for t in first.trials] and len(set(targets)) == 5
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    resumed = []
+    for folder in ("a", "b"):
+        searcher = make_searcher(name, space, seed=0, **options)
+        second = run_search(searcher, digits_supernet.evaluator(), SearchConfig(trials=8), out=tmp_path / folder,
+                            resume=True, progress=False)
+        assert isinstance(searcher, RLSearcher) and searcher.episodes == 8 and second.resumed_trials == 5
+        assert set(searcher.baselines) <= {0, 1, 2, 3} and len(searcher.baselines) > 1  # one per slice
+        for t in second.trials:
+            assert dataclasses.replace(space, target=t.info["target"]).feasible(t.counts)
+        resumed.append([(t.counts, t.info["target"]) for t in second.trials])
+    assert resumed[0] == resumed[1]

@@ -12,6 +12,11 @@ rollout buffer and a PPO update whenever a rollout of episodes is full). Chosen 
   (:meth:`RLSearcher.restore`), with no thread to re-synchronize and nothing to stop in ``close()``;
 - failed or early-stopped trials need no special protocol: tell() decides what to learn from them.
 
+One policy, every budget: with ``target_range=(low, high)`` the agent is budget-conditioned (each
+episode draws its target, the observation carries it), ``save_policy=`` writes it (SB3's zip and a JSON
+sidecar) when the search ends, and :class:`SavedPolicy` loads it anywhere and answers any target of the
+range with one deterministic rollout (:mod:`autoprune.search.rl.policy`).
+
 The cost: SB3's ``learn()`` loop (callbacks, its logging, vectorized envs) is not used. Vectorized envs
 for several cores are not supported by this bridge (one episode per ask). The episode logic is the
 environments' own (:class:`~autoprune.envs.EpisodeCore`), so every candidate is feasible by the budget
@@ -21,6 +26,7 @@ clipping, with :meth:`SearchSpace.project` as a safety net.
 from autoprune.search.registry import register_searcher
 from autoprune.search.rl.common import CREDITS, Episode, RLConfig, RLSearcher, isolated_rng
 from autoprune.search.rl.off_policy import DDPGSearcher, OffPolicySearcher, SACSearcher, TD3Searcher
+from autoprune.search.rl.policy import POLICY_FILE, PolicyInfo, SavedPolicy, rollout, save_policy, space_fingerprint
 from autoprune.search.rl.ppo import PPOSearcher
 
 register_searcher("ddpg", DDPGSearcher)
@@ -30,13 +36,19 @@ register_searcher("ppo", PPOSearcher)
 
 __all__ = [
     "CREDITS",
+    "POLICY_FILE",
     "DDPGSearcher",
     "Episode",
     "OffPolicySearcher",
     "PPOSearcher",
+    "PolicyInfo",
     "RLConfig",
     "RLSearcher",
     "SACSearcher",
+    "SavedPolicy",
     "TD3Searcher",
     "isolated_rng",
+    "rollout",
+    "save_policy",
+    "space_fingerprint",
 ]

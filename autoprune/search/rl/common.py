@@ -4,11 +4,19 @@ construction and training, RNGs of its own.
 An RL searcher proposes one candidate per episode of :class:`~autoprune.envs.LayerPruningEnv`'s episode
 logic (the same :class:`~autoprune.envs.EpisodeCore`, so the same mapping, snapping and budget clipping);
 the runner evaluates it and :meth:`tell` turns the result into the episode's reward.
+
+Budget-conditioned (``target_range``): every episode draws its target from the range (searcher's RNG,
+recorded in the trial's ``info["target"]`` so that a resumed run replays it), its observations end with
+that target, and rewards are compared with a baseline per slice of the range (a candidate at 0.7 of the
+MACs is not a better episode than one at 0.3 for being more accurate). ``save_policy`` writes the agent
+(SB3's zip and a JSON sidecar, :mod:`autoprune.search.rl.policy`) when the search ends; :meth:`answer`
+gives the policy's deterministic candidate for one target.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +28,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
-from autoprune.envs import EpisodeCore, LayerPruningEnv, get_reward, replay
+from autoprune.envs import EpisodeCore, LayerPruningEnv, get_reward, parse_target_range, replay
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult
 from autoprune.search.base import Proposal, Searcher, Trial
@@ -29,6 +37,8 @@ from autoprune.search_spaces import SearchSpace
 _INTS = ("warmup", "batch_size", "buffer_size", "episodes_per_update", "gradient_steps")
 _FLOATS = ("gamma", "baseline_alpha", "noise", "noise_decay", "learning_rate", "tau", "budget_slack")
 _OPTIONAL = ("gradient_steps", "budget_slack")
+#: Slices of a target range with a reward baseline each (budget-conditioned searchers).
+BASELINE_BINS = 4
 
 Credit = Literal["every_step", "final"]
 CREDITS: tuple[str, ...] = ("every_step", "final")
@@ -56,6 +66,10 @@ class RLConfig:
         episodes_per_update: Episodes per PPO rollout (PPO only).
         budget_slack: Lower clipping of the episodes (see :class:`~autoprune.envs.EpisodeCore`).
         extra: Further keyword arguments for the SB3 model's constructor (e.g. ``policy_delay`` of TD3).
+        target_range: ``(low, high)`` or ``"low:high"``: train one budget-conditioned agent over these
+            targets of the space's metric (``None``: the space's own target only).
+        save_policy: Write the agent here (SB3's zip, with a ``.json`` sidecar) when the search ends.
+        policy_meta: Entries added to that sidecar (the command adds model, dataset and supernet).
     """
 
     reward: str = "accuracy"
@@ -74,9 +88,16 @@ class RLConfig:
     episodes_per_update: int = 8
     budget_slack: float | None = 0.02
     extra: dict[str, Any] = field(default_factory=dict)
+    target_range: tuple[float, float] | None = None
+    save_policy: str | None = None
+    policy_meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._coerce()
+        if self.target_range is not None:
+            object.__setattr__(self, "target_range", parse_target_range(self.target_range))
+        if self.save_policy is not None:
+            object.__setattr__(self, "save_policy", str(self.save_policy))
         get_reward(self.reward)
         if self.credit not in CREDITS:
             raise AutoPruneError(f"credit={self.credit!r} must be one of {', '.join(CREDITS)}")
@@ -127,6 +148,7 @@ class Episode:
     observations: list[np.ndarray]
     actions: list[float]
     extras: dict[str, Any] = field(default_factory=dict)
+    target: float | None = None
 
 
 @contextmanager
@@ -174,10 +196,13 @@ class RLSearcher(Searcher):
         super().__init__(space, seed=seed)
         self.config = RLConfig(**options)
         self.reward_fn = get_reward(self.config.reward)
-        self.core = EpisodeCore(space, budget_slack=self.config.budget_slack)
-        self.template_env = LayerPruningEnv(space, _never, budget_slack=self.config.budget_slack)
+        c = self.config
+        self.core = EpisodeCore(space, budget_slack=c.budget_slack, target_range=c.target_range)
+        self.space = self.core.space  # conditioned: the range's upper end, which every episode meets
+        self.template_env = LayerPruningEnv(space, _never, budget_slack=c.budget_slack, target_range=c.target_range)
         self.episodes = 0
         self.baseline: float | None = None
+        self.baselines: dict[int, float] = {}  # per slice of the target range (one slice without a range)
         self.rewards: list[float] = []
         self._pending: Episode | None = None
         with isolated_rng(seed):  # the networks' initial weights come from the searcher's seed
@@ -230,8 +255,13 @@ class RLSearcher(Searcher):
         return int(self.rng.integers(2**31 - 1))
 
     def ask(self) -> Proposal:
+        info: dict[str, Any] = {}
+        if self.core.target_range is not None:
+            target = float(self.rng.uniform(*self.core.target_range))
+            self.core.set_target(target)
+            info["target"] = target
         self.core.reset()
-        episode = Episode({}, [], [])
+        episode = Episode({}, [], [], target=info.get("target"))
         while not self.core.done:
             obs = self.core.observation()
             action = float(self.rng.uniform()) if self.warming_up else self._act(obs, episode)
@@ -241,31 +271,69 @@ class RLSearcher(Searcher):
         episode.observations.append(self.core.observation())
         episode.counts, _ = self.core.final_counts()
         self._pending = episode
-        return Proposal(dict(episode.counts))
+        return Proposal(dict(episode.counts), info)
 
     def _learn(self, trial: Trial) -> None:
         episode = self._pending
         self._pending = None
-        if episode is None or episode.counts != trial.counts:
-            episode = self._replayed(trial.counts)
+        target = trial.info.get("target") if self.core.conditioned else None
+        if episode is None or episode.counts != trial.counts or episode.target != target:
+            episode = self._replayed(trial.counts, target)
         self.episodes += 1
         if trial.state == "failed" or trial.result is None:
             return  # nothing to learn: the episode is dropped, the exploration schedule moves on
-        reward = float(self.reward_fn(trial.result, self.space))
+        reward = float(self.reward_fn(trial.result, self._episode_space(target)))
         self.rewards.append(reward)
-        self.baseline = reward if self.baseline is None else (
-            self.baseline + self.config.baseline_alpha * (reward - self.baseline)
-        )  # fmt: skip
+        key = self._slice(target)
+        old = self.baselines.get(key)
+        self.baseline = reward if old is None else old + self.config.baseline_alpha * (reward - old)
+        self.baselines[key] = self.baseline
         advantage = reward - self.baseline
         steps = len(episode.actions)
         every = self.config.credit == "every_step"
         rewards = [advantage] * steps if every else [0.0] * (steps - 1) + [advantage]
         self._learn_episode(episode, rewards)
 
-    def _replayed(self, counts: dict[str, int]) -> Episode:
-        """An episode that yields ``counts`` (for trials this searcher did not propose in this process)."""
+    def _replayed(self, counts: dict[str, int], target: float | None = None) -> Episode:
+        """An episode that yields ``counts`` (for trials this searcher did not propose in this process).
+
+        Budget-conditioned: at the trial's recorded ``target`` (the range's upper end when none is recorded).
+        """
+        if self.core.target_range is not None:
+            self.core.set_target(self.core.target_range[1] if target is None else float(target))
         observations, actions = replay(self.core, counts)
-        return Episode(dict(counts), observations, actions)
+        return Episode(dict(counts), observations, actions, target=target)
+
+    def _episode_space(self, target: float | None) -> SearchSpace:
+        """The space at an episode's target (rewards that read the budget see that episode's)."""
+        if target is None or target == self.space.target:
+            return self.space
+        return dataclasses.replace(self.space, target=float(target))
+
+    def _slice(self, target: float | None) -> int:
+        """Which reward baseline an episode at ``target`` is compared with (0 without a target range)."""
+        if target is None or self.core.target_range is None:
+            return 0
+        low, high = self.core.target_range
+        return 0 if high <= low else min(int((target - low) / (high - low) * BASELINE_BINS), BASELINE_BINS - 1)
+
+    def answer(self, target: float | None = None) -> dict[str, int]:
+        """The policy's deterministic candidate (no exploration) at ``target`` (default: the space's own).
+
+        Raises:
+            AutoPruneError: ``target`` outside the searcher's target range (or given without one).
+        """
+        from autoprune.search.rl.policy import rollout
+
+        core = EpisodeCore(self.space, budget_slack=self.config.budget_slack, target_range=self.core.target_range)
+        return rollout(self.model, core, target)
+
+    def close(self) -> None:
+        """Write the agent to ``save_policy`` (when set): SB3's zip and its JSON sidecar."""
+        if self.config.save_policy is not None:
+            from autoprune.search.rl.policy import save_policy
+
+            save_policy(self, self.config.save_policy, meta=self.config.policy_meta)
 
     def restore(self, trials: Sequence[Trial]) -> None:
         """Rebuild the agent from an earlier run's trials: replay each as an episode, learn as :meth:`tell` did.
@@ -288,6 +356,8 @@ class RLSearcher(Searcher):
             "algorithm": self.algorithm,
             "episodes": self.episodes,
             "baseline": self.baseline,
+            **({"baselines": {str(k): v for k, v in sorted(self.baselines.items())},
+                "target_range": list(self.core.target_range)} if self.core.target_range is not None else {}),
             "last_rewards": self.rewards[-5:],
             "config": self.config.to_dict(),
         }

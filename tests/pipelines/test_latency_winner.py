@@ -1,0 +1,121 @@
+"""Under a latency budget the winner is re-measured, interleaved with the dense model, before it is exported.
+
+Timings are noisy (other jobs share the machine): the search test checks what was measured and when (spies),
+not how fast; the eligibility test replaces the measured ratios by fixed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import autoprune.pipelines.search as search_module
+import autoprune.pipelines.search_report as report_module
+from autoprune.engine.latency_table import build_latency_table
+from autoprune.metrics import RatioStats
+from autoprune.pipelines.search import pick_winner, search_supernet
+from autoprune.pipelines.search_report import ReportRequest
+from autoprune.report_schema import schema_problems
+from autoprune.search.winner import top_trials
+from autoprune.search_spaces import SearchSpace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def latency_space(digits_supernet: Any) -> SearchSpace:
+    space = digits_supernet.space
+    table = build_latency_table(space.structure, space.choices, repeats=3, warmup=1, threads=1, form="deploy")
+    loose = dataclasses.replace(space, metric="latency", target=1.0, latency_table=table)
+    return dataclasses.replace(loose, target=(loose.min_cost() + 1.0) / 2)  # reachable whatever the timings
+
+
+def test_a_latency_budget_search_measures_its_winner_before_export(
+    digits_supernet: Any, latency_space: SearchSpace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sn = digits_supernet
+    events: list[tuple[str, Any]] = []
+    measure, export = search_module.measure_interleaved, report_module.write_export
+
+    def measure_spy(models: Any, shape: Any, **kwargs: Any) -> Any:
+        events.append(("measure", list(models)))
+        return measure(models, shape, **{**kwargs, "rounds": 3})
+
+    def export_spy(out: Path, model: Any, plan: Any, *args: Any, **kwargs: Any) -> Any:
+        events.append(("export", dict(plan.meta["counts"])))
+        return export(out, model, plan, *args, **kwargs)
+
+    monkeypatch.setattr(search_module, "measure_interleaved", measure_spy)
+    monkeypatch.setattr(report_module, "write_export", export_spy)
+    out = tmp_path / "run"
+    outcome = search_supernet(sn.supernet, latency_space, sn.splits, searcher="random", trials=4, seed=0, bn_batches=2,
+                              out=out, progress=False, top_k=2,
+                              report=ReportRequest(dense_model=sn.dense, onnx=False, figures=False,
+                                                   model_name="resnet20"))  # fmt: skip
+    kinds = [kind for kind, _ in events]
+    assert "measure" in kinds and kinds.count("export") == 1
+    assert kinds.index("measure") < kinds.index("export")  # measured first, then exported
+    assert all(names[0] == "dense" and len(names) >= 2 for kind, names in events if kind == "measure")
+    report = json.loads((out / "report.json").read_text())
+    assert schema_problems(report) == []
+    check = report["latency_check"]
+    exported = dict(events[kinds.index("export")][1])
+    winner = next(c for c in check["candidates"] if c["counts"] == report["counts"])  # the winner was timed
+    assert {k: winner["counts"][k] for k in exported} == exported
+    assert check["measured_ratio"] == winner["measured_ratio"] and check["target"] == latency_space.target
+    assert check["margin"] == pytest.approx(check["target"] - check["measured_ratio"])
+    assert check["remeasured"] == len(check["candidates"]) >= 2 and 0 <= check["dropped"] <= check["remeasured"]
+    assert check["form"] == "deploy" and check["batch_size"] == 1
+    assert outcome.best_counts == report["counts"]
+    # the report's own latency: dense and winner timed together, deploy form and eager, batch 1 and 64
+    assert [row["batch_size"] for row in report["latency"]["deploy"]] == [1, 64]
+    assert "ratio" in report["latency"]["deploy"][0]
+
+
+def _fixed_ratios(monkeypatch: pytest.MonkeyPatch, over: set[int]) -> list[list[str]]:
+    """Every measured candidate at 0.9 of the target, except those in ``over`` (order measured) at 2x."""
+    runs: list[list[str]] = []
+    seen = [0]
+
+    def measure(models: Any, shape: Any, **kwargs: Any) -> Any:
+        runs.append(list(models))
+        return {}
+
+    def fixed(stats: Any, numerator: str, denominator: str) -> RatioStats:
+        index = seen[0]
+        seen[0] += 1
+        value = 2.0 if index in over else 0.9
+        return RatioStats(median=value, q1=value, q3=value, iqr=0.0, rounds=3)
+
+    monkeypatch.setattr(search_module, "measure_interleaved", measure)
+    monkeypatch.setattr(search_module, "ratio", fixed)
+    return runs
+
+
+def test_candidates_measured_over_the_target_are_not_eligible(
+    digits_supernet: Any, latency_space: SearchSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sn = digits_supernet
+    done = search_supernet(sn.supernet, latency_space, sn.splits, searcher="random", trials=6, seed=1, bn_batches=2,
+                           progress=False, extract=False).result.trials  # fmt: skip
+    best = top_trials(done, 6)
+    assert len(best) >= 3
+    target = latency_space.target
+    assert target is not None
+    space = dataclasses.replace(latency_space, target=1.0)  # ratios below are relative to target 1.0
+    runs = _fixed_ratios(monkeypatch, over={0, 1})  # the uniform candidate and the search's best trial
+    winner = pick_winner(sn.supernet, space, sn.splits, done, top_k=2, rescore_bn_batches=2, val_batch_size=256)
+    check = winner.latency_check
+    assert check is not None and check["dropped"] == 2
+    assert runs[0][0] == "dense" and len(runs[0]) == 1 + 1 + 2  # dense, uniform, top 2 trials
+    assert len(runs) == 2  # one more run: only one of the first two trials was within the target
+    dropped = [c for c in check["candidates"] if not c["eligible"]]
+    assert [c["source"] for c in dropped] == ["uniform", "search"] and dropped[1]["trial"] == best[0].number
+    assert winner.counts != dropped[0]["counts"] and winner.counts != dropped[1]["counts"]
+    assert check["meets_target"] is True and check["measured_ratio"] == 0.9
+    assert check["margin"] == pytest.approx(0.1) and check["winner_trial"] in {t.number for t in best[1:]}
+    assert all(r.score.counts != dropped[1]["counts"] for r in winner.choice.rescored)  # never re-scored
