@@ -32,7 +32,10 @@ METRICS_DOC = (
     "(median forward time at `latency_batch_size` with `latency_threads`), `deploy_latency_ms` (the same in the "
     "deploy form: BatchNorm folded, channels-last; where `latency` is present, `dense` and `pruned` take both "
     "from its first run, so their ratio comes from one interleaved run); mask granularities add `effective_macs` and "
-    "`nonzero_params`. A supernet whose dense weights are unknown gives `dense` with `macs` and `params` only."
+    "`nonzero_params`. A supernet whose dense weights are unknown gives `dense` with `macs` and `params` only. "
+    "`search` and `extract` give `dense.recalibrated` (`accuracy`, `accuracy_se`, `bn_batches`): the dense model "
+    "scored the way the sub-networks are, with adaptive BatchNorm on the same calibration batches (its own "
+    "running statistics can be stale)."
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -173,7 +174,7 @@ def extract_cmd(
     settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.models import build_model
     from autoprune.pipelines.oneshot import resolve_space
-    from autoprune.report import model_metrics
+    from autoprune.report import model_metrics, recalibrated
     from autoprune.search_spaces import space_from_dict
     from autoprune.supernet import Supernet
 
@@ -196,14 +197,19 @@ def extract_cmd(
         counts = with_budget(space, budget, value).project([1.0] * len(space.groups))
     report = s.report("extract", run.model, run.dataset, run.seed)
     test_loader = s.splits.test_loader()
-    dense = {"macs": net.structure.dense_macs, "params": net.structure.dense_params}
+    dense: dict[str, Any] = {"macs": net.structure.dense_macs, "params": net.structure.dense_params}
     dense_model = dense_model_of(meta, run.model, s)
     if dense_model is not None:
         dense = model_metrics(dense_model, s.input_shape, test_loader=test_loader, device=s.device)
     else:
         untrained = build_model(run.model, num_classes=s.splits.num_classes, in_channels=s.splits.in_channels)
         dense.update(latency_ms=model_metrics(untrained, s.input_shape)["latency_ms"])
-    pruned_model = net.extract(counts, calibration=s.splits.calibration_loader(seed=run.seed), bn_batches=bn_batches)
+    calibration = list(islice(s.splits.calibration_loader(seed=run.seed), bn_batches)) if bn_batches else None
+    if dense_model is not None and calibration:  # scored as the sub-network is too (own statistics may be stale)
+        again = recalibrated(dense_model, calibration, test_loader, device=s.device)
+        if again is not None:
+            dense["recalibrated"] = again
+    pruned_model = net.extract(counts, calibration=calibration, bn_batches=bn_batches)
     pruned = model_metrics(pruned_model.to(s.device), s.input_shape, test_loader=test_loader, device=s.device)
     files = export_subnet(net, counts, pruned_model, s, report, onnx=onnx)
     report.set(dense=dense, pruned=pruned, counts=counts, keep_ratios=space.ratios(counts), files=files,

@@ -32,7 +32,7 @@ from autoprune.engine.export import export_onnx, save_weights
 from autoprune.engine.plan import PrunePlan
 from autoprune.errors import AutoPruneError, ExportError
 from autoprune.metrics import evaluate_accuracy
-from autoprune.report import RunReport, binomial_se, model_metrics
+from autoprune.report import RunReport, binomial_se, model_metrics, recalibrated
 from autoprune.search import Trial, TrialLog, pareto_front
 from autoprune.search.base import best_trial
 from autoprune.search_spaces import SearchSpace
@@ -165,7 +165,7 @@ def write_search_report(
     uniform_model = supernet.extract(choice.uniform.score.counts, calibration=winner.calibration,
                                      bn_batches=len(winner.calibration))
     test_loader = splits.test_loader()
-    dense = _dense_metrics(request.dense_model, supernet, splits, test_loader, device)
+    dense = _dense_metrics(request.dense_model, supernet, splits, test_loader, device, winner.calibration)
     pruned = model_metrics(model.to(device), shape, test_loader=test_loader, device=device)
     uniform = model_metrics(uniform_model.to(device), shape, test_loader=test_loader, device=device)
     files = write_export(out, model, supernet.plan(counts), shape, report, onnx=request.onnx)
@@ -210,11 +210,15 @@ def write_search_report(
 
 
 def _dense_metrics(dense_model: nn.Module | None, supernet: Supernet, splits: DataSplits, test_loader: Any,
-                   device: torch.device | str) -> dict[str, Any]:  # fmt: skip
-    """The dense model on the test split and, beside the winner's re-scored val accuracy, on validation."""
+                   device: torch.device | str, calibration: Any) -> dict[str, Any]:  # fmt: skip
+    """The dense model on the test split (with its own BatchNorm statistics and, as ``recalibrated``, with
+    the winner's adaptive BN) and, beside the winner's re-scored val accuracy, on validation."""
     if dense_model is None:
         return {"macs": supernet.structure.dense_macs, "params": supernet.structure.dense_params}
     dense = model_metrics(dense_model, splits.input_shape(1), test_loader=test_loader, device=device)
+    again = recalibrated(dense_model, calibration, test_loader, device=device)
+    if again is not None:
+        dense["recalibrated"] = again
     dense["val_accuracy"] = evaluate_accuracy(dense_model, splits.val_loader(), device=device).top1
     dense["val_accuracy_se"] = binomial_se(dense["val_accuracy"], len(splits.val))  # type: ignore[arg-type]
     return dense
