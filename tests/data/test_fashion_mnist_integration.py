@@ -57,11 +57,11 @@ def test_train_command_on_the_real_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = CliRunner().invoke(
         app,
-        ["train", "--model", "resnet20", "--dataset", "fashion-mnist", "--data-dir", str(FOLDER),
+        ["train", "--model", "vgg_small", "--dataset", "fashion-mnist", "--data-dir", str(FOLDER),
          "--epochs", "1", "--out", str(out), "--no-progress"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["dataset"] == "fashion-mnist"
-    assert report["dense"]["accuracy"] > 0.7  # one epoch of ResNet-20 on Fashion-MNIST
+    assert report["dense"]["accuracy"] > 0.7  # one epoch of VGG-small on Fashion-MNIST (cheaper than ResNet-20)
     assert (out / "model.pt").is_file()
