@@ -113,7 +113,9 @@ def main() -> None:
 
     supernet, meta = Supernet.load(a.supernet or a.work / "supernet" / "supernet.pt", fresh())
     dense = fresh()
-    load_checkpoint_into(dense, a.work / "dense" / "model.pt")
+    base = a.work / "base.json"  # the converged dense model layer_ratios.py pruned from
+    load_checkpoint_into(dense, json.loads(base.read_text())["checkpoint"] if base.exists()
+                         else a.work / "dense" / "model.pt")
     cut = Supernet(dense, shape, criterion=supernet.criterion, scores=supernet.scores)  # same channel ranking
     space = resolve_space(ModelStructure(fresh(), shape), a.model, a.space, a.target)
     val = list(splits.val_loader())
