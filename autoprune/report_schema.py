@@ -140,6 +140,10 @@ FIELDS: dict[str, Field] = {
     "groups": _f("`groups`: name, channels, MACs and members of every prunable group", ("groups",), True),
     "output_layers": _f("`groups`: layers never pruned (the model's outputs)", ("groups",), True),
     "unsupported_layers": _f("`groups`: layers whose channels are left out, and why", ("groups",), True),
+    "latency_steps": _f("`groups --latency-steps`: per measured group the kept `counts` timed, their latency `ratios` "
+                        "to the widest (one interleaved run per group), the `noise` of a ratio, the `step` found (or "
+                        "the `reason` there is none) and the `round_to` picked; the conditions (`batch_size`, `form`, "
+                        "`scope`, `threads`, `rounds`, `protocol`) and the `space_file` written", ("groups",)),
 }
 
 

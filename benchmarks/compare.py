@@ -8,9 +8,12 @@ dense MACs, fixed seeds. Methods, each at every budget:
 - ``<searcher>``: every searcher over the shared supernet (trained once, counted once), winner exported
   **without finetuning**; ``<best searcher>+ft``: that winner finetuned with the baselines' epochs.
 
-Columns: test accuracy, MACs ratio, params, latency at batch 1 and 64 (ratio to dense, median of
-round-robin passes), speedup efficiency at batch 128 (real speedup / MACs speedup), candidate
-evaluations, search wall time, training epochs spent. Below the table, the issue's targets are checked
+Columns: test accuracy, MACs ratio, params, latency at batch 1 and 64 (ratio to dense), speedup
+efficiency at batch 128 (real speedup / MACs speedup; eager and deploy form), candidate evaluations,
+search wall time, training epochs spent. Latency: one interleaved run per batch size over every model
+(``autoprune.metrics.measure_interleaved``; at batch 128 the deploy forms join the same run): a ratio is
+the median of the per-round ratios to the dense model of the same form, recorded with its IQR, and the
+run's threads, batch, rounds and warm-up go to ``latency`` in the JSON. Below the table, the issue's targets are checked
 from the rows. Progress goes to stderr and the finished rows to ``OUT/compare.partial.json`` after every
 method, so a stopped run keeps what it measured. Results go to ``OUT/compare.json`` and
 ``OUT/compare.md``; ``--readme`` renders the table into README.md between ``<!-- compare:start -->`` and
@@ -48,7 +51,7 @@ from autoprune.engine.plan import PrunePlan
 from autoprune.engine.pruner import PruneConfig
 from autoprune.engine.structure import ModelStructure
 from autoprune.evaluate import SupernetEvaluator
-from autoprune.metrics import count_cost, evaluate_accuracy, measure_latency
+from autoprune.metrics import PROTOCOL, LatencyStats, count_cost, evaluate_accuracy, measure_interleaved, ratio
 from autoprune.models import build_model, load_checkpoint_into
 from autoprune.pipelines.oneshot import build_supernet, resolve_space
 from autoprune.pipelines.sampling import SamplingConfig, run_sampling
@@ -64,6 +67,7 @@ from autoprune.training import TrainConfig, train
 SEARCHERS = ("tpe", "ddpg", "ppo", "cmaes", "nsga2", "greedy", "random")  # the first is the default searcher
 MARK_START, MARK_END = "<!-- compare:start -->", "<!-- compare:end -->"
 LATENCY_BATCHES = (1, 64, 128)
+LATENCY_WARMUP = 3
 _T0 = time.perf_counter()
 
 
@@ -93,18 +97,21 @@ class Settings:
     rescore_top_k: int = 5  # best trials each search re-scores to fix its winner
 
 
-def _latency(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int, repeats: int) -> dict[str, float]:
-    """Median latency per model over 3 round-robin passes (so load changes hit every model alike)."""
-    runs: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(3):
-        for name, model in models.items():
-            runs[name].append(measure_latency(model, shape, batch_size=batch, repeats=repeats).median_ms)
-    return {k: sorted(v)[1] for k, v in runs.items()}
+def _interleaved(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int,
+                 rounds: int) -> dict[str, LatencyStats]:  # fmt: skip
+    """Every model in one interleaved run (each once per round, the order rotated each round)."""
+    return measure_interleaved(models, shape, batch_size=batch, rounds=rounds, warmup=LATENCY_WARMUP,
+                               repeats=_pass_repeats(batch))  # fmt: skip
+
+
+def _pass_repeats(batch: int) -> int:
+    """Forward passes per model and round (a round's time is their mean): batch-1 passes are too short alone."""
+    return 5 if batch == 1 else 1
 
 
 def _repeats(s: Settings, batch: int) -> int:
-    """Timed passes per measurement: fewer at batch 128, where each pass is long."""
-    return s.latency_repeats if batch < 128 else max(3, s.latency_repeats // 2)
+    """Rounds of the interleaved run: fewer at batch 128, where each pass is long."""
+    return max(3, s.latency_repeats if batch < 128 else s.latency_repeats // 2)
 
 
 def _val(splits: DataSplits, limit: int | None) -> list[Any]:
@@ -292,26 +299,37 @@ def compare(s: Settings, checkpoint: Path | None, supernet_path: Path | None,
             plan = PrunePlan.load(model_dir / f"{s.searchers[0]}@{target}.plan.json") if model_dir else None
             add(ft_name, target, tuned, plan, evaluations=0, search_s=round(time.perf_counter() - start, 1),
                 epochs=s.finetune_epochs)
+    latency: dict[str, Any] = {"protocol": PROTOCOL, "warmup": LATENCY_WARMUP, "runs": []}
+    deploy = {f"deploy/{k}": optimize_for_inference(m) for k, m in models.items()}
     for batch in LATENCY_BATCHES:
-        log(f"latency of {len(models)} models at batch {batch}")
-        lat = _latency(models, shape, batch, _repeats(s, batch))
+        timed = {**models, **(deploy if batch == 128 else {})}  # the deploy forms join the batch-128 run
+        log(f"latency of {len(timed)} models at batch {batch}, one interleaved run"
+            + (" (eager and deploy form: BatchNorm folded, channels-last)" if batch == 128 else ""))
+        stats = _interleaved(timed, shape, batch, _repeats(s, batch))
+        dense_stats = stats["dense"]
+        latency["runs"].append({"batch_size": batch, "rounds": dense_stats.rounds, "repeats": dense_stats.repeats,
+                                "threads": dense_stats.threads, "models": len(timed)})
         for row in rows:
-            if "key" in row:
-                row[f"latency_b{batch}_ms"] = round(lat[row["key"]], 4)
-                row[f"latency_b{batch}_ratio"] = round(lat[row["key"]] / lat["dense"], 4)
-    log(f"latency of {len(models)} models in the deploy form (BatchNorm folded, channels-last) at batch 128")
-    deploy = {k: optimize_for_inference(m) for k, m in models.items()}
-    dlat = _latency(deploy, shape, 128, _repeats(s, 128))
+            if "key" not in row:
+                continue
+            forms = [("", row["key"], "dense")]
+            if batch == 128:
+                forms.append(("deploy_", f"deploy/{row['key']}", "deploy/dense"))
+            for prefix, key, ref in forms:
+                r = ratio(stats, key, ref)  # median of the per-round ratios to the dense model of the same form
+                row[f"{prefix}latency_b{batch}_ms"] = round(stats[key].median_ms, 4)
+                row[f"{prefix}latency_b{batch}_iqr_ms"] = round(stats[key].iqr_ms, 4)
+                row[f"{prefix}latency_b{batch}_ratio"] = round(r.median, 4)
+                row[f"{prefix}latency_b{batch}_ratio_iqr"] = round(r.iqr, 4)
     dense_row = rows[0]
     for row in rows:
         if "macs" in row:
             row["macs_ratio"] = round(row["macs"] / dense_row["macs"], 4)
             # real speedup as a share of the speedup the MACs promise (1.0: latency falls like MACs)
             row["speedup_efficiency_b128"] = round(row["macs_ratio"] / row["latency_b128_ratio"], 4)
-            row["deploy_latency_b128_ms"] = round(dlat[row["key"]], 4)
-            row["deploy_latency_b128_ratio"] = round(dlat[row["key"]] / dlat["dense"], 4)
             row["deploy_speedup_efficiency_b128"] = round(row["macs_ratio"] / row["deploy_latency_b128_ratio"], 4)
     return {
+        "latency": latency,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()},
         "supernet": {"epochs": sn_epochs, "seconds": round(sn_seconds, 1),
                      "from": None if supernet_path is None else str(supernet_path)},
@@ -327,11 +345,17 @@ def _pm(value: float | None, se: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}" + ("" if se is None else f" ± {se:.{digits}f}")
 
 
+def _ratio(row: dict[str, Any], what: str) -> str:
+    """A latency ratio with its IQR over rounds (rows of older results have no IQR)."""
+    text = f"{row.get(f'{what}_ratio', float('nan')):.2f}"
+    return text + (f" [{row[f'{what}_ratio_iqr']:.2f}]" if f"{what}_ratio_iqr" in row else "")
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "| method | MACs target | test acc ± SE | val acc ± SE (winner fixed on it) | vs supernet-uniform, val "
         "(points ± SE) | MACs ratio | budget used (winner; evaluated median, saturated) | params "
-        "| latency b1 (× dense) | latency b64 (× dense) | speedup efficiency b128 (eager / deploy form) "
+        "| latency b1 (× dense [IQR]) | latency b64 (× dense [IQR]) | speedup efficiency b128 (eager / deploy form) "
         "| evaluations | search s | train epochs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -354,8 +378,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['method']} | {r['target'] or '-'} | {_pm(r['accuracy'], r.get('accuracy_se'))} | "
             f"{_pm(r.get('val_accuracy'), r.get('val_accuracy_se'))} | {vs} | {r['macs_ratio']:.3f} | {used} | "
-            f"{r['params'] / 1e3:.1f}k | {r.get('latency_b1_ratio', float('nan')):.2f} | "
-            f"{r.get('latency_b64_ratio', float('nan')):.2f} | {r.get('speedup_efficiency_b128', float('nan')):.2f} / "
+            f"{r['params'] / 1e3:.1f}k | {_ratio(r, 'latency_b1')} | "
+            f"{_ratio(r, 'latency_b64')} | {r.get('speedup_efficiency_b128', float('nan')):.2f} / "
             f"{r.get('deploy_speedup_efficiency_b128', float('nan')):.2f} | "
             f"{r['evaluations']} | {r['search_s']} | {r['epochs']} |"
         )
@@ -372,6 +396,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['settings']['finetune_epochs']} epochs, like the baselines. Command: `{result['command']}`; "
         f"{machine['platform']}, {machine['torch_threads']} torch threads."
     )
+    if "latency" in result:
+        runs = "; ".join(f"batch {r['batch_size']}: {r['models']} models, {r['rounds']} rounds, {r['threads']} "
+                         "threads" for r in result["latency"]["runs"])  # fmt: skip
+        lines += ["", f"Latency ({runs}), ratios [IQR over rounds]: {result['latency']['protocol']}."]
     lines += ["", "Targets (checked from the rows above; the default searcher's returned winner, no selection "
               "across searchers by test accuracy):", ""]
     for target, check in result.get("targets", {}).items():

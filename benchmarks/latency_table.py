@@ -9,19 +9,20 @@ ResNet-20 (3x32x32, random weights: latency does not depend on values), the bund
    projected onto 50% of the dense MACs: the "budget" set, MACs ratios ~0.3-0.5), and a "spread" set whose
    keep ratios are drawn from ``U(a, 1)`` with ``a ~ U(0, 1)`` per candidate, snapped to the nearest choices
    without a budget (MACs ratios ~0.1-1.0);
-3. extract each candidate (kept = first k channels of every group), measure its real latency
-   (round-robin over candidates, median of rounds, each the median of repeated forward passes) and
-   compare with the table's prediction: Spearman rank correlation, mean absolute percentage error of the
-   latency (ms) and of the latency ratio to the dense model (what a latency budget uses; the dense model
-   is measured in the same round-robin), and the Spearman correlation of MACs with the measured latency
-   for the same candidates.
+3. extract each candidate (kept = first k channels of every group), measure its real latency in one
+   interleaved run with the dense model (``autoprune.metrics.measure_interleaved``: every model once per
+   round, the order rotated each round; latency = median over rounds, with its IQR) and compare with the
+   table's prediction: Spearman rank correlation, mean absolute percentage error of the latency (ms) and
+   of the latency ratio to the dense model (what a latency budget uses; the measured ratio is the median
+   of the per-round ratios to the dense model of the same run), and the Spearman correlation of MACs with
+   the measured latency for the same candidates.
 
 ``--form deploy`` builds the table in deploy form and measures the candidates and the dense model in deploy
 form too (``autoprune.optimize_for_inference``: BatchNorm folded, channels-last); results go to
 ``latency_table_deploy.{json,md}``.
 
-Run:  .venv/bin/python benchmarks/latency_table.py [--threads 2] [--candidates 20] [--form eager|deploy]
-      [--out benchmarks/results]
+Run:  .venv/bin/python benchmarks/latency_table.py [--threads 2] [--candidates 20] [--rounds 15]
+      [--form eager|deploy] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from autoprune.engine.deploy import FORMS, in_form
 from autoprune.engine.latency_table import LatencyTable, build_latency_table
 from autoprune.engine.plan import PrunePlan, apply_plan
 from autoprune.engine.structure import ModelStructure
-from autoprune.metrics import count_macs, measure_latency
+from autoprune.metrics import PROTOCOL, LatencyStats, RatioStats, count_macs, measure_interleaved, ratio
 from autoprune.models import build_model
 from autoprune.search_spaces import load_space
 
@@ -61,24 +62,25 @@ def extract(structure: ModelStructure, counts: dict[str, int]) -> torch.nn.Modul
     return apply_plan(structure.model, plan).eval()
 
 
-def measure_round_robin(
-    models: list[torch.nn.Module], batch: int, threads: int, rounds: int, repeats: int
-) -> list[float]:
-    """Median over ``rounds`` of each model's median latency, measured in turn so drift hits all alike."""
-    samples: list[list[float]] = [[] for _ in models]
-    for _ in range(rounds):
-        for i, model in enumerate(models):
-            lat = measure_latency(model, SHAPE, batch_size=batch, warmup=3, repeats=repeats, threads=threads)
-            samples[i].append(lat.median_ms)
-    return [statistics.median(s) for s in samples]
+def measure_together(models: list[torch.nn.Module], batch: int, threads: int, rounds: int,
+                     repeats: int) -> tuple[list[LatencyStats], list[RatioStats]]:  # fmt: skip
+    """One interleaved run over ``models`` (the dense one first): each one's stats and ratio to the first."""
+    named = {str(i): m for i, m in enumerate(models)}
+    stats = measure_interleaved(named, SHAPE, batch_size=batch, rounds=rounds, warmup=3, repeats=repeats,
+                                threads=threads)  # fmt: skip
+    return [stats[k] for k in named], [ratio(stats, k, "0") for k in named]
 
 
 def compare(
-    predicted: list[float], measured: list[float], macs: list[int], predicted_dense: float, measured_dense: float
+    predicted: list[float], measured: list[float], macs: list[int], predicted_dense: float,
+    measured_ratios: list[float],
 ) -> dict[str, float]:
-    """Rank correlations and errors; the ratio error is what a latency budget (a fraction of dense) relies on."""
+    """Rank correlations and errors; the ratio error is what a latency budget (a fraction of dense) relies on.
+
+    ``measured_ratios``: each candidate's measured ratio to the dense model (median of per-round ratios).
+    """
     pred, real = np.asarray(predicted), np.asarray(measured)
-    pred_ratio, real_ratio = pred / predicted_dense, real / measured_dense
+    pred_ratio, real_ratio = pred / predicted_dense, np.asarray(measured_ratios)
     return {
         "spearman_table": float(spearmanr(pred, real).statistic),
         "mape_table_pct": float(np.mean(np.abs(pred - real) / real) * 100),
@@ -92,7 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=5, help="round-robin passes when measuring candidates")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of the interleaved run over the candidates")
     parser.add_argument("--form", choices=FORMS, default="eager", help="eager, or deploy (folded, channels-last)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -110,7 +112,7 @@ def main() -> None:
     dense_macs = structure.dense_macs
     results: dict[str, Any] = {}
     for batch in BATCHES:
-        repeats = 20 if batch == 1 else 8
+        repeats = 5 if batch == 1 else 1  # passes per model and round (a round's time is their mean)
         start = time.perf_counter()
         table = build_latency_table(structure, budget.choices, batch_size=batch, threads=args.threads, repeats=20,
                                     form=args.form)  # fmt: skip
@@ -123,17 +125,24 @@ def main() -> None:
         }
         for name, counts_list in candidates.items():
             models = [in_form(m, args.form) for m in (structure.model, *(extract(structure, c) for c in counts_list))]
-            measured = measure_round_robin(models, batch, args.threads, args.rounds, repeats)
+            stats, ratios = measure_together(models, batch, args.threads, args.rounds, repeats)
+            measured = [st.median_ms for st in stats]
+            measured_ratios = [r.median for r in ratios[1:]]
             predicted = [table.predict(structure, c) for c in counts_list]
             macs = [count_macs(m, SHAPE) for m in models[1:]]
             row[name] = {
-                **compare(predicted, measured[1:], macs, row["predicted_dense_ms"], measured[0]),
+                **compare(predicted, measured[1:], macs, row["predicted_dense_ms"], measured_ratios),
                 "measured_dense_ms": measured[0],
+                "measured_dense_iqr_ms": stats[0].iqr_ms,
+                "rounds": stats[0].rounds,
+                "threads": stats[0].threads,
                 "macs_ratio_range": [min(macs) / dense_macs, max(macs) / dense_macs],
-                "measured_ratio_range": [min(measured[1:]) / measured[0], max(measured[1:]) / measured[0]],
+                "measured_ratio_range": [min(measured_ratios), max(measured_ratios)],
+                "median_ratio_iqr": statistics.median(r.iqr for r in ratios[1:]),
                 "candidates": [
-                    {"counts": c, "macs_ratio": m / dense_macs, "predicted_ms": p, "measured_ms": r}
-                    for c, m, p, r in zip(counts_list, macs, predicted, measured[1:], strict=True)
+                    {"counts": c, "macs_ratio": m / dense_macs, "predicted_ms": p, "measured_ms": st.median_ms,
+                     "measured_iqr_ms": st.iqr_ms, "measured_ratio": r.median, "measured_ratio_iqr": r.iqr}
+                    for c, m, p, st, r in zip(counts_list, macs, predicted, stats[1:], ratios[1:], strict=True)
                 ],
             }
             print(json.dumps({"batch": batch, "set": name, **{k: v for k, v in row[name].items()
@@ -147,10 +156,11 @@ def main() -> None:
         "seed": args.seed,
         "candidates": args.candidates,
         "form": args.form,
+        "rounds": args.rounds,
         "protocol": "table: median of 20 timed passes after 3 warm-ups per distinct layer shape and for the dense "
-        f"model (its overhead); candidates: {args.rounds} round-robin passes over dense + candidates, each the "
-        "median of 20 (batch 1) or 8 (batch 64) timed passes after 3 warm-ups, reported: median of passes; "
-        "kept channels = the first k of every group",
+        f"model (its overhead); candidates: one interleaved run over dense + candidates per set and batch size, "
+        f"{args.rounds} rounds after 3 warm-up passes, a round's time the mean of 5 passes at batch 1 (one at "
+        f"64) ({PROTOCOL}); kept channels = the first k of every group",
         "torch": torch.__version__,
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -184,9 +194,9 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         "bundled space (target 0.5 of the dense MACs); **spread** = keep ratios from U(a, 1), a ~ U(0, 1) per "
         "candidate, snapped to the space's choices without a budget.",
         "",
-        "| batch | set | MACs ratio range | measured latency ratio range | Spearman(table, measured) "
-        "| Spearman(MACs, measured) | MAPE of ms | MAPE of ratio to dense |",
-        "|---|---|---|---|---|---|---|---|",
+        "| batch | set | MACs ratio range | measured latency ratio range | median IQR of a ratio "
+        "| Spearman(table, measured) | Spearman(MACs, measured) | MAPE of ms | MAPE of ratio to dense |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, row in results.items():
         for name in ("budget", "spread"):
@@ -194,7 +204,8 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
             lines.append(
                 f"| {key[1:]} | {name} | {r['macs_ratio_range'][0]:.3f}–{r['macs_ratio_range'][1]:.3f} | "
                 f"{r['measured_ratio_range'][0]:.3f}–{r['measured_ratio_range'][1]:.3f} | "
-                f"{r['spearman_table']:.3f} | {r['spearman_macs']:.3f} | {r['mape_table_pct']:.1f}% | "
+                f"{r.get('median_ratio_iqr', float('nan')):.3f} | {r['spearman_table']:.3f} | "
+                f"{r['spearman_macs']:.3f} | {r['mape_table_pct']:.1f}% | "
                 f"{r['mape_ratio_pct']:.1f}% |"
             )
     lines += ["", "| batch | table widths | build time (s) | overhead (ms) | predicted dense (ms) | measured dense "

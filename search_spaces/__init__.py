@@ -8,6 +8,7 @@ bundled YAML files (:func:`space_names`, :func:`load_space`), the user's own YAM
 evaluates one that misses the budget.
 """
 
+from autoprune.search_spaces.derived import save_space, with_rounding
 from autoprune.search_spaces.space import METRICS, GroupSpace, Metric, SearchSpace
 from autoprune.search_spaces.spec import (
     auto_space,
@@ -27,6 +28,8 @@ __all__ = [
     "build_space",
     "channel_space",
     "load_space",
+    "save_space",
     "space_from_dict",
     "space_names",
+    "with_rounding",
 ]

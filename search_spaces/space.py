@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autoprune.engine.latency_table import LatencyTable
-from autoprune.engine.rounding import group_min, group_step
+from autoprune.engine.rounding import Rounding, group_min, group_step
 from autoprune.engine.structure import ModelStructure
 from autoprune.errors import AutoPruneError
 from autoprune.search_spaces._checks import integer, number, ratio, show, suggest
@@ -39,16 +39,27 @@ class GroupSpace:
         name: Group name (see :attr:`ModelStructure.groups`).
         channels: Channels of the dense group.
         choices: Allowed kept counts, ascending and distinct, each in ``[1, channels]``.
+        round_to: This group's own channel rounding (its counts are multiples of it, or the whole
+            group), at most ``channels``; ``None``: the space's ``round_to``.
     """
 
     name: str
     channels: int
     choices: tuple[int, ...]
+    round_to: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise AutoPruneError(f"group name must be a string, got {show(self.name)}")
         channels = integer(self.channels, f"group {self.name!r}: channels")
+        if self.round_to is not None:
+            own = integer(self.round_to, f"group {self.name!r}: round_to")
+            if own > channels:
+                raise AutoPruneError(
+                    f"group {self.name!r}: round_to={own} exceeds its {channels} channels, so it could only stay "
+                    f"whole; use a round_to of at most {channels}, or list the group under 'exclude'"
+                )
+            object.__setattr__(self, "round_to", own)
         if isinstance(self.choices, (str, bytes)) or not isinstance(self.choices, Iterable):
             raise AutoPruneError(f"group {self.name!r}: choices must be a list of counts, got {show(self.choices)}")
         choices = tuple(integer(c, f"group {self.name!r}: choice") for c in self.choices)
@@ -95,7 +106,8 @@ class SearchSpace:
         metric: Budget metric, ``"macs"``, ``"params"`` or ``"latency"`` (predicted by ``latency_table``).
         target: Fraction of the dense metric a candidate may keep, in (0, 1].
         round_to: Channel rounding the choices were made with (kept counts are multiples of it, or of
-            the group's channel blocks, unless the group is whole).
+            the group's channel blocks, unless the group is whole); a group's own ``round_to`` overrides
+            it (see :attr:`rounding`).
         structure: The model's groups and cost model (not compared, not serialized).
         latency_table: Per-layer latencies of this model on this machine (see
             :func:`autoprune.engine.latency_table.build_latency_table`); required by the latency metric,
@@ -179,11 +191,13 @@ class SearchSpace:
                 f"group {g.name!r} has {g.channels} channels in the space but {model_group.channels} in the "
                 "model: the space was made for a different model"
             )
-        step, least = group_step(model_group, round_to), group_min(model_group, round_to)
+        own = round_to if g.round_to is None else g.round_to
+        step, least = group_step(model_group, own), group_min(model_group, own)
         bad = [c for c in g.choices if c % step and c != g.channels]
         if bad:
+            whose = "the space's" if g.round_to is None else "the group's"
             raise AutoPruneError(
-                f"group {g.name!r}: counts {bad} are not multiples of {step} (round_to={round_to}, "
+                f"group {g.name!r}: counts {bad} are not multiples of {step} ({whose} round_to={own}, "
                 f"{model_group.channel_groups} channel block(s)); use multiples of {step} or {g.channels}"
             )
         if g.choices[0] < least:
@@ -194,6 +208,11 @@ class SearchSpace:
             )
 
     # ------------------------------------------------------------------ names and conversions
+    @property
+    def rounding(self) -> Rounding:
+        """The channel rounding of every group: the groups' own ``round_to``, the space's for the others."""
+        return Rounding(self.round_to, {g.name: g.round_to for g in self.groups if g.round_to is not None})
+
     @property
     def names(self) -> list[str]:
         """Names of the searched groups, in order (the order of sequence inputs)."""
@@ -380,6 +399,7 @@ class SearchSpace:
             "metric": self.metric,
             "target": self.target,
             "round_to": self.round_to,
-            "groups": {g.name: {"channels": g.channels, "counts": list(g.choices)} for g in self.groups},
+            "groups": {g.name: {"channels": g.channels, **({} if g.round_to is None else {"round_to": g.round_to}),
+                                "counts": list(g.choices)} for g in self.groups},
         }
 

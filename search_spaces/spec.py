@@ -26,7 +26,7 @@ from autoprune.search_spaces.space import METRICS, GroupSpace, SearchSpace
 
 TOP_KEYS = ("model", "metric", "target", "round_to", "defaults", "groups", "exclude")
 GRID_KEYS = ("min_ratio", "max_ratio", "step")
-GROUP_KEYS = (*GRID_KEYS, "choices", "counts", "channels")
+GROUP_KEYS = (*GRID_KEYS, "choices", "counts", "channels", "round_to")
 GRID_DEFAULTS = {"min_ratio": 0.25, "max_ratio": 1.0, "step": 0.125}
 _HERE = Path(__file__).resolve().parent
 _MAX_GRID = 100_000  # grids finer than this are replaced by "every allowed count between min and max"
@@ -275,6 +275,11 @@ def _group_space(
     where = f"group {group.name!r}"
     data = _mapping(entry, f"groups.{group.name}", hint="write e.g. `{min_ratio: 0.5}` or `{choices: [0.5, 1.0]}`")
     _check_keys(data, GROUP_KEYS, where)
+    own = None
+    if "round_to" in data:  # the group's own rounding (e.g. a measured latency step), checked by GroupSpace
+        own = GroupSpace(group.name, group.channels, (group.channels,), data["round_to"]).round_to
+        assert own is not None
+        round_to = own
     step, least = group_step(group, round_to), group_min(group, round_to)
     if "channels" in data and integer(data["channels"], f"{where}: channels") != group.channels:
         raise AutoPruneError(
@@ -290,15 +295,15 @@ def _group_space(
         bad = sorted(c for c in counts if c > group.channels or c < least or (c % step and c != group.channels))
         if bad:
             raise AutoPruneError(
-                f"{where}: counts {bad} are not allowed; use multiples of {step} from {least} up to "
-                f"{group.channels} (or {group.channels} itself)"
+                f"{where}: counts {bad} are not allowed; use multiples of {step} (round_to={round_to}) from {least} "
+                f"up to {group.channels} (or {group.channels} itself)"
             )
     elif "choices" in data:
         ratios = [ratio(r, f"{where}: choice") for r in _values(data["choices"], f"{where}: choices")]
         counts = {round_channels(r * group.channels, group.channels, step, least=least) for r in ratios}
     else:
         counts = _grid_counts(group, _grid_values(data, where, GROUP_KEYS, defaults), step, least)
-    return GroupSpace(name=group.name, channels=group.channels, choices=tuple(sorted(counts)))
+    return GroupSpace(name=group.name, channels=group.channels, choices=tuple(sorted(counts)), round_to=own)
 
 
 def _values(value: Any, what: str) -> list[Any]:
@@ -351,3 +356,4 @@ def channel_space(
     if whole.min_cost() > goal + 1e-12:  # checked here to name the standard pipeline's own fix
         check_reachable(whole, target=goal, fix="lower round_to (--round-to) if it is above 1")
     return dataclasses.replace(whole, target=goal)
+

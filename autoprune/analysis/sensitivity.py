@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from autoprune._types import Batch
-from autoprune.engine.rounding import round_count
+from autoprune.engine.rounding import RoundTo, round_count
 from autoprune.errors import AutoPruneError
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
@@ -147,7 +147,7 @@ def measure_sensitivity(
     criterion: str = "l1",
     calibration: Iterable[Batch] | None = None,
     bn_batches: int = 0,
-    round_to: int = 1,
+    round_to: RoundTo = 1,
     supernet: Supernet | None = None,
     device: torch.device | str = "cpu",
     on_row: Callable[[SensitivityRow], None] | None = None,
@@ -165,7 +165,8 @@ def measure_sensitivity(
         bn_batches: Re-estimate BatchNorm statistics of every pruned model on this many calibration
             batches (0: keep the dense statistics). A group kept whole with ``bn_batches > 0`` reuses the
             dense outputs: nothing was pruned, so re-estimating would only add sampling noise.
-        round_to: Kept channels are rounded to multiples of this (and of the group's channel blocks).
+        round_to: Kept channels are rounded to multiples of this (and of the group's channel blocks); a
+            :class:`~autoprune.engine.rounding.Rounding` gives each group its own.
         supernet: An existing :class:`Supernet` over ``model`` (its ranking is reused) instead of a new one.
         device: Where to evaluate.
         on_row: Called after every measured cell (progress).

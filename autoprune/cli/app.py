@@ -240,39 +240,6 @@ def prune_cmd(
     out_console.print(f"report: {path}")
 
 
-@app.command("groups")
-@user_errors
-@opt.run_options(without=("download", "checkpoint", "progress"))
-def groups_cmd(
-    run: opt.RunOptions,
-) -> None:
-    """List the prunable channel groups of a model (name, channels, MACs controlled, members)."""
-    settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
-    from autoprune.engine.structure import ModelStructure
-
-    started = time.perf_counter()
-    s = start("groups", run, settings, checkpoint=False)
-    structure = ModelStructure(s.model.cpu(), s.input_shape)
-    table = Table(title=f"{run.model}: {len(structure.groups)} prunable groups, "
-                        f"{structure.dense_macs / 1e6:.2f}M MACs")
-    for col in ("group", "channels", "MACs share", "members"):
-        table.add_column(col)
-    for g in structure.groups:
-        table.add_row(g.name, str(g.channels), f"{g.macs / structure.dense_macs:.3f}", str(len(g.members)))
-    out_console.print(table)
-    out_console.print(f"never pruned (output layers): {', '.join(structure.output_layers)}")
-    report = s.report("groups", run.model, run.dataset, run.seed, started)
-    report.set(
-        dense={"macs": structure.dense_macs, "params": structure.dense_params},
-        groups=[{"name": g.name, "channels": g.channels, "macs": g.macs,
-                 "members": [m.__dict__ for m in g.members]} for g in structure.groups],
-        output_layers=structure.output_layers,
-        unsupported_layers=structure.unsupported,
-        files={},
-    )
-    report.write()
-
-
 def _version_callback(value: bool) -> None:
     if value:
         from autoprune import __version__

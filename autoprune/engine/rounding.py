@@ -1,10 +1,16 @@
 """Channel rounding: the step a group's kept count moves in (``round_to`` and its channel blocks: grouped
-convolutions, GroupNorm), its smallest allowed count, and rounding a wished count to them."""
+convolutions, GroupNorm), its smallest allowed count, and rounding a wished count to them.
+
+``round_to`` is one value for every group (an ``int``) or a :class:`Rounding`: a value per group (e.g.
+measured latency steps, :mod:`autoprune.engine.latency_steps`) with a default for the others.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from torch import nn
 
@@ -12,12 +18,46 @@ if TYPE_CHECKING:
     from autoprune.engine.structure import PrunableGroup
 
 
-def group_step(group: PrunableGroup, round_to: int) -> int:
-    """The granularity of kept counts in ``group``: a multiple of ``round_to`` and its channel groups."""
-    return min(math.lcm(round_to, group.channel_groups), group.channels)
+@dataclass(frozen=True)
+class Rounding:
+    """Channel rounding per group: ``groups[name]`` for the groups listed, ``default`` for the others.
+
+    Attributes:
+        default: Rounding of the groups not in ``groups`` (>= 1).
+        groups: Group name -> its own rounding (>= 1).
+
+    Raises:
+        ValueError: a rounding below 1.
+    """
+
+    default: int = 1
+    groups: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in {"default": self.default, **self.groups}.items() if not v >= 1}
+        if bad:
+            raise ValueError(f"round_to {bad} must be >= 1 (1 = no rounding)")
+
+    def of(self, name: str) -> int:
+        """The rounding of group ``name``."""
+        return int(self.groups.get(name, self.default))
 
 
-def group_min(group: PrunableGroup, round_to: int) -> int:
+#: One rounding for every group, or one per group.
+RoundTo: TypeAlias = int | Rounding
+
+
+def round_to_of(round_to: RoundTo, name: str) -> int:
+    """The rounding ``round_to`` gives group ``name``."""
+    return round_to.of(name) if isinstance(round_to, Rounding) else round_to
+
+
+def group_step(group: PrunableGroup, round_to: RoundTo) -> int:
+    """The granularity of kept counts in ``group``: a multiple of its ``round_to`` and its channel groups."""
+    return min(math.lcm(round_to_of(round_to, group.name), group.channel_groups), group.channels)
+
+
+def group_min(group: PrunableGroup, round_to: RoundTo) -> int:
     """The smallest allowed kept count of ``group``: one step, and at least one channel block per segment
     (every branch of a concatenation keeps a channel); the whole group if no smaller count is allowed."""
     step = group_step(group, round_to)
@@ -25,7 +65,7 @@ def group_min(group: PrunableGroup, round_to: int) -> int:
     return least if least < group.channels else group.channels
 
 
-def round_count(group: PrunableGroup, value: float, round_to: int) -> int:
+def round_count(group: PrunableGroup, value: float, round_to: RoundTo) -> int:
     """``value`` channels of ``group`` rounded to its nearest allowed count (:func:`group_step`, :func:`group_min`)."""
     return round_channels(value, group.channels, group_step(group, round_to), least=group_min(group, round_to))
 

@@ -235,7 +235,7 @@ def run_sampling(
         log(f"sensitivity: {len(space.groups)} groups x {len(config.sensitivity_ratios)} keep ratios")
         table = measure_sensitivity(base, input_shape, val, ratios=config.sensitivity_ratios, groups=space.names,
                                     calibration=calib, bn_batches=config.bn_batches, supernet=supernet,
-                                    round_to=space.round_to, device=device)  # fmt: skip
+                                    round_to=space.rounding, device=device)  # fmt: skip
         damage = group_damage(table, space, "kl")
     uniform_counts = space.uniform(1.0)
     searcher = make_searcher("sampling", space, seed=config.seed, damage=damage, temperature=config.temperature,

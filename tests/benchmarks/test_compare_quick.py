@@ -52,8 +52,15 @@ def test_quick_comparison_has_every_method_within_budget(tmp_path: Path) -> None
         assert row["speedup_efficiency_b128"] == pytest.approx(row["macs_ratio"] / row["latency_b128_ratio"], rel=1e-3)
         assert row["deploy_speedup_efficiency_b128"] == pytest.approx(
             row["macs_ratio"] / row["deploy_latency_b128_ratio"], rel=1e-3)  # BN folded, channels-last
+        for what in ("latency_b1", "latency_b64", "latency_b128", "deploy_latency_b128"):
+            assert row[f"{what}_ratio_iqr"] >= 0 and row[f"{what}_iqr_ms"] >= 0  # ratios within one run, with noise
         if name in {"tpe", "greedy", "ddpg"}:
             assert row["epochs"] == 0  # exported without finetuning
+    # one interleaved run per batch size, its conditions recorded (the deploy forms join the batch-128 run)
+    runs = result["latency"]["runs"]
+    assert [r["batch_size"] for r in runs] == [1, 64, 128] and all(r["threads"] == 1 for r in runs)
+    assert runs[2]["models"] == 2 * runs[0]["models"] and "interleaved" in result["latency"]["protocol"]
+    assert rows["dense"]["latency_b128_ratio"] == 1.0 and rows["dense"]["deploy_latency_b128_ratio"] == 1.0
     assert set(result["targets"]["0.5"]) >= {"beats_baseline", "within_0_3_of_dense", "searches_under_20_min",
                                              "default_searcher", "best_returned_winner"}
     assert result["targets"]["0.5"]["default_searcher"] == "tpe"
