@@ -29,45 +29,15 @@ import json
 import math
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stages import mean_se as _mean_se  # noqa: E402
+from _stages import run_stage as _run  # noqa: E402
 from _supernet_options import add_stage_options  # noqa: E402
-
-
-def _run(work: Path, name: str, argv: list[str], *, resumable: bool = False) -> dict[str, Any]:
-    """Run ``autoprune ARGV --out WORK/NAME`` unless that folder already holds a finished report."""
-    out = work / name
-    report = out / "report.json"
-    if report.exists():
-        return json.loads(report.read_text())
-    again = ["--resume"] if resumable and (out / ".autoprune-run.json").exists() else []
-    if not again and out.exists():
-        again = ["--overwrite"]
-    cmd = [sys.executable, "-m", "autoprune", *argv, "--out", str(out), "--no-progress", *again]
-    log = work / f"{name}.log"
-    start = time.time()
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd[2:])}", flush=True)
-    with log.open("a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        fh.flush()
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    if rc != 0 or not report.exists():
-        raise SystemExit(f"stage {name} failed (exit {rc}); see {log}")
-    print(f"    done in {time.time() - start:.0f} s", flush=True)
-    return json.loads(report.read_text())
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.nan
-    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
 def _acc(block: dict[str, Any]) -> str:
@@ -153,8 +123,7 @@ def main() -> None:
         for seed in a.seeds:
             rep = _run(a.work, f"search-{target}-s{seed}",
                        ["search", *data, *space, "--checkpoint", ckpt, "--supernet", supernet,
-                        "--target-macs", str(target), "--trials", str(a.trials), "--seed", str(seed)],
-                       resumable=True)
+                        "--target-macs", str(target), "--trials", str(a.trials), "--seed", str(seed)])
             row["searches"][str(seed)] = {
                 "searcher": rep["search"]["searcher"], "winner": rep["pruned"], "uniform": rep["uniform"],
                 "winner_minus_uniform_test": rep["pruned"]["accuracy"] - rep["uniform"]["accuracy"],

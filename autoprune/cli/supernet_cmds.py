@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -122,6 +124,7 @@ def supernet_cmd(
               "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size),
               "dense_checkpoint": str(Path(dense_file).resolve())},
         device=s.device, progress=run.progress and rank == 0,
+        on_epoch=None if run.progress else _epoch_line(config.epochs),
     )
     if world > 1:
         dist.barrier()
@@ -286,6 +289,18 @@ def _trial_counts(run: Path, number: int | None) -> dict[str, int]:
         raise AutoPruneError(f"trial {number} of {run} has no result ({'failed' if chosen else 'none complete'}); "
                              "pick a complete trial from trials.csv or pareto.json")
     return dict(chosen.result.counts)
+
+
+def _epoch_line(epochs: int) -> Callable[[int, Any], None]:
+    """Without progress bars, one line per finished supernet epoch (logs of long runs show where they are)."""
+    started = time.perf_counter()
+
+    def line(epoch: int, history: Any) -> None:
+        console.print(f"supernet: epoch {epoch + 1}/{epochs} finished ({time.perf_counter() - started:.0f} s; "
+                      f"loss largest {history.largest_loss[-1]:.3f}, distilled {history.distill_loss[-1]:.3f})",
+                      highlight=False)
+
+    return line
 
 
 def export_subnet(

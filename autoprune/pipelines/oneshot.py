@@ -8,7 +8,7 @@ physically pruned model with the shared weights and recalibrated BatchNorm. Sear
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,11 +76,12 @@ def build_supernet(
     meta: dict[str, Any] | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    on_epoch: Callable[[int, SupernetHistory], None] | None = None,
 ) -> SupernetRun:
     """Rank channels of the trained ``model`` and sandwich-train it into a supernet (in place).
 
     With ``checkpoint`` set, an existing checkpoint there is resumed (its ranking is reused so the
-    sub-networks stay the same), and a new one is written after every epoch.
+    sub-networks stay the same), and a new one is written after every epoch (``on_epoch`` is called then).
     """
     scores = None
     if checkpoint is not None and checkpoint.exists():
@@ -93,6 +94,6 @@ def build_supernet(
     full_meta = {**(meta or {}), "space": space.to_dict()}
     history = train_supernet(
         supernet, SpaceSampler(space), train_loader, config,
-        device=device, checkpoint=checkpoint, meta=full_meta, progress=progress,
+        device=device, checkpoint=checkpoint, meta=full_meta, progress=progress, on_epoch=on_epoch,
     )
     return SupernetRun(supernet=supernet, space=space, history=history)

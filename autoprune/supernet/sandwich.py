@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ def train_supernet(
     checkpoint: str | Path | None = None,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    on_epoch: Callable[[int, SupernetHistory], None] | None = None,
 ) -> SupernetHistory:
     """Train ``supernet``'s shared weights with the sandwich rule, resuming from ``checkpoint`` if present.
 
@@ -98,6 +99,7 @@ def train_supernet(
             after its last finished epoch.
         meta: Extra provenance stored in the checkpoint.
         progress: Show a progress bar.
+        on_epoch: Called with the epoch index and the history after every finished (and saved) epoch.
 
     Raises:
         TrainingError: a loss became NaN/inf (the weights of the last finished epoch are restored).
@@ -159,6 +161,8 @@ def train_supernet(
             history.distill_loss.append(small_sum / max(1, n))
             if ckpt_path is not None and is_main:
                 _save(ckpt_path, supernet, optimizer, scheduler, epoch + 1, history, config, meta)
+            if on_epoch is not None and is_main:
+                on_epoch(epoch, history)
     supernet.activate(None)
     return history
 

@@ -46,3 +46,21 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     for key in ("supernet_vs_truth", "cut_vs_truth"):
         lo, hi = fidelity[key]["kendall_tau_ci95"]
         assert -1.0 <= lo <= hi <= 1.0 and fidelity[key]["n"] == 6
+
+    # RL against random at equal cost over the same supernet: every search gets the same trials
+    _run("rl_equal_cost.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
+         "--searchers", "ddpg", "random", "--seeds", "0")
+    rl = json.loads((out / "rl_equal_cost_resnet20_0.3.json").read_text())
+    assert set(rl["runs"]) == {"ddpg", "random"} and all(set(r) == {"0"} for r in rl["runs"].values())
+    assert {r["trials"] for by_seed in rl["runs"].values() for r in by_seed.values()} == {4}
+    ddpg, rand = rl["runs"]["ddpg"], rl["runs"]["random"]
+    mean, _ = rl["summary"]["ddpg"]["minus_random_test"]
+    assert mean == pytest.approx(ddpg["0"]["winner"]["accuracy"] - rand["0"]["winner"]["accuracy"])
+
+    # one budget-conditioned policy answers every budget, beside uniform and a per-budget TPE search
+    _run("policy_front.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--targets", "0.45")
+    front = json.loads((out / "policy_front_resnet20.json").read_text())
+    assert set(front["targets"]) == {"0.45"} and front["policy"]["episodes"] == 6
+    for t, row in front["targets"].items():
+        assert row["policy"]["macs_ratio"] <= float(t) + 1e-9 and row["tpe"]["macs_ratio"] <= float(t) + 1e-9
+        assert row["policy"]["returned"] in ("uniform", "policy", "search")

@@ -67,6 +67,7 @@ def test_supernet_under_torchrun_with_two_cpu_processes(trained: Path, tmp_path:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert report["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert (proc.stdout + proc.stderr).count("supernet: epoch 1/1 finished") == 1  # one line, from rank 0 only
     assert len(report["history"]["largest_loss"]) == 1
     dense = torch.load(trained / "model.pt", weights_only=True)["state_dict"]
     trained_sn = torch.load(out / "supernet.pt", weights_only=True)["state_dict"]
