@@ -61,6 +61,12 @@ def supernet_cmd(
         int, typer.Option("--supernet-epochs", "--epochs", help="Epochs of sandwich-rule supernet training.")
     ] = 5,
     num_random: Annotated[int, typer.Option("--num-random", help="Random sub-networks per step.")] = 2,
+    sample_near: Annotated[
+        str | None, typer.Option("--sample-near", help="LOW:HIGH fractions of the dense MACs (or params): draw the "
+                                 "random sub-networks near budgets in this range (a random shape projected onto a "
+                                 "budget drawn from it) instead of over the whole space, e.g. 0.2:0.4 for searches "
+                                 "at 20-40%.")
+    ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.02,
     criterion: Annotated[str, typer.Option("--criterion", help="Channel ranking criterion.")] = "l1",
     train_epochs: opt.DenseEpochs = 10,
@@ -91,6 +97,9 @@ def supernet_cmd(
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
     config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed)
+    from autoprune.envs import parse_target_range
+
+    near = None if sample_near is None else parse_target_range(sample_near)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and run.checkpoint is None:
         raise AutoPruneError("under torchrun pass --checkpoint (a trained dense model), so that every process "
                              "ranks channels of the same weights; train it first with `autoprune train`")
@@ -124,7 +133,7 @@ def supernet_cmd(
               "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size),
               "dense_checkpoint": str(Path(dense_file).resolve())},
         device=s.device, progress=run.progress and rank == 0,
-        on_epoch=None if run.progress else _epoch_line(config.epochs),
+        on_epoch=None if run.progress else _epoch_line(config.epochs), sample_near=near,
     )
     if world > 1:
         dist.barrier()
@@ -135,7 +144,8 @@ def supernet_cmd(
     evaluator = SupernetEvaluator(built.supernet, s.splits.val_loader(), s.splits.calibration_loader(seed=run.seed),
                                   bn_batches=bn_batches, device=s.device)
     points = _reference_points(evaluator, built.space)
-    report.set(dense=dense, config={"supernet": config.to_dict(), "criterion": criterion, "device": str(s.device)},
+    report.set(dense=dense, config={"supernet": config.to_dict(), "criterion": criterion, "device": str(s.device),
+                                    "sample_near": None if near is None else list(near)},
                space=built.space.to_dict(), history=built.history.__dict__, subnets=points,
                files={"supernet": "supernet.pt", **({"checkpoint": "dense.pt"} if run.checkpoint is None else {})},
                evaluator=evaluator.stats.to_dict())

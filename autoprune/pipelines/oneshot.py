@@ -8,6 +8,7 @@ physically pruned model with the shared weights and recalibrated BatchNorm. Sear
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +20,40 @@ from torch import nn
 
 from autoprune._types import Batch
 from autoprune.engine.structure import ModelStructure
+from autoprune.errors import AutoPruneError
 from autoprune.search_spaces import SearchSpace, auto_space, load_space, space_names
 from autoprune.supernet import Supernet, SupernetConfig, SupernetHistory, train_supernet
 
 
 class SpaceSampler:
-    """Adapts a :class:`SearchSpace` to sandwich training: largest, smallest, uniformly random choices.
+    """Adapts a :class:`SearchSpace` to sandwich training: largest, smallest, random choices.
 
-    Random sub-networks are drawn over the whole space (not projected onto the budget), so the shared
-    weights learn every width they may later be asked for.
+    By default random sub-networks are drawn over the whole space (not projected onto the budget), so the
+    shared weights learn every width they may later be asked for. With ``near=(low, high)`` each random
+    sub-network is instead a uniformly random choice per group projected onto a budget drawn uniformly
+    from ``[low, high]`` (fractions of the dense cost): training spends its passes on the structures a
+    search at those budgets will compare (the budget-filling projection of
+    :meth:`SearchSpace.project`). The largest and smallest sub-networks stay as they are.
+
+    Raises:
+        AutoPruneError: ``near`` is not ``0 < low <= high <= 1``, or ``low`` is below the space's smallest
+            sub-network (no candidate of the space costs that little).
     """
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, near: tuple[float, float] | None = None) -> None:
         self.space = space
+        self.near = near
+        if near is not None:
+            low, high = (float(v) for v in near)
+            if not 0.0 < low <= high <= 1.0:
+                raise AutoPruneError(f"--sample-near {low:g}:{high:g} must satisfy 0 < LOW <= HIGH <= 1 (fractions "
+                                     "of the dense cost), e.g. 0.2:0.4")
+            least = space.min_cost()
+            if low < least - 1e-9:
+                raise AutoPruneError(f"--sample-near {low:g}:{high:g}: the space's smallest sub-network keeps "
+                                     f"{least:.3f} of the dense {space.metric}; start the range at {least:.3f} or "
+                                     "above")
+            self.near = (low, high)
 
     def largest(self) -> dict[str, int]:
         return self.space.largest()
@@ -40,7 +62,12 @@ class SpaceSampler:
         return self.space.smallest()
 
     def random_choice(self, rng: np.random.Generator) -> dict[str, int]:
-        return {g.name: int(g.choices[int(rng.integers(len(g.choices)))]) for g in self.space.groups}
+        drawn = {g.name: int(g.choices[int(rng.integers(len(g.choices)))]) for g in self.space.groups}
+        if self.near is None:
+            return drawn
+        target = float(rng.uniform(*self.near))
+        space = dataclasses.replace(self.space, target=target)
+        return space.project({g.name: g.ratio(drawn[g.name]) for g in self.space.groups})
 
 
 def resolve_space(
@@ -77,12 +104,15 @@ def build_supernet(
     device: torch.device | str = "cpu",
     progress: bool = True,
     on_epoch: Callable[[int, SupernetHistory], None] | None = None,
+    sample_near: tuple[float, float] | None = None,
 ) -> SupernetRun:
     """Rank channels of the trained ``model`` and sandwich-train it into a supernet (in place).
 
     With ``checkpoint`` set, an existing checkpoint there is resumed (its ranking is reused so the
     sub-networks stay the same), and a new one is written after every epoch (``on_epoch`` is called then).
+    ``sample_near``: draw the random sub-networks near these budgets (:class:`SpaceSampler`).
     """
+    sampler = SpaceSampler(space, near=sample_near)  # checks the range before any work
     scores = None
     if checkpoint is not None and checkpoint.exists():
         from autoprune.models.checkpoint import read_checkpoint
@@ -91,9 +121,9 @@ def build_supernet(
         if "scores" in saved:
             scores = {k: torch.tensor(v) for k, v in saved["scores"].items()}
     supernet = Supernet(model, input_shape, criterion=criterion, calibration=calibration, scores=scores)
-    full_meta = {**(meta or {}), "space": space.to_dict()}
+    full_meta = {**(meta or {}), "space": space.to_dict(), "sample_near": list(sample_near) if sample_near else None}
     history = train_supernet(
-        supernet, SpaceSampler(space), train_loader, config,
+        supernet, sampler, train_loader, config,
         device=device, checkpoint=checkpoint, meta=full_meta, progress=progress, on_epoch=on_epoch,
     )
     return SupernetRun(supernet=supernet, space=space, history=history)

@@ -33,6 +33,17 @@ def test_supernet_trains_resumes_and_extracts(run_ok: Invoke, invoke: Invoke, tr
     resumed = json.loads((out / "report.json").read_text())
     assert len(resumed["history"]["largest_loss"]) == 2
     assert resumed["history"]["largest_loss"][0] == report["history"]["largest_loss"][0]
+    # random sub-networks near the search budgets: recorded; a continued run cannot change the range
+    near = tmp_path / "near"
+    run_ok(["supernet", "--checkpoint", str(trained / "model.pt"), "--epochs", "1", "--sample-near", "0.3:0.5",
+            "--out", str(near), *fast])
+    assert json.loads((near / "report.json").read_text())["config"]["sample_near"] == [0.3, 0.5]
+    changed = invoke(["supernet", "--checkpoint", str(trained / "model.pt"), "--epochs", "2", "--sample-near",
+                      "0.2:0.5", "--out", str(near), *fast])
+    assert changed.exit_code == 2 and "sample_near" in changed.output.replace("-", "_")
+    bad = invoke(["supernet", "--checkpoint", str(trained / "model.pt"), "--sample-near", "0.6:0.3",
+                  "--out", str(tmp_path / "bad-near"), *fast])
+    assert bad.exit_code == 2 and "0.6" in bad.output and not (tmp_path / "bad-near" / "supernet.pt").exists()
 
     ex = tmp_path / "ex"
     run_ok(["extract", "--supernet", str(out / "supernet.pt"), "--target-macs", "0.5", "--out", str(ex), *fast[1:]])

@@ -106,3 +106,28 @@ def test_evaluator_counts_for_the_supernet(dense: tuple[torch.nn.Module, object]
     ev = SupernetEvaluator(net, splits.val_loader(), splits.calibration_loader(64, seed=0), bn_batches=2)  # type: ignore[attr-defined]
     r = ev.evaluate(space.uniform(1.0))
     assert r.macs_ratio <= 0.5 + 1e-9 and 0.0 <= r.accuracy <= 1.0
+
+
+def test_sampling_near_budgets_draws_structures_within_them() -> None:
+    """--sample-near: every random sub-network costs a budget of the range (filled to it, within one
+    rounding step), shapes differ, and the sandwich ends stay the space's own largest and smallest."""
+    import numpy as np
+
+    from autoprune.engine.structure import ModelStructure
+    from autoprune.errors import AutoPruneError
+
+    model = build_model("resnet20", num_classes=10, in_channels=1)
+    space = auto_space(ModelStructure(model, (1, 1, 8, 8)), target=0.5)
+    near = SpaceSampler(space, near=(0.3, 0.4))
+    rng = np.random.default_rng(0)
+    drawn = [near.random_choice(rng) for _ in range(30)]
+    costs = [space.cost(c) for c in drawn]
+    assert max(costs) <= 0.4 + 1e-9 and min(costs) >= 0.28  # filled up to a budget in [0.3, 0.4]
+    assert len({tuple(sorted(c.items())) for c in drawn}) > 20
+    whole = [SpaceSampler(space).random_choice(rng) for _ in range(30)]
+    assert max(space.cost(c) for c in whole) > 0.45  # the default draws over the whole space
+    assert near.largest() == space.largest() and near.smallest() == space.smallest()
+    with pytest.raises(AutoPruneError, match="smallest sub-network keeps"):
+        SpaceSampler(space, near=(space.min_cost() / 2, 0.4))
+    with pytest.raises(AutoPruneError, match="0 < LOW <= HIGH <= 1"):
+        SpaceSampler(space, near=(0.5, 0.3))
