@@ -90,6 +90,9 @@ def main() -> None:
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--bn-batches", type=int, default=40, help="adaptive-BN batches of 64 (the search's re-scoring)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--also", nargs="*", default=[], metavar="NAME=PATH",
+                   help="more supernets (e.g. trained with --sample-near) scored on the same candidates and ranked "
+                        "against the same ground truth; their scores go to WORK/fidelity-TARGET-NAME.jsonl")
     a = p.parse_args()
     if a.quick:
         a.dataset, a.candidates, a.finetune_epochs, a.bn_batches = "digits", 6, 1, 4
@@ -123,6 +126,22 @@ def main() -> None:
     scorers = {name: SupernetEvaluator(net, val, calib, bn_batches=a.bn_batches)
                for name, net in (("supernet", supernet), ("cut", cut))}
     pool = candidates(space, a.work, a.target, a.candidates, a.seed)
+    others: dict[str, dict[str, float]] = {}
+    for spec in a.also:  # cheap: one validation score per candidate, no finetuning
+        other_name, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--also {spec!r}: give NAME=PATH (e.g. near=WORK/supernet-near/supernet.pt)")
+        other, _ = Supernet.load(path, fresh())
+        scorer = SupernetEvaluator(other, val, calib, bn_batches=a.bn_batches)
+        other_log = a.work / f"fidelity-{a.target}-{other_name}.jsonl"
+        scores = {r["name"]: r["val"] for r in map(json.loads, other_log.read_text().splitlines())} \
+            if other_log.exists() else {}
+        for name, counts in pool.items():
+            if name not in scores:
+                scores[name] = scorer.score(counts).accuracy
+                with other_log.open("a") as fh:
+                    fh.write(json.dumps({"name": name, "val": scores[name]}) + "\n")
+        others[other_name] = scores
     log_path = a.work / f"fidelity-{a.target}.jsonl"
     done = {}
     if log_path.exists():
@@ -149,12 +168,13 @@ def main() -> None:
         done[name] = row
         print(f"[{time.strftime('%H:%M:%S')}] {name}: supernet {row['supernet_val']:.4f} cut {row['cut_val']:.4f} "
               f"-> finetuned test {row['truth_test']:.4f} ({row['seconds']:.0f} s)", flush=True)
-        write(a, stem, pool, done, meta)
-    write(a, stem, pool, done, meta)
+        write(a, stem, pool, done, meta, others)
+    write(a, stem, pool, done, meta, others)
 
 
-def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str, Any], meta: dict[str, Any]) -> None:
-    rows = [done[n] for n in pool if n in done]
+def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str, Any], meta: dict[str, Any],
+          others: dict[str, dict[str, float]] | None = None) -> None:
+    rows = [{**done[n], **{f"{o}_val": s[n] for o, s in (others or {}).items() if n in s}} for n in pool if n in done]
     result: dict[str, Any] = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
         "command": " ".join(["python", "benchmarks/supernet_fidelity.py", *sys.argv[1:]]),
@@ -165,6 +185,9 @@ def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str
         truth = [r["truth_test"] for r in rows]
         result["supernet_vs_truth"] = rank_stats([r["supernet_val"] for r in rows], truth, a.seed)
         result["cut_vs_truth"] = rank_stats([r["cut_val"] for r in rows], truth, a.seed)
+        for o in others or {}:
+            result[f"{o}_vs_truth"] = rank_stats([r[f"{o}_val"] for r in rows], truth, a.seed)
+        result["also"] = list(others or {})
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (a.out / f"{stem}.md").write_text(render(result))
@@ -177,7 +200,8 @@ def render(r: dict[str, Any]) -> str:
              f"batches of 64); ground truth: the structure cut from the dense model and finetuned "
              f"{s['finetune_epochs']} epochs (lr {s['finetune_lr']}), test accuracy.", ""]
     for key, label in (("supernet_vs_truth", "supernet score (what the search ranks by)"),
-                       ("cut_vs_truth", "cut-from-dense score (sub-model sampling's signal)")):
+                       ("cut_vs_truth", "cut-from-dense score (sub-model sampling's signal)"),
+                       *((f"{o}_vs_truth", f"supernet `{o}` score") for o in r.get("also", []))):
         if key in r:
             q = r[key]
             lines.append(f"- {label}: Kendall tau **{q['kendall_tau']:.2f}** (95% bootstrap "

@@ -38,7 +38,8 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     _run("layer_ratios.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--targets", "0.3")
     assert (work / "dense" / "report.json").stat().st_mtime_ns == stamp
 
-    _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3")
+    _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
+         "--also", f"same={work / 'supernet' / 'supernet.pt'}")
     fidelity = json.loads((out / "fidelity_resnet20_0.3.json").read_text())
     names = [r["name"] for r in fidelity["rows"]]
     assert names[:3] == ["uniform", "winner-s0", "winner-s1"] and len(names) == 6
@@ -46,6 +47,8 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     for key in ("supernet_vs_truth", "cut_vs_truth"):
         lo, hi = fidelity[key]["kendall_tau_ci95"]
         assert -1.0 <= lo <= hi <= 1.0 and fidelity[key]["n"] == 6
+    # another supernet scored on the same candidates (here the same file: the same ranking)
+    assert fidelity["same_vs_truth"]["kendall_tau"] == fidelity["supernet_vs_truth"]["kendall_tau"]
 
     # RL against random at equal cost over the same supernet: every search gets the same trials
     _run("rl_equal_cost.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
