@@ -107,7 +107,10 @@ def search_cmd(
     ] = None,
     study_name: Annotated[str | None, typer.Option("--study-name", help="Optuna study name.")] = None,
     workers: Annotated[
-        int, typer.Option("--workers", help="Processes on one Optuna study (this machine). They divide the CPU "
+        int, typer.Option("--workers", help="N processes on this machine. RL searchers (ddpg, td3, sac, ppo) and "
+                          "random: parallel episodes, N candidates of the current policy evaluated at once by N "
+                          "evaluator processes, logged and learned from in the order proposed. Optuna searchers: "
+                          "N processes on one study. Greedy and sampling: 1 only. The processes divide the CPU "
                           "threads: each runs max(1, T // N) torch threads, T = --threads or torch's default.")
     ] = 1,
     searcher_option: Annotated[
@@ -175,14 +178,22 @@ def search_cmd(
     if resume and run.overwrite:
         raise AutoPruneError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     options, rungs, study = searcher_settings(searcher, workers, rungs, pruner, searcher_option or [])
+    ahead = workers > 1 and not study  # parallel episodes: a pool of evaluator processes (autoprune.search.pool)
+    shared_study = workers > 1 and study  # processes of this same command on one Optuna study
+    if ahead and target_latency is not None:
+        raise AutoPruneError(f"--workers {workers} with --target-latency: every candidate's latency would be timed "
+                             f"while {workers - 1} other process(es) compute beside it; search a latency budget "
+                             "with --workers 1")
     run.threads = worker_threads(run.threads, workers)  # the processes divide the cores between them
     s = start("search", run, settings, mode="worker" if worker else "resume" if resume else "new",
               defining=RESUME_DEFINING)
     if workers > 1:
         import torch
 
-        console.print(f"{'worker' if worker else 'main'} process of {workers}: {torch.get_num_threads()} torch "
-                      "thread(s)", highlight=False)
+        what = f"parallel episodes: {workers} evaluator processes," if ahead else \
+            f"{'worker' if worker else 'main'} process of {workers}:"
+        console.print(f"{what} {torch.get_num_threads()} torch thread(s)" + (" each" if ahead else ""),
+                      highlight=False)
     net, search_space, dense_model = _supernet_and_space(s, run.model, run.dataset, supernet, space, run.checkpoint,
                                                          run.seed, run.progress, supernet_epochs, train_epochs,
                                                          bn_batches)
@@ -195,12 +206,13 @@ def search_cmd(
         options.update(training_options(trained_range, s.out, model=run.model, dataset=run.dataset,
                                         supernet=str((supernet or s.out / "supernet.pt").resolve())))
     procs = []
-    if workers > 1 and not worker:
+    if shared_study and not worker:
         log = TrialLog(s.out)  # one log for every process of the study
         (log.repair if resume else log.reset)()
         procs = spawn_workers(workers - 1, s.out, supernet or s.out / "supernet.pt", options)
     val_batch_size = limit_validation(s, val_batch_size, val_batches)
     n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
+    parallel = _parallel(s, run, workers, supernet, val_batch_size, val_batches, bn_batches) if ahead else None
     request = None if worker else ReportRequest(  # workers only search; this process fixes and reports the winner
         dense_model=dense_model, finetune_epochs=finetune_epochs, onnx=onnx,
         run_report=s.report("search", run.model, run.dataset, run.seed, started),
@@ -210,14 +222,31 @@ def search_cmd(
     outcome = search_supernet(
         net, search_space, s.splits, searcher=searcher, trials=trials, seed=run.seed,
         rungs=fidelity_rungs(n_val, rungs) if rungs > 1 else None, bn_batches=bn_batches, options=options,
-        val_batch_size=val_batch_size, out=s.out, resume=resume or worker or workers > 1,
+        val_batch_size=val_batch_size, out=s.out, resume=resume or worker or shared_study,
         progress=run.progress and not worker, on_trial=tensorboard_logger(s.out) if tensorboard else None,
         latency_batch_size=latency_batch_size if target_latency is not None else None, latency_form=latency_form,
-        device=s.device, repair_log=not worker and workers == 1, extract=False, top_k=top_k,
-        rescore_bn_batches=rescore_bn_batches, report=request,
+        device=s.device, repair_log=not worker and not shared_study, extract=False, top_k=top_k,
+        rescore_bn_batches=rescore_bn_batches, report=request, parallel=parallel,
     )  # fmt: skip
     if not worker:
         _finish(outcome, request, procs, s.out, run.model, searcher, search_space, settings["target_range"])
+
+
+def _parallel(s: Setup, run: opt.RunOptions, workers: int, supernet: Path | None, val_batch_size: int,
+              val_batches: int | None, bn_batches: int) -> Any:
+    """Parallel episodes: ``workers`` evaluator processes, each rebuilding this process's evaluator from files
+    (no latency measured: a latency budget is refused with --workers, timings would disturb each other)."""
+    import torch
+
+    from autoprune.search.pool import ParallelConfig, SupernetEvaluatorFactory
+
+    factory = SupernetEvaluatorFactory(
+        supernet=str((supernet or s.out / "supernet.pt").resolve()), model=run.model, dataset=run.dataset,
+        data_dir=None if run.data_dir is None else str(run.data_dir), image_size=run.image_size,
+        val_batch_size=val_batch_size, val_batches=val_batches, bn_batches=bn_batches, seed=run.seed,
+        device=str(s.device),
+    )  # fmt: skip
+    return ParallelConfig(workers, factory, threads=torch.get_num_threads())  # this process's share already
 
 
 def _budget(searcher: str, settings: dict[str, Any], targets: str | None,

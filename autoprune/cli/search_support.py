@@ -21,6 +21,10 @@ def searcher_settings(searcher: str, workers: int, rungs: int | None, pruner: st
                       items: list[str]) -> tuple[dict[str, Any], int, bool]:  # fmt: skip
     """Check ``--workers``, ``--rungs`` and ``--pruner`` against the searcher; parse ``--searcher-option``.
 
+    ``--workers N`` means N processes on one Optuna study for the Optuna searchers, and N episodes (candidates)
+    evaluated at once by a pool of N evaluator processes for the searchers that ask ahead (RL agents, random);
+    a searcher that needs each result before its next proposal (greedy, sampling) is refused.
+
     Returns the searcher's options, the number of rungs (default 3 with a pruner, else 1) and whether the
     searcher shares an Optuna study.
     """
@@ -31,10 +35,15 @@ def searcher_settings(searcher: str, workers: int, rungs: int | None, pruner: st
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial drowns the progress bar
     if workers < 1:
         raise AutoPruneError(f"--workers {workers} must be >= 1")
-    study = SEARCHERS.get(searcher).study_based
-    if workers > 1 and not study:
-        raise AutoPruneError(f"--workers {workers} needs an Optuna searcher (tpe, cmaes, gp, nsga2) that shares "
-                             f"a study; {searcher!r} runs in one process")
+    kind = SEARCHERS.get(searcher)
+    study = kind.study_based
+    if workers > 1 and not study and not kind.asks_ahead:
+        names = SEARCHERS.names()
+        ahead = ", ".join(n for n in names if SEARCHERS.get(n).asks_ahead)
+        studies = ", ".join(n for n in names if SEARCHERS.get(n).study_based)
+        raise AutoPruneError(f"--workers {workers}: {searcher!r} proposes each candidate from the result of the one "
+                             f"before, so it evaluates one at a time; drop --workers, or use a searcher that runs "
+                             f"parallel episodes ({ahead}) or shares an Optuna study ({studies})")
     options = parse_searcher_options(items)
     if rungs is None:
         rungs = 3 if pruner not in (None, "none") else 1

@@ -41,6 +41,7 @@ from autoprune.pipelines.search_report import (
     write_search_report,
 )
 from autoprune.search import SearchConfig, SearchResult, Trial, make_searcher, run_search
+from autoprune.search.pool import ParallelConfig
 from autoprune.search.winner import DEFAULT_TOP_K, SIGNIFICANCE, Rescored, WinnerChoice, choose_winner, top_trials
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
@@ -249,6 +250,7 @@ def search_supernet(
     top_k: int = DEFAULT_TOP_K,
     rescore_bn_batches: int | None = None,
     report: ReportRequest | None = None,
+    parallel: ParallelConfig | None = None,
 ) -> SupernetSearch:
     """Search ``space`` over a trained ``supernet`` and extract the best sub-network.
 
@@ -279,6 +281,8 @@ def search_supernet(
             run folder's log, then measure it on the test split beside the dense model and the uniform
             candidate, export it, and write ``report.json`` (see :mod:`autoprune.pipelines.search_report`).
             Nothing of this happens when the search was interrupted.
+        parallel: Evaluate up to ``parallel.workers`` candidates at once in worker processes (searchers that
+            ask ahead: RL agents, random); see :func:`autoprune.search.run_search`.
 
     Raises:
         AutoPruneError: unknown searcher or option, bad trial count or rungs; ``report`` without ``out``;
@@ -297,7 +301,7 @@ def search_supernet(
     }
     engine = make_searcher(searcher, space, seed=seed, **dict(options or {}))  # checks the options
     result = run_search(engine, evaluator, config, out=out, resume=resume, progress=progress, on_trial=on_trial,
-                        repair_log=repair_log)
+                        repair_log=repair_log, parallel=parallel)
     outcome = SupernetSearch(result=result, best_counts=None, model=None, reference=reference,
                              evaluator=evaluator.stats.to_dict(), searcher_state=engine.state())
     if report is not None and out is not None and not result.interrupted:
@@ -316,7 +320,8 @@ def search_supernet(
     outcome.model = winner.extract(supernet).to(evaluator.device)
     if report is not None and out is not None:
         settings = {"searcher": searcher, "trials": trials, "rungs": 1 if rungs is None else len(rungs),
-                    "options": jsonable(options or {}), "workers": 1, "bn_batches": bn_batches,
+                    "options": jsonable(options or {}), "workers": 1 if parallel is None else parallel.workers,
+                    "bn_batches": bn_batches,
                     "val_batch_size": val_batch_size, "top_k": top_k, "rescore_bn_batches": len(winner.calibration),
                     "latency_form": latency_form, "supernet": None, "device": str(device), "checkpoint": None}
         outcome.report = write_search_report(supernet, space, splits, outcome, winner, done, out, report,

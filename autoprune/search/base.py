@@ -191,6 +191,10 @@ class Searcher(abc.ABC):
     #: True for searchers backed by an Optuna study: they take ``storage``, ``study_name``, ``total_trials``,
     #: ``pruner`` and ``seed_ratios``, several worker processes can share one study, and the CLI says so.
     study_based: ClassVar[bool] = False
+    #: True for searchers that can propose several candidates before being told of any, and learn from them
+    #: told in the order asked (RL agents: episodes of one policy, as vectorized environments step; random
+    #: search). The runner then evaluates up to ``workers`` of them at once (:mod:`autoprune.search.pool`).
+    asks_ahead: ClassVar[bool] = False
     #: True for searchers that propose from a model of earlier results after a start-up phase of random
     #: proposals (:attr:`warming_up`); the contract suite checks that a few proposals come from the model.
     model_based: ClassVar[bool] = False

@@ -15,6 +15,7 @@ class RandomSearcher(Searcher):
     """
 
     name = "random"
+    asks_ahead = True  # proposals do not depend on results: any number can be evaluated at once
 
     def __init__(self, space: SearchSpace, *, seed: int = 0) -> None:
         super().__init__(space, seed=seed)

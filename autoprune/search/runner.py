@@ -8,6 +8,13 @@ continues the count; finished evaluations are never repeated (their results are 
 A trial is written to the log before the searcher is told about it: the log is the record of what finished.
 A process killed between the two leaves a trial the searcher's own store (an Optuna study) still holds as
 running; the resume tells it the logged result (:meth:`Searcher.restore`) instead of losing or repeating it.
+
+With ``parallel`` (:class:`~autoprune.search.pool.ParallelConfig`, ``--workers N``) a searcher that asks ahead
+(RL agents, random search) keeps up to N candidates in evaluation at once in a pool of worker processes
+(:mod:`autoprune.search.pool`). Results are logged and told in the order the candidates were proposed, and a
+new one is asked for after each tell, so the proposals depend on the seed and the results only, never on
+which worker finished first. A search killed meanwhile resumes from the log like any other: the candidates
+that were in flight are simply proposed again.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,17 @@ from typing import Any
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, Evaluator
 from autoprune.search.base import Searcher, Trial
+from autoprune.search.pool import (
+    AskAhead,
+    EvaluatorPool,
+    Key,
+    ParallelConfig,
+    candidate_key,
+    check_asks_ahead,
+    check_feasible,
+    evaluate_candidate,
+    outcome_trial,
+)
 from autoprune.search.trial_log import TrialLog as TrialLog  # the log's own module; re-exported here
 
 
@@ -104,6 +122,7 @@ def run_search(
     progress: bool = True,
     on_trial: Callable[[Trial], None] | None = None,
     repair_log: bool = True,
+    parallel: ParallelConfig | None = None,
 ) -> SearchResult:
     """Drive ``searcher`` over ``evaluator`` for ``config.trials`` trials.
 
@@ -117,15 +136,22 @@ def run_search(
         on_trial: Called after every finished trial (reports, TensorBoard, tests).
         repair_log: When resuming, cut a torn last line off the log first (set False in worker processes
             that share the log with others; repair it before they start, see :meth:`TrialLog.repair`).
+        parallel: Evaluate up to ``parallel.workers`` candidates at once in worker processes whose evaluators
+            ``parallel.factory`` builds (equivalent to ``evaluator``, which then only sets the rungs); only for
+            searchers that ask ahead (``asks_ahead``). Trials are still logged and told in proposal order.
 
     Returns:
         The trials of this search (earlier runs' included when resuming), the best and the Pareto front.
 
     Raises:
-        AutoPruneError: bad rungs, or a corrupt trial log when resuming.
+        AutoPruneError: bad rungs, a corrupt trial log when resuming, ``parallel`` with a searcher that cannot
+            ask ahead, or a worker process that could not start or died.
         RuntimeError: a searcher proposed a candidate outside its space (a bug in that searcher).
     """
     start = time.perf_counter()
+    workers = 1 if parallel is None else parallel.workers
+    if workers > 1:
+        check_asks_ahead(searcher, workers)
     rungs = _rungs(config, evaluator.max_fidelity)
     log = TrialLog(out) if out is not None else None
     previous: list[Trial] = []
@@ -138,29 +164,42 @@ def run_search(
             log.reset()
     if previous:
         searcher.restore(previous)
-    memo: dict[tuple[tuple[str, int], ...], EvalResult] = {
-        _key(t.counts): t.result for t in previous if t.state == "complete" and t.result is not None
+    memo: dict[Key, EvalResult] = {
+        candidate_key(t.counts): t.result for t in previous if t.state == "complete" and t.result is not None
     }
     trials = list(previous)
     evaluations = 0
     searcher.plan_budget(config.trials - len(previous))
     bar = _Progress(config.trials, len(previous), searcher, enabled=progress)
     stop = _StopOnSigint()
+
+    def record(trial: Trial) -> None:
+        if log is not None:  # logged before told: a process killed in between is reconciled on resume
+            trial = log.append(trial, renumber=True)  # workers sharing the log get distinct numbers
+        trials.append(trial)
+        searcher.tell(trial)
+        if on_trial is not None:
+            on_trial(trial)
+        bar.update(trial)
+
+    pool: EvaluatorPool | None = None
     try:
-        while len(trials) < config.trials and not stop.requested:
-            proposal = searcher.ask()
-            if proposal is None:
-                break
-            trial = _run_trial(searcher, evaluator, dict(proposal.counts), len(trials), rungs, memo, proposal.info)
-            evaluations += 0 if trial.info.get("memoized") else 1
-            if log is not None:  # logged before told: a process killed in between is reconciled on resume
-                trial = log.append(trial, renumber=True)  # workers sharing the log get distinct numbers
-            trials.append(trial)
-            searcher.tell(trial)
-            if on_trial is not None:
-                on_trial(trial)
-            bar.update(trial)
+        if parallel is not None and workers > 1:
+            pool = EvaluatorPool(parallel)
+            evaluations = AskAhead(searcher, pool, rungs, memo, config.trials, lambda: stop.requested).run(
+                trials, record)
+        else:
+            while len(trials) < config.trials and not stop.requested:
+                proposal = searcher.ask()
+                if proposal is None:
+                    break
+                trial = _run_trial(searcher, evaluator, dict(proposal.counts), len(trials), rungs, memo,
+                                   proposal.info)  # fmt: skip
+                evaluations += 0 if trial.info.get("memoized") else 1
+                record(trial)
     finally:
+        if pool is not None:
+            pool.close()  # the workers end with the search: normally, on Ctrl-C or on an error
         stop.restore()
         bar.close()
         searcher.close()
@@ -177,7 +216,7 @@ def run_search(
 
 
 class _StopOnSigint:
-    """The first Ctrl-C asks the loop to stop after the current trial (which is logged); a second one aborts."""
+    """The first Ctrl-C asks the loop to stop after the trial(s) in progress (which are logged); a second one aborts."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -189,7 +228,7 @@ class _StopOnSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after the current trial (Ctrl-C again to abort now)", file=sys.stderr)
+        print("\ninterrupt: stopping after the trial(s) in progress (Ctrl-C again to abort now)", file=sys.stderr)
 
     def restore(self) -> None:
         if self._previous is not None:
@@ -208,50 +247,26 @@ def _rungs(config: SearchConfig, max_fidelity: int) -> tuple[int, ...]:
     return config.rungs if config.rungs[-1] == max_fidelity else (*config.rungs, max_fidelity)
 
 
-def _key(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
-    return tuple(sorted((k, int(v)) for k, v in counts.items()))
-
-
 def _run_trial(
     searcher: Searcher,
     evaluator: Evaluator,
     counts: dict[str, int],
     number: int,
     rungs: Sequence[int],
-    memo: dict[tuple[tuple[str, int], ...], EvalResult],
+    memo: dict[Key, EvalResult],
     info: dict[str, Any] | None = None,
 ) -> Trial:
     start = time.perf_counter()
     info = dict(info or {})
-    space = searcher.space
-    feasible = space.feasible(counts)
-    if not feasible and not searcher.proposes_infeasible:
-        raise RuntimeError(
-            f"searcher {searcher.name!r} proposed {counts}, which misses the budget (cost "
-            f"{space.cost(counts):.4f} > target {space.target}); searchers must propose projected candidates"
-        )
-    key = _key(counts)
+    feasible = check_feasible(searcher, counts)
+    key = candidate_key(counts)
     if key in memo:  # subproblem pruning: a repeat of a finished candidate costs nothing
         info["memoized"] = True
         return Trial(number, counts, "complete", memo[key], time.perf_counter() - start, feasible, info)
-    result: EvalResult | None = None
-    try:
-        for rung, fidelity in enumerate(rungs):
-            result = evaluator.evaluate(counts, fidelity)
-            if not (math.isfinite(result.accuracy) and math.isfinite(result.loss)):
-                raise FloatingPointError(
-                    f"non-finite score (accuracy {result.accuracy}, loss {result.loss}) at fidelity {fidelity}"
-                )
-            if fidelity < rungs[-1] and searcher.should_prune(counts, result, rung):
-                return Trial(number, counts, "pruned", result, time.perf_counter() - start, feasible, info)
-    except (KeyboardInterrupt, AutoPruneError):
-        raise
-    except Exception as exc:  # a failed evaluation is a failed trial; the search goes on
-        return Trial(number, counts, "failed", None, time.perf_counter() - start, feasible, info,
-                     error=f"{type(exc).__name__}: {exc}")
-    assert result is not None
-    memo[key] = result
-    return Trial(number, counts, "complete", result, time.perf_counter() - start, feasible, info)
+    outcome = evaluate_candidate(evaluator, counts, rungs, searcher.should_prune)
+    if outcome.state == "complete" and outcome.result is not None:
+        memo[key] = outcome.result
+    return outcome_trial(number, counts, outcome, feasible, info, time.perf_counter() - start)
 
 
 class _Progress:

@@ -56,7 +56,8 @@ class TrialLog:
         return trials
 
     def repair(self) -> None:
-        """Cut a torn last line off both files, so that appends start on a clean line.
+        """Cut a torn last line off both files, so that appends start on a clean line, and give ``trials.csv``
+        the trials of ``trials.jsonl`` it lacks (a process killed between writing the one and the other).
 
         Only while no other process appends (before workers start): a line being written looks torn.
         """
@@ -67,6 +68,16 @@ class TrialLog:
             if data and not data.endswith(b"\n"):
                 with path.open("r+b") as f:
                     f.truncate(data.rfind(b"\n") + 1)
+        trials = self.read()
+        text = self.csv.read_text() if self.csv.exists() else ""
+        rows = max(0, len(list(csv.reader(io.StringIO(text)))) - 1)  # a field may hold a newline: count rows
+        if rows < len(trials):
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+            if not text:
+                writer.writeheader()
+            writer.writerows(csv_row(t) for t in trials[rows:])
+            _append_line(self.csv, buf.getvalue())
 
     def reset(self) -> None:
         for path in (self.jsonl, self.csv):

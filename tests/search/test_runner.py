@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,6 +112,25 @@ def test_a_torn_last_line_is_dropped_and_a_corrupt_one_is_named(tmp_path: Path) 
     log.jsonl.write_text(good.to_json() + "\n" + "garbage\n" + good.to_json() + "\n")
     with pytest.raises(AutoPruneError, match="line 2"):
         log.read()
+
+
+def test_repair_gives_the_csv_the_trials_a_kill_kept_from_it(tmp_path: Path) -> None:
+    log = TrialLog(tmp_path)
+    trials = [Trial(i, {"a": i}, "failed", None, error=f"line one\nline {i}") for i in range(3)]
+    for t in trials[:2]:
+        log.append(t)
+    with log.jsonl.open("a") as f:
+        f.write(trials[2].to_json() + "\n")  # killed after the jsonl line, before the csv row
+    log.repair()
+    rows = list(csv.DictReader(log.csv.open()))
+    assert [int(r["number"]) for r in rows] == [0, 1, 2] and rows[2]["error"] == "line one\nline 2"
+    log.repair()  # nothing more to do
+    assert len(list(csv.DictReader(log.csv.open()))) == 3
+    log.reset()
+    with log.jsonl.open("a") as f:
+        f.write(trials[0].to_json() + "\n")  # killed before the csv (and its header) was written
+    log.repair()
+    assert [int(r["number"]) for r in csv.DictReader(log.csv.open())] == [0]
 
 
 def test_fidelity_rungs_and_early_stopping_hook(digits_supernet: Any, recording: Any) -> None:

@@ -17,10 +17,16 @@ episode draws its target, the observation carries it), ``save_policy=`` writes i
 sidecar) when the search ends, and :class:`SavedPolicy` loads it anywhere and answers any target of the
 range with one deterministic rollout (:mod:`autoprune.search.rl.policy`).
 
-The cost: SB3's ``learn()`` loop (callbacks, its logging, vectorized envs) is not used. Vectorized envs
-for several cores are not supported by this bridge (one episode per ask). The episode logic is the
-environments' own (:class:`~autoprune.envs.EpisodeCore`), so every candidate is feasible by the budget
-clipping, with :meth:`SearchSpace.project` as a safety net.
+Parallel episodes (``--workers N``) are the bridge's own rather than SB3's ``SubprocVecEnv``: the agent
+asks ahead (``asks_ahead``): up to N episodes of its current policy are in evaluation at once, in a pool of
+evaluator processes (:mod:`autoprune.search.pool`), and are told in the order they were asked, so the log
+still comes before learning (resume) and proposals do not depend on which worker finished first (same
+seed, same candidates). As with N vectorized environments, an episode's policy has not yet learned from
+the up to N - 1 episodes still in flight when it was asked.
+
+The cost: SB3's ``learn()`` loop (callbacks, its logging, vectorized envs) is not used. The episode logic
+is the environments' own (:class:`~autoprune.envs.EpisodeCore`), so every candidate is feasible by the
+budget clipping, with :meth:`SearchSpace.project` as a safety net.
 """
 
 from autoprune.search.registry import register_searcher

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import random
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -190,6 +191,7 @@ class RLSearcher(Searcher):
 
     algorithm: str = "rl"
     model_based = True
+    asks_ahead = True  # several episodes of one policy, told in the order asked (parallel episodes)
     fast_options: ClassVar[dict[str, Any]] = {"warmup": 2, "batch_size": 16, "net_arch": (32, 32)}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **options: Any) -> None:
@@ -204,7 +206,7 @@ class RLSearcher(Searcher):
         self.baseline: float | None = None
         self.baselines: dict[int, float] = {}  # per slice of the target range (one slice without a range)
         self.rewards: list[float] = []
-        self._pending: Episode | None = None
+        self._pending: deque[Episode] = deque()  # asked, not yet told, in the order asked
         with isolated_rng(seed):  # the networks' initial weights come from the searcher's seed
             self.model: Any = self._build_model()
 
@@ -270,14 +272,15 @@ class RLSearcher(Searcher):
             self.core.step(action)
         episode.observations.append(self.core.observation())
         episode.counts, _ = self.core.final_counts()
-        self._pending = episode
+        self._pending.append(episode)
         return Proposal(dict(episode.counts), info)
 
     def _learn(self, trial: Trial) -> None:
-        episode = self._pending
-        self._pending = None
         target = trial.info.get("target") if self.core.conditioned else None
-        if episode is None or episode.counts != trial.counts or episode.target != target:
+        episode = next((e for e in self._pending if e.counts == trial.counts and e.target == target), None)
+        if episode is not None:  # told in the order asked: the first pending one, unless told what it never asked
+            self._pending.remove(episode)
+        else:
             episode = self._replayed(trial.counts, target)
         self.episodes += 1
         if trial.state == "failed" or trial.result is None:
@@ -347,7 +350,7 @@ class RLSearcher(Searcher):
         contents up to the snapping, history and best trial.
         """
         for trial in trials:
-            self._pending = None
+            self._pending.clear()
             self.tell(trial)
         self.rng = np.random.default_rng([self.seed, len(trials)])
 
