@@ -65,6 +65,7 @@ def main() -> None:
     a = p.parse_args()
     if a.quick:
         a.dataset, a.train_epochs, a.check_epochs, a.supernet_epochs, a.trials = "digits", 2, 1, 1, 4
+        a.max_checks = min(a.max_checks, 2)
         a.targets, a.seeds = a.targets[:1], a.seeds[:2]
     ft_epochs = a.supernet_epochs if a.finetune_epochs is None else a.finetune_epochs
     a.work.mkdir(parents=True, exist_ok=True)
