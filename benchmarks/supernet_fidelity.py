@@ -1,7 +1,8 @@
 """Does the supernet rank candidate structures the way their real accuracy would? (issue 16)
 
-Takes N candidates at one budget (the uniform one, the winners of earlier searches, random ones and
-deliberately poor ones that starve the first or the last groups), and for each measures:
+Takes N candidates at one budget (the uniform one, random ones and deliberately poor ones that starve
+the first or the last groups; ``--candidates``), plus the winners of the earlier searches at that
+budget, and for each measures:
 
 - **supernet score**: the candidate extracted from the supernet with its shared weights, adaptive BN,
   validation accuracy (what the search ranks by; no finetuning);
@@ -18,7 +19,7 @@ Every finished candidate is appended to ``--work/fidelity-<target>.jsonl``, so a
 Example, after ``benchmarks/layer_ratios.py`` produced the dense model, the supernet and the searches::
 
     .venv/bin/python benchmarks/supernet_fidelity.py --model vgg_small --work /work/bench16/vgg_small \\
-        --target 0.3 --candidates 20 --finetune-epochs 2
+        --target 0.3 --candidates 17 --finetune-epochs 2
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ from _supernet_options import add_stage_options  # noqa: E402
 
 
 def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict[str, dict[str, int]]:
-    """Named candidates at ``space``'s budget: uniform, search winners, starved ones, then random ones."""
+    """Named candidates at ``space``'s budget: uniform, starved ones and random ones (``n`` in all), plus the
+    winners of the searches found in ``work`` (``search-TARGET-sS``) whenever they exist.
+
+    The random candidates do not depend on how many winners exist, so a run started before the searches
+    finished keeps its finished candidates and only adds the winners when it is run again.
+    """
     out: dict[str, dict[str, int]] = {"uniform": space.uniform(1.0)}
-    for report in sorted(work.glob(f"search-{target}-s*/report.json")):
-        out[f"winner-{report.parent.name.rsplit('-', 1)[1]}"] = dict(json.loads(report.read_text())["counts"])
     names = space.names
     quarter = max(1, len(names) // 4)
     for label, starved in (("starve-first", names[:quarter]), ("starve-last", names[-quarter:]),
@@ -59,6 +63,8 @@ def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict
         counts = space.sample(rng)
         if counts not in out.values():
             out[f"random-{len(out)}"] = counts
+    for report in sorted(work.glob(f"search-{target}-s*/report.json")):
+        out[f"winner-{report.parent.name.rsplit('-', 1)[1]}"] = dict(json.loads(report.read_text())["counts"])
     return out
 
 
