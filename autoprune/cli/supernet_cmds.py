@@ -68,6 +68,11 @@ def supernet_cmd(
                                  "at 20-40%.")
     ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.02,
+    teacher: Annotated[
+        str, typer.Option("--teacher", help="Soft predictions the smaller sub-networks learn: 'largest' (in-place "
+                          "distillation) or 'dense' (a frozen copy of the dense model; the largest sub-network "
+                          "learns them too, beside the labels).")
+    ] = "largest",
     criterion: Annotated[str, typer.Option("--criterion", help="Channel ranking criterion.")] = "l1",
     train_epochs: opt.DenseEpochs = 10,
     batch_size: opt.BatchSize = 128,
@@ -87,6 +92,7 @@ def supernet_cmd(
     from autoprune.pipelines.oneshot import build_supernet, resolve_space
     from autoprune.report import model_metrics
     from autoprune.supernet import SupernetConfig
+    from autoprune.supernet.sandwich import TEACHERS
 
     if criterion not in IMPORTANCES:
         raise AutoPruneError(IMPORTANCES.unknown_message(criterion))
@@ -96,7 +102,9 @@ def supernet_cmd(
     at_least(0, num_random=num_random, bn_batches=bn_batches)
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
-    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed)
+    if teacher not in TEACHERS:
+        raise AutoPruneError(f"--teacher {teacher!r}: use one of {', '.join(TEACHERS)}")
+    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed, teacher=teacher)
     from autoprune.envs import parse_target_range
 
     near = None if sample_near is None else parse_target_range(sample_near)

@@ -9,6 +9,7 @@ training resumes from it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,9 @@ from autoprune.models.checkpoint import read_checkpoint
 from autoprune.supernet.supernet import SubnetSampler, Supernet
 from autoprune.training import make_progress, make_sgd
 
+#: Sources of the soft predictions the smaller sub-networks learn (:attr:`SupernetConfig.teacher`).
+TEACHERS: tuple[str, ...] = ("largest", "dense")
+
 
 @dataclass(frozen=True)
 class SupernetConfig:
@@ -38,7 +42,11 @@ class SupernetConfig:
         lr: Peak learning rate (SGD, Nesterov momentum 0.9, cosine decay).
         weight_decay: L2 penalty on conv/linear weights.
         num_random: Random sub-networks per step besides the largest and the smallest.
-        distill: Train the smaller sub-networks on the largest one's soft predictions.
+        distill: Train the smaller sub-networks on soft predictions (of ``teacher``) instead of the labels.
+        teacher: Whose soft predictions: ``largest`` (in-place distillation: the largest sub-network of the
+            same step, trained on the labels) or ``dense`` (a frozen copy of the dense model the supernet
+            starts from; the largest sub-network then learns its labels *and* the dense model's soft
+            predictions, so it stays near the dense model). ``dense`` costs one forward pass more per step.
         temperature: Distillation temperature.
         seed: Seed of the sub-network sampling.
     """
@@ -48,6 +56,7 @@ class SupernetConfig:
     weight_decay: float = 5e-5
     num_random: int = 2
     distill: bool = True
+    teacher: str = "largest"
     temperature: float = 1.0
     seed: int = 0
 
@@ -57,6 +66,8 @@ class SupernetConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
         if not self.lr > 0 or not self.temperature > 0:
             raise ValueError(f"lr={self.lr} and temperature={self.temperature} must be > 0")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher={self.teacher!r} must be one of {', '.join(TEACHERS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +116,12 @@ def train_supernet(
         TrainingError: a loss became NaN/inf (the weights of the last finished epoch are restored).
     """
     model = supernet.model.to(device)
+    # the dense teacher: a frozen copy of the weights the supernet starts from (the caller loads the dense
+    # model into supernet.model before a resumed run loads its checkpoint, so a resumed run copies it too)
+    dense_teacher = None
+    if config.teacher == "dense":
+        with supernet.gates.detached():  # the copy carries no gates: always the whole dense model
+            dense_teacher = copy.deepcopy(model).eval().requires_grad_(False)
     distributed = dist.is_available() and dist.is_initialized()
     # under torchrun every rank trains the same sub-networks (same seed) on its shard of the data;
     # gradients are averaged once per step (no_sync for all but the last backward)
@@ -135,9 +152,14 @@ def train_supernet(
                 with _no_sync(net, last=not subnets):
                     logits = net(x)
                     loss = F.cross_entropy(logits, y)
+                    if dense_teacher is not None:
+                        with torch.no_grad():
+                            teacher = dense_teacher(x)
+                        loss = loss + _soft_loss(logits, teacher, config.temperature)
                     _check(loss, epoch, model, good)
                     loss.backward()
-                teacher = logits.detach()
+                if dense_teacher is None:
+                    teacher = logits.detach()
                 small_losses = []
                 for i, counts in enumerate(subnets):
                     supernet.activate(counts)

@@ -131,3 +131,38 @@ def test_sampling_near_budgets_draws_structures_within_them() -> None:
         SpaceSampler(space, near=(space.min_cost() / 2, 0.4))
     with pytest.raises(AutoPruneError, match="0 < LOW <= HIGH <= 1"):
         SpaceSampler(space, near=(0.5, 0.3))
+
+
+def test_dense_teacher_is_the_frozen_starting_model_also_after_a_resume(
+    dense: tuple[torch.nn.Module, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """teacher='dense': the soft targets are the dense model's own predictions (eval mode), also in a run
+    resumed from a checkpoint whose weights have moved away from it; the default teacher trains differently."""
+    from autoprune.supernet import sandwich
+
+    model, splits = dense
+    shape = splits.input_shape()  # type: ignore[attr-defined]
+    loader = list(splits.train_loader(128, seed=0))[:3]  # type: ignore[attr-defined]
+    space = auto_space(Supernet(copy.deepcopy(model), shape).structure, target=0.5)
+    seen: list[torch.Tensor] = []
+    real = sandwich._soft_loss
+    monkeypatch.setattr(sandwich, "_soft_loss",
+                        lambda out, teacher, t: seen.append(teacher.clone()) or real(out, teacher, t))
+
+    def run(config: SupernetConfig, ckpt: Path | None = None) -> object:
+        seen.clear()
+        net = Supernet(copy.deepcopy(model), shape)  # the dense weights, as the command loads them
+        return train_supernet(net, SpaceSampler(space), loader, config, checkpoint=ckpt, progress=False)
+
+    expected = copy.deepcopy(model).eval()(loader[0][0]).detach()
+    ckpt = tmp_path / "sn.pt"
+    h_dense = run(SupernetConfig(epochs=1, teacher="dense"), ckpt)
+    torch.testing.assert_close(seen[0], expected)  # the largest sub-network's KL term, first step
+    run(SupernetConfig(epochs=2, teacher="dense"), ckpt)  # resumed at epoch 2: still the dense predictions
+    torch.testing.assert_close(seen[0], expected)
+    assert len(seen) == 3 * (1 + 1 + 2)  # per step: the largest, the smallest and 2 random sub-networks
+    h_inplace = run(SupernetConfig(epochs=1))
+    assert h_inplace.largest_loss != h_dense.largest_loss  # type: ignore[attr-defined]
+    assert not torch.allclose(seen[0], expected)  # in place: the largest sub-network's training-mode logits
+    with pytest.raises(ValueError, match="teacher='teacher'"):
+        SupernetConfig(teacher="teacher")
