@@ -55,7 +55,9 @@ def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict
     quarter = max(1, len(names) // 4)
     for label, starved in (("starve-first", names[:quarter]), ("starve-last", names[-quarter:]),
                            ("starve-first-half", names[: len(names) // 2])):
-        out[label] = space.project({g: (0.0 if g in starved else 1.0) for g in names})
+        counts = space.project({g: (0.0 if g in starved else 1.0) for g in names})
+        if counts not in out.values():  # the projection may fill a starved group back up to uniform
+            out[label] = counts
     rng = np.random.default_rng(seed)
     tries = 0
     while len(out) < n and tries < 50 * n:
