@@ -70,6 +70,10 @@ def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict
     return out
 
 
+def _key(counts: dict[str, int]) -> str:
+    return json.dumps(sorted(counts.items()))
+
+
 def rank_stats(x: list[float], y: list[float], seed: int, reps: int = 2000) -> dict[str, Any]:
     """Kendall's tau and Spearman's rho of ``x`` vs ``y`` with percentile bootstrap 95% intervals."""
     xa, ya = np.asarray(x), np.asarray(y)
@@ -151,10 +155,11 @@ def main() -> None:
                     fh.write(json.dumps({"name": name, "val": scores[name]}) + "\n")
         others[other_name] = scores
     log_path = a.work / f"fidelity-{a.target}.jsonl"
-    done = {}
+    logged = {}  # finished candidates, matched by structure (names may shift when the pool changes)
     if log_path.exists():
-        done = {r["name"]: r for r in map(json.loads, log_path.read_text().splitlines()) if r.get("ft_epochs")
-                == a.finetune_epochs}
+        logged = {_key(r["counts"]): r for r in map(json.loads, log_path.read_text().splitlines())
+                  if r.get("ft_epochs") == a.finetune_epochs}
+    done = {name: {**logged[_key(c)], "name": name} for name, c in pool.items() if _key(c) in logged}
     stem = a.name or f"fidelity_{a.model}_{a.target}"
     for i, (name, counts) in enumerate(pool.items()):
         if name in done:
