@@ -4,15 +4,15 @@ The smallest model of each family (untrained, 10 classes, the smallest input it 
 pruned to 50% of its MACs: the pruned model must run with 10 outputs, its counted MACs must equal the
 predicted MACs, and the masked dense model must compute the same (except where a LayerNorm or GroupNorm
 normalises pruned channels, which is approximate by design). A refusal must be an ``AutoPruneError`` of
-one line. Each model must finish within ``LIMIT_S`` (all of them take about a minute on 2 cores). Larger
-variants run in ``benchmarks/torchvision_sweep.py`` (results in ``benchmarks/results/torchvision_sweep.md``).
+one line. No wall-clock limit here (timings belong in benchmarks): ``benchmarks/torchvision_sweep.py`` runs
+each model under time and memory limits, and larger variants (results in
+``benchmarks/results/torchvision_sweep.md``).
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import time
 import warnings
 from collections.abc import Callable
 
@@ -28,7 +28,6 @@ from autoprune.metrics import count_macs
 from autoprune.models.torchvision_models import build_torchvision, torchvision_names
 from autoprune.pipelines.prune import compute_plan
 
-LIMIT_S = 60.0
 #: The smallest model of every family, with the input size it runs at.
 MODELS = {
     "alexnet": 64,
@@ -81,18 +80,15 @@ def test_torchvision_model_is_pruned_or_refused(name: str, randomize_bn: Callabl
         for p in model.parameters():
             if p.dim() > 1 and not p.any():
                 nn.init.normal_(p, std=0.02)
-    start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnsupportedLayerWarning)
             structure = ModelStructure(model, shape)
             plan = compute_plan(model, shape, PruneConfig(target_macs=0.5), structure=structure)
             pruned = apply_plan(model, plan).eval()
-    except AutoPruneError as exc:  # a refusal is allowed: quick, and one clear line
-        assert time.perf_counter() - start < LIMIT_S
+    except AutoPruneError as exc:  # a refusal is allowed: one clear line
         assert "\n" not in str(exc) and len(str(exc)) > 40
         return
-    assert time.perf_counter() - start < LIMIT_S, f"{name} took {time.perf_counter() - start:.0f} s"
     x = torch.randn(2, *shape[1:])
     with torch.no_grad():
         out = pruned(x)
