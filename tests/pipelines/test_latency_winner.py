@@ -31,7 +31,9 @@ def latency_space(digits_supernet: Any) -> SearchSpace:
     space = digits_supernet.space
     table = build_latency_table(space.structure, space.choices, repeats=3, warmup=1, threads=1, form="deploy")
     loose = dataclasses.replace(space, metric="latency", target=1.0, latency_table=table)
-    return dataclasses.replace(loose, target=(loose.min_cost() + 1.0) / 2)  # reachable whatever the timings
+    # reachable whatever the timings: on a loaded machine the smallest candidate of this 8x8-input model can
+    # time as slow as the dense one (min_cost >= 1), and a target above 1 is not a budget
+    return dataclasses.replace(loose, target=min(1.0, (loose.min_cost() + 1.0) / 2))
 
 
 def test_a_latency_budget_search_measures_its_winner_before_export(
