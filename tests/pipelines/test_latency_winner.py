@@ -31,9 +31,12 @@ def latency_space(digits_supernet: Any) -> SearchSpace:
     space = digits_supernet.space
     table = build_latency_table(space.structure, space.choices, repeats=3, warmup=1, threads=1, form="deploy")
     loose = dataclasses.replace(space, metric="latency", target=1.0, latency_table=table)
-    # reachable whatever the timings: on a loaded machine the smallest candidate of this 8x8-input model can
-    # time as slow as the dense one (min_cost >= 1), and a target above 1 is not a budget
-    return dataclasses.replace(loose, target=min(1.0, (loose.min_cost() + 1.0) / 2))
+    # on a loaded machine the table can predict the smallest candidate of this 8x8-input model as slow as the
+    # dense one (seen: 1.007): then no latency budget exists to test with
+    least = loose.min_cost()
+    if least > 0.98:
+        pytest.skip(f"this machine's latency table predicts the smallest candidate at {least:.3f} of dense")
+    return dataclasses.replace(loose, target=(least + 1.0) / 2)  # reachable: between the smallest and dense
 
 
 def test_a_latency_budget_search_measures_its_winner_before_export(
