@@ -15,11 +15,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_stage(work: Path, name: str, argv: list[str]) -> dict[str, Any]:
+def run_stage(work: Path, name: str, argv: list[str], *, progress: bool = True) -> dict[str, Any]:
     """Run ``autoprune ARGV --out WORK/NAME`` unless that folder already holds a finished report.
 
     A started stage continues: ``train`` and ``supernet`` resume when rerun on their folder, ``search`` with
-    ``--resume``; other commands (``prune``) start over (``--overwrite``).
+    ``--resume``; other commands (``prune``) start over (``--overwrite``). ``progress=False``: a command
+    without progress bars (``groups``), so no ``--no-progress`` is passed.
     """
     out = work / name
     report = out / "report.json"
@@ -30,7 +31,8 @@ def run_stage(work: Path, name: str, argv: list[str]) -> dict[str, Any]:
         again = ["--resume"]
     elif out.exists() and not ((out / ".autoprune-run.json").exists() and argv[0] in ("train", "supernet")):
         again = ["--overwrite"]
-    cmd = [sys.executable, "-m", "autoprune", *argv, "--out", str(out), "--no-progress", *again]
+    quiet = ["--no-progress"] if progress else []
+    cmd = [sys.executable, "-m", "autoprune", *argv, "--out", str(out), *quiet, *again]
     log = work / f"{name}.log"
     start = time.time()
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd[2:])}", flush=True)

@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,6 +50,9 @@ from typing import Any
 
 import torch
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stages import run_stage as _stage
 
 from autoprune.engine import load_pruned, optimize_for_inference
 from autoprune.metrics import PROTOCOL, count_macs, measure_interleaved, ratio
@@ -62,27 +64,6 @@ ROWS = {  # row -> what it is
     "latency": "latency budget, global rounding",
     "latency-measured": "latency budget, measured per-group rounding",
 }
-
-
-def _stage(work: Path, name: str, argv: list[str], *, progress: bool = True) -> dict[str, Any]:
-    """Run ``autoprune ARGV --out WORK/NAME`` unless that folder already holds a finished report."""
-    out = work / name
-    report = out / "report.json"
-    if report.exists():
-        return dict(json.loads(report.read_text()))
-    cmd = [sys.executable, "-m", "autoprune", *argv, "--out", str(out), *(["--no-progress"] if progress else []),
-           *(["--overwrite"] if out.exists() else [])]  # fmt: skip
-    log = work / f"{name}.log"
-    start = time.time()
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: autoprune {' '.join(argv)}", flush=True)
-    with log.open("a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        fh.flush()
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    if rc != 0 or not report.exists():
-        raise SystemExit(f"stage {name} failed (exit {rc}); see {log}")
-    print(f"    done in {time.time() - start:.0f} s", flush=True)
-    return dict(json.loads(report.read_text()))
 
 
 def _space_round_to(space: str | None, model: str) -> int:
