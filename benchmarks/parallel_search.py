@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 POLL_S = 0.05
 
 
@@ -58,11 +59,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="folder of the searches' run folders (default: a temporary one)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--intra-op-rounds", type=int, default=8,
+                   help="rounds of the intra-op ceiling (intra_op_scaling.py) after the searches; 0: skip")
     p.add_argument("--quick", action="store_true", help="digits, a tiny supernet, 1 round of 8 trials")
     args = p.parse_args(argv)
     if args.quick:
         args.model, args.dataset, args.data_dir, args.checkpoint = "resnet20", "digits", None, None
         args.trials, args.rounds, args.bn_batches = min(args.trials, 8), 1, 2
+        args.intra_op_rounds = min(args.intra_op_rounds, 1)
     elif args.supernet is None:
         p.error("--supernet is required (or --quick)")
     with tempfile.TemporaryDirectory(prefix="parallel-search-") as tmp:
@@ -70,7 +74,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.quick and args.supernet is None:
             args.supernet = _quick_supernet(work / "supernet", args.threads)
         runs = _interleaved(args, work)
-    result = {"meta": _meta(args, argv), "runs": runs, "summary": _summary(runs, args.searchers, args.rounds)}
+        ceiling = None
+        if args.intra_op_rounds > 0 and args.threads >= 2:
+            from intra_op_scaling import measure
+
+            ceiling = measure(args.supernet, args.model, args.dataset, args.data_dir, threads=args.threads,
+                              rounds=args.intra_op_rounds, bn_batches=args.bn_batches, seed=args.seed)
+    result = {"meta": _meta(args, argv), "runs": runs, "summary": _summary(runs, args.searchers, args.rounds),
+              "intra_op": ceiling}
     name = "parallel_search_quick" if args.quick else "parallel_search"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -202,6 +213,11 @@ def _markdown(result: dict[str, Any]) -> str:
         med = block["median_speedup"]
         lines.append(f"- **{s}**: median {med['trials_per_min']:.2f}x trials/min, {med['time_to_trials']:.2f}x "
                      f"time to trials, {med['command']:.2f}x command ({rounds})")
+    if result.get("intra_op"):
+        from intra_op_scaling import markdown
+
+        lines += ["", "## The ceiling: intra-op threads of one process (`benchmarks/intra_op_scaling.py`)", "",
+                  *markdown(result["intra_op"])]
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,6 +33,7 @@ from autoprune.cli.common import (
 )
 from autoprune.cli.runfolder import adopt_recorded
 from autoprune.cli.search_support import (
+    oversubscription_note,
     searcher_settings,
     side_by_side,
     spawn_workers,
@@ -194,6 +196,9 @@ def search_cmd(
             f"{'worker' if worker else 'main'} process of {workers}:"
         console.print(f"{what} {torch.get_num_threads()} torch thread(s)" + (" each" if ahead else ""),
                       highlight=False)
+        note = None if worker else oversubscription_note(workers, os.cpu_count())
+        if note is not None:
+            console.print(note, highlight=False)
     net, search_space, dense_model = _supernet_and_space(s, run.model, run.dataset, supernet, space, run.checkpoint,
                                                          run.seed, run.progress, supernet_epochs, train_epochs,
                                                          bn_batches)

@@ -80,6 +80,14 @@ def worker_threads(threads: int | None, workers: int) -> int | None:
     return max(1, (threads or torch.get_num_threads()) // workers)
 
 
+def oversubscription_note(workers: int, cores: int | None) -> str | None:
+    """The line printed when ``workers`` processes (one torch thread each at least) outnumber the ``cores``."""
+    if cores is None or workers <= cores:
+        return None
+    return (f"note: --workers {workers} on {cores} CPU cores: {workers} one-thread processes share {cores} cores, "
+            f"so they slow each other down; use --workers {cores} or fewer on this machine")
+
+
 def parse_searcher_options(items: list[str]) -> dict[str, Any]:
     """``--searcher-option key=value`` (value parsed as JSON when it can be, else kept as text)."""
     options: dict[str, Any] = {}

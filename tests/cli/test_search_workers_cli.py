@@ -16,7 +16,7 @@ import optuna
 import pytest
 import torch
 
-from autoprune.cli.search_support import worker_threads
+from autoprune.cli.search_support import oversubscription_note, worker_threads
 from autoprune.search import TrialLog
 from autoprune.search.optuna_liveness import WORKER_ATTR
 from autoprune.search.optuna_storage import open_storage
@@ -69,6 +69,12 @@ def test_workers_divide_the_threads_between_them() -> None:
     assert worker_threads(4, 2) == 2 and worker_threads(5, 2) == 2 and worker_threads(1, 4) == 1
     assert worker_threads(3, 1) == 3 and worker_threads(None, 1) is None  # one process: as given
     assert worker_threads(None, 2) == max(1, torch.get_num_threads() // 2)  # default: torch's own count
+
+
+def test_more_workers_than_cores_is_said_in_one_line() -> None:
+    assert oversubscription_note(2, 2) is None and oversubscription_note(4, None) is None
+    note = oversubscription_note(4, 2)
+    assert note is not None and "--workers 4 on 2 CPU cores" in note and "--workers 2 or fewer" in note
 
 
 def test_each_worker_process_runs_its_share_of_the_threads(supernet_file: Path, tmp_path: Path) -> None:

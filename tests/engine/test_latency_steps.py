@@ -50,6 +50,15 @@ def test_counts_off_the_fast_path_give_its_width() -> None:
     assert (fit.step, fit.reason) == (8, "staircase")
 
 
+def test_stairs_on_a_slope_give_their_width() -> None:
+    # recorded on this 2-core machine (ResNet-20 layer2.1.conv1, batch 128, deploy form, 2026-12-01): every
+    # channel costs a little, and crossing 16 channels costs a jump (0.62 -> 0.89)
+    recorded = Curve((4, 8, 12, 16, 20, 24, 28, 32), (0.47, 0.52, 0.59, 0.62, 0.89, 0.95, 1.01, 1.00), 0.011)
+    assert (find_step(recorded, (8, 16)).step, find_step(recorded, (8, 16)).reason) == (16, "staircase")
+    law = _curve(lambda c: 1.0 + c / 64 + 0.5 * math.ceil(c / 16), noise=0.005)
+    assert find_step(law, (8, 16)).step == 16
+
+
 def test_the_largest_step_that_fits_as_well_is_kept() -> None:
     # stairs of 16 are also stairs of 8 where the counts cannot tell them apart: only 16 and 32 measured around
     curve = _curve(stairs(16), noise=0.005)
