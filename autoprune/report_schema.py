@@ -87,9 +87,12 @@ FIELDS: dict[str, Field] = {
                       "file, was timed beside it) and `runs` (per batch size as in `latency`)", EXPORTS),
     "latency_check": _f("`search` with a latency budget: the top candidates re-measured (interleaved with the dense "
                         "model, in the latency table's form, batch and threads) before the winner was fixed: "
-                        "`target`, the winner's `measured_ratio`, `predicted_ratio`, `noise` and `margin` (target - "
-                        "measured), `meets_target`, `remeasured`, `dropped` (measured over target + noise, not "
-                        "eligible), `winner_trial` and every timed `candidates` entry", ("search",)),
+                        "`target`, the winner's `measured_ratio` (from `confirmations`: the winner timed again alone "
+                        "with the dense model, twice the rounds; its first measurement is `first_ratio`), "
+                        "`predicted_ratio`, `noise` and `margin` (target - measured), `meets_target`, `remeasured`, "
+                        "`dropped` (measured over target + noise, not eligible), `winner_trial`, every timed "
+                        "`candidates` entry and every `confirmations` run (the next best is confirmed when one "
+                        "measures over the target)", ("search",)),
     "keep_ratios": _f("kept fraction of each group's channels", EXPORTS, True),
     "counts": _f("kept channels of each searched group", ("search", "extract", "sample"), True),
     "finetuned": _f("whether the exported model was finetuned after pruning (boolean)", EXPORTS, True),

@@ -142,11 +142,76 @@ def pick_winner(
         if not trials and check["remeasured"] > 1:
             choice = dataclasses.replace(choice, statement="every re-measured trial was over the latency target: "
                                          "the uniform candidate is exported")  # fmt: skip
+        choice, confirmations = confirm_latency(supernet, space, choice, over, dense_model=dense_model,
+                                                rounds=2 * latency_rounds)  # fmt: skip
         entry = next(c for c in check["candidates"] if c["counts"] == dict(choice.winner.score.counts))
-        check.update(winner_trial=entry["trial"], measured_ratio=entry["measured_ratio"], noise=entry["noise"],
-                     predicted_ratio=entry["predicted_ratio"], margin=check["target"] - entry["measured_ratio"],
-                     meets_target=entry["eligible"])  # fmt: skip
+        final = next((c for c in confirmations if c["counts"] == entry["counts"]), None)
+        measured = entry if final is None else final
+        check.update(winner_trial=entry["trial"], measured_ratio=measured["measured_ratio"], noise=measured["noise"],
+                     first_ratio=entry["measured_ratio"], predicted_ratio=entry["predicted_ratio"],
+                     margin=check["target"] - measured["measured_ratio"], confirmations=confirmations,
+                     meets_target=entry["eligible"] if final is None else final["eligible"])  # fmt: skip
     return Winner(choice, calibration, check)
+
+
+#: Winners confirmed at most, one after the other, before the choice stands unconfirmed.
+CONFIRMATIONS = 3
+
+
+def confirm_latency(
+    supernet: Supernet,
+    space: SearchSpace,
+    choice: WinnerChoice,
+    over: list[dict[str, int]],
+    *,
+    dense_model: nn.Module | None = None,
+    rounds: int = 30,
+    limit: int = CONFIRMATIONS,
+) -> tuple[WinnerChoice, list[dict[str, Any]]]:
+    """Time the chosen winner again, alone with the dense model, before it is exported.
+
+    The re-measurement of :func:`check_latency` times many candidates and keeps those that measured within
+    the target, so the ones kept are partly those whose timing came out low by chance (a winner's curse:
+    on a 2-core machine a winner measured 0.47 there and 0.58 in a later run). An independent run of the
+    winner alone (interleaved with the dense model, ``rounds`` rounds) removes that bias. If it measures
+    over the target (beyond the run's noise), the next best re-scored candidate within the target is
+    confirmed the same way, up to ``limit`` candidates; if none is confirmed, the choice stands and
+    ``latency_check.meets_target`` says so.
+
+    Returns:
+        The (possibly changed) choice and one record per confirmation run (counts, trial, measured ratio,
+        noise, ``eligible``).
+    """
+    table = space.latency_table
+    assert table is not None and space.target is not None
+    dense = dense_model if dense_model is not None else supernet.extract({})
+    pool = [choice.winner] + [r for r in choice.rescored if r is not choice.winner and dict(r.score.counts) not in over]
+    records: list[dict[str, Any]] = []
+    for candidate in pool[:limit]:
+        counts = dict(candidate.score.counts)
+        models = {"dense": in_form(dense, table.form), "winner": in_form(supernet.extract(counts), table.form)}
+        stats = measure_interleaved(models, supernet.input_shape, batch_size=table.batch_size, rounds=rounds,
+                                    threads=table.threads)  # fmt: skip
+        r = ratio(stats, "winner", "dense")
+        full = {g.name: int(counts.get(g.name, g.channels)) for g in supernet.structure.groups}
+        ok = r.median <= space.target + r.noise
+        records.append({"source": candidate.source, "trial": candidate.trial, "counts": full, "rounds": rounds,
+                        "measured_ratio": r.median, "noise": r.noise, "eligible": ok})  # fmt: skip
+        if ok:
+            if candidate is not choice.winner:
+                choice = _replace_winner(choice, candidate, f"{len(records) - 1} better candidate(s) measured over "
+                                         "the latency target when timed again alone")  # fmt: skip
+            break
+    return choice, records
+
+
+def _replace_winner(choice: WinnerChoice, best: Rescored, why: str) -> WinnerChoice:
+    """``choice`` with ``best`` exported instead of its winner, and a statement saying why and how it compares."""
+    difference, se = paired_difference(best.score, choice.uniform.score)
+    statement = (f"{why}, so the best candidate within it is exported: {100 * difference:+.2f} ± {100 * se:.2f} "
+                 f"points against the uniform one on validation ({best.score.samples} samples)")
+    return dataclasses.replace(choice, winner=best, difference=difference, difference_se=se,
+                               beats_uniform=difference > SIGNIFICANCE * se, statement=statement)  # fmt: skip
 
 
 def check_latency(
@@ -217,13 +282,7 @@ def _eligible_choice(choice: WinnerChoice, over: list[dict[str, int]]) -> Winner
     best = next((r for r in choice.rescored if not over_target(r)), None)
     if best is None:
         return choice
-    difference, se = paired_difference(best.score, choice.uniform.score)
-    beats = difference > SIGNIFICANCE * se
-    statement = (f"the uniform candidate measured over the latency target, so the best candidate within it is "
-                 f"exported: {100 * difference:+.2f} ± {100 * se:.2f} points against the uniform one on validation "
-                 f"({best.score.samples} samples)")  # fmt: skip
-    return dataclasses.replace(choice, winner=best, difference=difference, difference_se=se, beats_uniform=beats,
-                               statement=statement)  # fmt: skip
+    return _replace_winner(choice, best, "the uniform candidate measured over the latency target")
 
 
 def search_supernet(

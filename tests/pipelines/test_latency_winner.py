@@ -29,14 +29,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def latency_space(digits_supernet: Any) -> SearchSpace:
     space = digits_supernet.space
-    table = build_latency_table(space.structure, space.choices, repeats=3, warmup=1, threads=1, form="deploy")
+    measured = build_latency_table(space.structure, space.choices, repeats=3, warmup=1, threads=1, form="deploy")
+    # These tests are about when the winner is timed, not about how well the table predicts: on a loaded machine
+    # the table of this 8x8-input model predicted the smallest candidate as slow as dense (1.006, no latency
+    # budget left), so its entries are replaced by a fixed law (every layer's ms ~ its kept in x out channels).
+    # The re-measurements stay real timings.
+    entries = {name: {shape: 1e-3 * shape[0] * shape[1] for shape in widths}
+               for name, widths in measured.entries.items()}  # fmt: skip
+    table = dataclasses.replace(measured, entries=entries, overhead_ms=0.05, calibration=None)
     loose = dataclasses.replace(space, metric="latency", target=1.0, latency_table=table)
-    # on a loaded machine the table can predict the smallest candidate of this 8x8-input model as slow as the
-    # dense one (seen: 1.007): then no latency budget exists to test with
-    least = loose.min_cost()
-    if least > 0.98:
-        pytest.skip(f"this machine's latency table predicts the smallest candidate at {least:.3f} of dense")
-    return dataclasses.replace(loose, target=(least + 1.0) / 2)  # reachable: between the smallest and dense
+    return dataclasses.replace(loose, target=(loose.min_cost() + 1.0) / 2)  # reachable: between smallest and dense
 
 
 def test_a_latency_budget_search_measures_its_winner_before_export(
@@ -65,13 +67,17 @@ def test_a_latency_budget_search_measures_its_winner_before_export(
     assert "measure" in kinds and kinds.count("export") == 1
     assert kinds.index("measure") < kinds.index("export")  # measured first, then exported
     assert all(names[0] == "dense" and len(names) >= 2 for kind, names in events if kind == "measure")
+    assert [names for kind, names in events if kind == "measure"][-1] == ["dense", "winner"]  # confirmed last
     report = json.loads((out / "report.json").read_text())
     assert schema_problems(report) == []
     check = report["latency_check"]
     exported = dict(events[kinds.index("export")][1])
     winner = next(c for c in check["candidates"] if c["counts"] == report["counts"])  # the winner was timed
     assert {k: winner["counts"][k] for k in exported} == exported
-    assert check["measured_ratio"] == winner["measured_ratio"] and check["target"] == latency_space.target
+    assert check["first_ratio"] == winner["measured_ratio"] and check["target"] == latency_space.target
+    confirmed = check["confirmations"][-1]  # the winner timed again, alone with the dense model
+    assert confirmed["counts"] == winner["counts"] and check["measured_ratio"] == confirmed["measured_ratio"]
+    assert check["meets_target"] == confirmed["eligible"] and 1 <= len(check["confirmations"]) <= 3
     assert check["margin"] == pytest.approx(check["target"] - check["measured_ratio"])
     assert check["remeasured"] == len(check["candidates"]) >= 2 and 0 <= check["dropped"] <= check["remeasured"]
     assert check["form"] == "deploy" and check["batch_size"] == 1
@@ -117,10 +123,32 @@ def test_candidates_measured_over_the_target_are_not_eligible(
     check = winner.latency_check
     assert check is not None and check["dropped"] == 2
     assert runs[0][0] == "dense" and len(runs[0]) == 1 + 1 + 2  # dense, uniform, top 2 trials
-    assert len(runs) == 2  # one more run: only one of the first two trials was within the target
+    assert len(runs) == 3  # one more run: only one of the first two trials was within the target
+    assert runs[2] == ["dense", "winner"]  # then the winner alone, again (the confirmation)
     dropped = [c for c in check["candidates"] if not c["eligible"]]
     assert [c["source"] for c in dropped] == ["uniform", "search"] and dropped[1]["trial"] == best[0].number
     assert winner.counts != dropped[0]["counts"] and winner.counts != dropped[1]["counts"]
     assert check["meets_target"] is True and check["measured_ratio"] == 0.9
     assert check["margin"] == pytest.approx(0.1) and check["winner_trial"] in {t.number for t in best[1:]}
     assert all(r.score.counts != dropped[1]["counts"] for r in winner.choice.rescored)  # never re-scored
+
+
+def test_a_winner_over_the_target_when_timed_again_gives_way_to_the_next(
+    digits_supernet: Any, latency_space: SearchSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sn = digits_supernet
+    done = search_supernet(sn.supernet, latency_space, sn.splits, searcher="random", trials=6, seed=1, bn_batches=2,
+                           progress=False, extract=False).result.trials  # fmt: skip
+    space = dataclasses.replace(latency_space, target=1.0)
+    # measured in order: uniform, two trials (all within), then the chosen winner alone: over (2x); the next: within
+    runs = _fixed_ratios(monkeypatch, over={3})
+    winner = pick_winner(sn.supernet, space, sn.splits, done, top_k=2, rescore_bn_batches=2, val_batch_size=256)
+    check = winner.latency_check
+    assert check is not None and check["dropped"] == 0 and runs[1:] == [["dense", "winner"], ["dense", "winner"]]
+    first, second = check["confirmations"]
+    assert (first["eligible"], first["measured_ratio"]) == (False, 2.0) and second["eligible"] is True
+    assert winner.counts == {k: second["counts"][k] for k in winner.counts} != first["counts"]
+    assert check["meets_target"] is True and check["measured_ratio"] == 0.9 and check["first_ratio"] == 0.9
+    assert "timed again alone" in winner.choice.statement
+    rescored = [dict(r.score.counts) for r in winner.choice.rescored]
+    assert rescored.index(first["counts"]) < rescored.index(second["counts"])  # the better one was tried first
