@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -106,8 +107,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = p.parse_args(argv)
     result = measure(a.supernet, a.model, a.dataset, a.data_dir, threads=a.threads, rounds=a.rounds,
                      bn_batches=a.bn_batches, target=a.target)  # fmt: skip
-    import os
-
     result["command"] = " ".join([".venv/bin/python", "benchmarks/intra_op_scaling.py", *sys.argv[1:]])
     result["load_average"] = list(os.getloadavg())
     result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compare.py"
-
-
-def _load() -> object:
-    spec = importlib.util.spec_from_file_location("compare_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.slow
-def test_quick_comparison_has_every_method_within_budget(tmp_path: Path) -> None:
+def test_quick_comparison_has_every_method_within_budget(benchmark_script: Any, tmp_path: Path) -> None:
     threads = torch.get_num_threads()
     try:
-        result = _load().main(["--quick", "--out", str(tmp_path), "--threads", "1",  # type: ignore[attr-defined]
-                               "--searchers", "tpe", "greedy", "ddpg"])
+        result = benchmark_script("compare").main(["--quick", "--out", str(tmp_path), "--threads", "1",
+                                                   "--searchers", "tpe", "greedy", "ddpg"])
     finally:
         torch.set_num_threads(threads)
     keys = [r["key"] for r in result["rows"]]
@@ -77,7 +65,7 @@ def _row(method: str, target: float | None, accuracy: float, macs_ratio: float, 
             "search_s": search_s}
 
 
-def test_targets_are_read_off_the_rows() -> None:
+def test_targets_are_read_off_the_rows(benchmark_script: Any) -> None:
     rows = [
         _row("dense", None, 0.930, 1.0, 1.0),
         _row("uniform-l1+ft", 0.5, 0.920, 0.50, 0.55),  # 2x fewer MACs, 1.82x faster: efficiency 0.91
@@ -86,8 +74,8 @@ def test_targets_are_read_off_the_rows() -> None:
         _row("greedy", 0.5, 0.921, 0.50, 0.50, search_s=1500.0),
         _row("random", 0.5, 0.929, 0.50, 0.50),
     ]
-    compare = _load()
-    check = compare.check_targets(rows, ("tpe", "greedy", "random"))["0.5"]  # type: ignore[attr-defined]
+    compare = benchmark_script("compare")
+    check = compare.check_targets(rows, ("tpe", "greedy", "random"))["0.5"]
     # the default searcher's winner is what counts; the best returned one is only reported as such
     assert check["default_searcher"] == "tpe" and check["best_baseline"] == "global-l1+ft"
     assert check["best_returned_winner"] == "random"

@@ -3,33 +3,22 @@ the script cannot rot; timings are not asserted on, only what must hold by const
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "latency_efficiency.py"
-
-
-def _load() -> object:
-    spec = importlib.util.spec_from_file_location("latency_efficiency_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.slow
-def test_quick_efficiency_rows_come_from_one_interleaved_run(tmp_path: Path) -> None:
+def test_quick_efficiency_rows_come_from_one_interleaved_run(benchmark_script: Any, tmp_path: Path) -> None:
     threads = torch.get_num_threads()
     try:
-        result = _load().main(["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),  # type: ignore[attr-defined]
-                               "--threads", "1", "--profile", "--profile-top", "5"])
+        result = benchmark_script("latency_efficiency").main(
+            ["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--threads", "1",
+             "--profile", "--profile-top", "5"])  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     rows = {r["row"]: r for r in result["rows"]}

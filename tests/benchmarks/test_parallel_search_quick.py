@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "parallel_search.py"
-
-
-def _load() -> object:
-    spec = importlib.util.spec_from_file_location("parallel_search_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.slow
-def test_quick_run_measures_one_and_two_workers_of_each_searcher(tmp_path: Path) -> None:
-    result = _load().main(["--quick", "--trials", "6", "--threads", "1", "--out", str(tmp_path)])  # type: ignore[attr-defined]
+def test_quick_run_measures_one_and_two_workers_of_each_searcher(benchmark_script: Any, tmp_path: Path) -> None:
+    script = benchmark_script("parallel_search")
+    result = script.main(["--quick", "--trials", "6", "--threads", "1", "--out", str(tmp_path)])
     runs = result["runs"]
     assert {(r["searcher"], r["workers"]) for r in runs} == {("tpe", 1), ("tpe", 2), ("ddpg", 1), ("ddpg", 2)}
     assert all(r["trials"] == 6 and r["trials_per_min"] > 0 and r["command_s"] > 0 for r in runs)

@@ -20,6 +20,7 @@ from autoprune.metrics import RatioStats
 from autoprune.pipelines.search import pick_winner, search_supernet
 from autoprune.pipelines.search_report import ReportRequest
 from autoprune.report_schema import schema_problems
+from autoprune.search import Trial
 from autoprune.search.winner import top_trials
 from autoprune.search_spaces import SearchSpace
 
@@ -107,12 +108,18 @@ def _fixed_ratios(monkeypatch: pytest.MonkeyPatch, over: set[int]) -> list[list[
     return runs
 
 
-def test_candidates_measured_over_the_target_are_not_eligible(
-    digits_supernet: Any, latency_space: SearchSpace, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def searched(digits_supernet: Any, latency_space: SearchSpace) -> list[Trial]:
+    """Six random trials under the latency budget (no winner fixed): what pick_winner chooses from."""
     sn = digits_supernet
-    done = search_supernet(sn.supernet, latency_space, sn.splits, searcher="random", trials=6, seed=1, bn_batches=2,
-                           progress=False, extract=False).result.trials  # fmt: skip
+    return search_supernet(sn.supernet, latency_space, sn.splits, searcher="random", trials=6, seed=1,
+                           bn_batches=2, progress=False, extract=False).result.trials  # fmt: skip
+
+
+def test_candidates_measured_over_the_target_are_not_eligible(
+    digits_supernet: Any, latency_space: SearchSpace, searched: list[Trial], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sn, done = digits_supernet, searched
     best = top_trials(done, 6)
     assert len(best) >= 3
     target = latency_space.target
@@ -134,11 +141,9 @@ def test_candidates_measured_over_the_target_are_not_eligible(
 
 
 def test_a_winner_over_the_target_when_timed_again_gives_way_to_the_next(
-    digits_supernet: Any, latency_space: SearchSpace, monkeypatch: pytest.MonkeyPatch
+    digits_supernet: Any, latency_space: SearchSpace, searched: list[Trial], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sn = digits_supernet
-    done = search_supernet(sn.supernet, latency_space, sn.splits, searcher="random", trials=6, seed=1, bn_batches=2,
-                           progress=False, extract=False).result.trials  # fmt: skip
+    sn, done = digits_supernet, searched
     space = dataclasses.replace(latency_space, target=1.0)
     # measured in order: uniform, two trials (all within), then the chosen winner alone: over (2x); the next: within
     runs = _fixed_ratios(monkeypatch, over={3})
