@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ def main() -> None:
     p.add_argument("--max-checks", type=int, default=3,
                    help="convergence checks before giving up (each failed one extends the dense training)")
     p.add_argument("--supernet-epochs", type=int, default=6)
+    p.add_argument("--supernet-args", default="",
+                   help="more `autoprune supernet` options, one quoted string (e.g. \"--teacher dense --lr 0.005\")")
     p.add_argument("--finetune-epochs", type=int, default=None, help="baselines' finetuning (default: supernet epochs)")
     p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.2])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -112,8 +115,8 @@ def main() -> None:
                        "seconds": dense["wall_time_s"]}
     save()
     sn = _run(a.work, "supernet", ["supernet", *data, *space, "--checkpoint", ckpt,
-                                    "--supernet-epochs", str(a.supernet_epochs)])
-    result["supernet"] = {"epochs": a.supernet_epochs, "seconds": sn["wall_time_s"],
+                                    "--supernet-epochs", str(a.supernet_epochs), *shlex.split(a.supernet_args)])
+    result["supernet"] = {"epochs": a.supernet_epochs, "seconds": sn["wall_time_s"], "args": a.supernet_args,
                           "passes_per_step": 2 + int(sn.get("config", {}).get("supernet", {}).get("num_random", 2))}
     save()
     supernet = str(a.work / "supernet" / "supernet.pt")
@@ -176,8 +179,9 @@ def render(r: dict[str, Any]) -> str:
                      f"`{r['dense'].get('stage', 'dense')}`).")
     if "supernet" in r:
         n = r["supernet"]
-        lines.append(f"Supernet: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes per step "
-                     f"({n['seconds']:.0f} s), trained once for every budget. Searches: default searcher, "
+        recipe = f" with `{n['args']}`" if n.get("args") else ""
+        lines.append(f"Supernet: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes per step"
+                     f"{recipe} ({n['seconds']:.0f} s), trained once for every budget. Searches: default searcher, "
                      f"{s['trials']} trials, seeds {s['seeds']}, winner fixed on validation, **no finetuning**. "
                      f"Baselines: L1 + {s['finetune_epochs']} finetune epochs.")
     lines.append("")
