@@ -64,6 +64,7 @@ ROWS = {  # row -> what it is
     "latency": "latency budget, global rounding",
     "latency-measured": "latency budget, measured per-group rounding",
 }
+EQUAL = "macs-equal"  # --equal-macs: a MACs budget near the latency winners' MACs, to compare at equal latency
 
 
 def _space_round_to(space: str | None, model: str) -> int:
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--supernet-epochs", type=int, default=6)
     p.add_argument("--target-macs", type=float, default=0.5)
     p.add_argument("--target-latency", type=float, help="fraction of the dense latency (default: --target-macs)")
+    p.add_argument("--equal-macs", type=float,
+                   help="also search a MACs budget this small (e.g. the latency winners' MACs ratio) and time it "
+                        "in the same run, to compare accuracy with the latency winners at equal measured latency")
     p.add_argument("--searcher", default="tpe")
     p.add_argument("--trials", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
@@ -166,6 +170,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "latency-measured": _stage(a.work, "search-latency-measured",
                                    ["search", *search, "--space", str(measured_space), *latency]),
     }
+    rows_what = dict(ROWS)
+    if a.equal_macs is not None:
+        reports[EQUAL] = _stage(a.work, f"search-{EQUAL}", ["search", *search, *space, "--target-macs",
+                                                             str(a.equal_macs)])  # fmt: skip
+        rows_what[EQUAL] = f"MACs budget {a.equal_macs} (near the latency winners' MACs)"
 
     first = reports["macs"]
     shape = (1, int(first["in_channels"]), *(int(v) for v in first["image_size"]))
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dense = base()
     load_checkpoint_into(dense, checkpoint)
     models = {"dense": dense.eval()}
-    for key in ROWS:
+    for key in rows_what:
         run = a.work / f"search-{key}"
         models[key] = load_pruned(base(), run / "plan.json", run / "model.safetensors").eval()
     deploy = {k: optimize_for_inference(m) for k, m in models.items()}
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r = ratio(stats, key, "dense")
         macs_ratio = count_macs(model, shape) / dense_macs
         row: dict[str, Any] = {
-            "row": key, "what": ROWS.get(key, "dense"), "macs_ratio": macs_ratio,
+            "row": key, "what": rows_what.get(key, "dense"), "macs_ratio": macs_ratio,
             "latency_ms": stats[key].median_ms, "latency_iqr_ms": stats[key].iqr_ms,
             "latency_ratio": r.median, "latency_ratio_iqr": r.iqr, "latency_ratio_q1": r.q1, "latency_ratio_q3": r.q3,
             "efficiency": (1 / r.median) / (1 / macs_ratio),
@@ -202,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             row.update(val_accuracy=rep["winner"]["val_accuracy"], val_accuracy_se=rep["winner"]["val_accuracy_se"],
                        accuracy=rep["pruned"]["accuracy"], accuracy_se=rep["pruned"]["accuracy_se"],
-                       budget=f"latency {target_latency}" if key != "macs" else f"MACs {a.target_macs}",
+                       budget=(f"latency {target_latency}" if key.startswith("latency") else
+                               f"MACs {a.equal_macs if key == EQUAL else a.target_macs}"),
                        predicted_latency_ratio=rep.get("latency_check", {}).get("predicted_ratio"),
                        search_s=rep.get("wall_time_s"), run=str(a.work / f"search-{key}"))  # fmt: skip
         rows.append(row)
@@ -216,7 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["python", "benchmarks/latency_efficiency.py", *(sys.argv[1:] if argv is None else argv)]),
         "model": a.model, "dataset": a.dataset, "checkpoint": str(checkpoint), "supernet": str(supernet),
         "searcher": a.searcher, "trials": a.trials, "seed": a.seed, "target_macs": a.target_macs,
-        "target_latency": target_latency, "global_round_to": global_round_to, "space_file": str(measured_space),
+        "target_latency": target_latency, "equal_macs": a.equal_macs, "global_round_to": global_round_to,
+        "space_file": str(measured_space),
         "latency_steps": {k: steps["latency_steps"][k] for k in ("batch_size", "form", "scope", "rounds", "threads",
                                                                   "steps", "spacing", "seconds")},
         "torch": torch.__version__, "machine": platform.platform(), "cpu_count": os.cpu_count(),
@@ -242,6 +253,7 @@ def _pm(value: float | None, se: float | None) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     m, t = result["meta"], result["latency"]
+    equal = "" if m.get("equal_macs") is None else f"; {m['equal_macs']} of the dense MACs"
     load = "; ".join(f"{w}: {', '.join(f'{x:.2f}' for x in m[f'load_average_{w}'])}" for w in ("before", "after"))
     lines = [
         f"# Achieved vs ideal speedup: {m['model']} on {m['dataset']}, deploy form, batch {t['batch_size']}",
@@ -253,7 +265,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Searches: {m['searcher']}, {m['trials']} trials, seed {m['seed']}, one supernet, winners without "
         f"finetuning. Budgets: {m['target_macs']} of the dense MACs; {m['target_latency']} of the dense latency "
-        f"predicted at batch {t['batch_size']} in the deploy form. Per-group rounding: `autoprune groups "
+        f"predicted at batch {t['batch_size']} in the deploy form"
+        f"{equal}. Per-group rounding: `autoprune groups "
         f"--latency-steps` ({m['latency_steps']['rounds']} rounds per group, steps {m['latency_steps']['steps']}, "
         f"{m['latency_steps']['seconds']:.0f} s), groups without a clear step keep {m['global_round_to']}.",
         "",
@@ -272,8 +285,17 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "Efficiency = (1 / latency ratio) / (1 / MACs ratio): the speedup achieved over the speedup the "
               "MACs promise (1.0: latency falls like MACs). Predicted: the latency table's ratio for the winner "
               "(latency budgets; the search's own `latency_check`). Latency ratio = median of the per-round "
-              f"ratios to the dense model, all four models in one run ({t['rounds']} rounds, {t['warmup']} warm-up "
+              f"ratios to the dense model, all models in one run ({t['rounds']} rounds, {t['warmup']} warm-up "
               f"passes each): {t['protocol']}."]  # fmt: skip
+    rows = {r["row"]: r for r in result["rows"]}
+    if EQUAL in rows:
+        eq = rows[EQUAL]
+        lines += ["", f"## Latency winners vs the MACs-budget winner at {m['equal_macs']} of the MACs", ""]
+        for key in ("latency", "latency-measured"):
+            r = rows[key]
+            diff, se = r["accuracy"] - eq["accuracy"], (r["accuracy_se"] ** 2 + eq["accuracy_se"] ** 2) ** 0.5
+            lines.append(f"- {r['what']}: latency ratio {r['latency_ratio']:.3f} vs {eq['latency_ratio']:.3f}, test "
+                         f"accuracy {100 * diff:+.2f} ± {100 * se:.2f} points (independent test-set SEs combined).")
     for key, prof in result.get("profile", {}).items():
         lines += ["", f"## Where the time goes: {key} (torch.profiler, {prof['passes']} passes, "
                   f"{prof['total_self_cpu_ms_per_pass']:.2f} ms self CPU per pass)", "",

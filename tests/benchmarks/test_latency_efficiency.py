@@ -18,13 +18,14 @@ def test_quick_efficiency_rows_come_from_one_interleaved_run(benchmark_script: A
     try:
         result = benchmark_script("latency_efficiency").main(
             ["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--threads", "1",
-             "--profile", "--profile-top", "5"])  # fmt: skip
+             "--profile", "--profile-top", "5", "--equal-macs", "0.4"])  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     rows = {r["row"]: r for r in result["rows"]}
-    assert list(rows) == ["dense", "macs", "latency", "latency-measured"]
+    assert list(rows) == ["dense", "macs", "latency", "latency-measured", "macs-equal"]
     assert rows["dense"]["latency_ratio"] == 1.0 and rows["dense"]["macs_ratio"] == 1.0
     assert rows["macs"]["macs_ratio"] <= 0.5 + 1e-3  # the MACs budget, counted on the exported model
+    assert rows["macs-equal"]["macs_ratio"] <= 0.4 + 1e-3 and rows["macs-equal"]["budget"] == "MACs 0.4"
     for row in rows.values():
         assert row["efficiency"] == pytest.approx(row["macs_ratio"] / row["latency_ratio"])
         assert row["latency_ratio_q1"] <= row["latency_ratio"] <= row["latency_ratio_q3"]
@@ -47,5 +48,6 @@ def test_quick_efficiency_rows_come_from_one_interleaved_run(benchmark_script: A
         assert len(ops) == 5 and sum(op["share"] for op in ops) <= 1 + 1e-9
         assert any("conv" in op["op"] for op in ops)
     page = (tmp_path / "out" / "latency_efficiency_quick.md").read_text()
-    assert page.count("\n| ") >= 4 + 2 * 5 and "Where the time goes: dense" in page
+    assert page.count("\n| ") >= 5 + 2 * 5 and "Where the time goes: dense" in page
+    assert "Latency winners vs the MACs-budget winner at 0.4 of the MACs" in page
     assert json.loads((tmp_path / "out" / "latency_efficiency_quick.json").read_text())["rows"] == result["rows"]
