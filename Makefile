@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit setup clean
+.PHONY: demo test test-all lint typecheck unit slow setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy autoprune
 
+# The suite (about 9 minutes on 2 idle cores): every test but the ones marked slow.
 unit: $(STAMP)
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -m "not slow" --durations=15
+
+# The slow tests (about 11 minutes): benchmark quick modes, SIGKILL/resume faults, multi-worker searches.
+slow: $(STAMP)
+	$(BIN)/pytest -q -m slow --durations=15
 
 test: lint typecheck unit
+
+test-all: test slow
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -37,8 +37,10 @@ class Jittery(Evaluator):
 
     max_fidelity = 2
 
-    def __init__(self, space: SearchSpace, max_sleep_s: float, fail_every: int, started: str | None) -> None:
+    def __init__(self, space: SearchSpace, max_sleep_s: float, fail_every: int, started: str | None,
+                 barrier: int = 0) -> None:
         self.space, self.max_sleep_s, self.fail_every, self.started = space, max_sleep_s, fail_every, started
+        self.barrier = barrier
         self._stats = EvaluatorStats()
         self._random = random.Random(os.getpid() ^ time.time_ns())  # timing differs from run to run
 
@@ -49,6 +51,9 @@ class Jittery(Evaluator):
     def evaluate(self, counts: Mapping[str, int], fidelity: int | None = None) -> EvalResult:
         if self.started is not None:
             Path(self.started, str(os.getpid())).touch()
+            deadline = time.monotonic() + 120
+            while len(os.listdir(self.started)) < self.barrier and time.monotonic() < deadline:
+                time.sleep(0.01)
         time.sleep(self._random.uniform(0.0, self.max_sleep_s))
         ratios = list(self.space.ratios(counts).values())
         if self.fail_every and sum(counts.values()) % self.fail_every == 0:
@@ -65,15 +70,18 @@ class JitteryFactory:
     """Builds a :class:`Jittery` evaluator over :func:`tiny_space`.
 
     ``max_sleep_s``: the longest random sleep; ``fail_every``: candidates whose counts sum to a multiple of it
-    fail; ``started``: a folder where each evaluation, as it starts, touches a file named by its process id.
+    fail; ``started``: a folder where each evaluation, as it starts, touches a file named by its process id;
+    ``barrier``: evaluations wait (up to 2 minutes) until that many processes have touched ``started``, so
+    that on a loaded machine one worker cannot run every trial before the other has imported torch.
     """
 
     max_sleep_s: float = 0.1
     fail_every: int = 0
     started: str | None = None
+    barrier: int = 0
 
     def __call__(self) -> Jittery:
-        return Jittery(tiny_space(), self.max_sleep_s, self.fail_every, self.started)
+        return Jittery(tiny_space(), self.max_sleep_s, self.fail_every, self.started, self.barrier)
 
 
 @dataclass(frozen=True)

@@ -70,13 +70,16 @@ def test_two_workers_run_exactly_the_requested_episodes_all_logged_within_budget
         assert t.result.loss == pytest.approx(mine.loss, rel=1e-4)
 
 
-def test_proposals_do_not_depend_on_which_worker_finishes_first(helpers: Any) -> None:
+def test_proposals_do_not_depend_on_which_worker_finishes_first(helpers: Any, tmp_path: Path) -> None:
     space, total = helpers.tiny_space(), 16
     runs = []
-    for _ in range(2):
+    for k in range(2):
         searcher = make_searcher("ddpg", space, seed=5, **FAST)
         evaluator = helpers.JitteryFactory(max_sleep_s=0.0)()
-        config = ParallelConfig(2, helpers.JitteryFactory(max_sleep_s=0.15, fail_every=7), threads=1)
+        started = tmp_path / f"started-{k}"  # both workers evaluate at once, however slowly the second one starts
+        started.mkdir()
+        factory = helpers.JitteryFactory(max_sleep_s=0.15, fail_every=7, started=str(started), barrier=2)
+        config = ParallelConfig(2, factory, threads=1)
         runs.append(run_search(searcher, evaluator, SearchConfig(trials=total), progress=False, parallel=config))
     assert [t.counts for t in runs[0].trials] == [t.counts for t in runs[1].trials]
     assert [t.state for t in runs[0].trials] == [t.state for t in runs[1].trials]
