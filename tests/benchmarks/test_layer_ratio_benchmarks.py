@@ -50,7 +50,7 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
         assert -1.0 <= lo <= hi <= 1.0 and fidelity[key]["n"] == 8
     # another supernet scored on the same candidates (here the same file: the same ranking)
     assert fidelity["same_vs_truth"]["kendall_tau"] == fidelity["supernet_vs_truth"]["kendall_tau"]
-    # the noise ceiling: the finetuned models' validation accuracy ranked against their test accuracy
+    # the noise reference: the finetuned models' validation accuracy ranked against their test accuracy
     rows = fidelity["rows"]
     assert fidelity["ceiling"]["kendall_tau"] == pytest.approx(
         kendalltau([r["truth_val"] for r in rows], [r["truth_test"] for r in rows]).statistic, nan_ok=True)
