@@ -77,7 +77,7 @@ def main() -> None:
     if a.dataset != "digits":
         data += ["--data-dir", str(a.data_dir)]
     space = ["--space", a.space] if a.space else []
-    command = " ".join(["python", "benchmarks/layer_ratios.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/layer_ratios.py", *sys.argv[1:]])
     result: dict[str, Any] = {"settings": {**vars(a), "finetune_epochs": ft_epochs}, "command": command,
                               "machine": platform.platform(), "cpus": os.cpu_count()}
     for k in ("data_dir", "work", "out"):
