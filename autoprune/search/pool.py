@@ -213,14 +213,27 @@ class EvaluatorPool:
         for p in processes:
             if p.is_alive():
                 p.terminate()
+        # The executor's own thread may reap a worker at the same time, and then join() can return before
+        # is_alive() turns False: wait on is_alive() itself, and kill what SIGTERM did not end.
+        _wait_ended(processes, 5.0)
         for p in processes:
-            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+        _wait_ended(processes, 5.0)
 
     def __enter__(self) -> EvaluatorPool:
         return self
 
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         self.close()
+
+
+def _wait_ended(processes: list[Any], seconds: float) -> None:
+    """Join ``processes`` until none is alive or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        for p in processes:
+            p.join(timeout=0.05)
 
 
 # ---------------------------------------------------------------- the ask-ahead loop (run_search's)
