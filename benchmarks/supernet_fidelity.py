@@ -203,7 +203,7 @@ def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str
         result["also"] = list(others or {})
         # Noise reference: each finetuned model's own validation accuracy against its test accuracy, i.e. how
         # well the ground truth read on one finite split ranks against itself read on another.
-        result["ceiling"] = rank_stats([r["truth_val"] for r in rows], truth, a.seed)
+        result["noise_reference"] = rank_stats([r["truth_val"] for r in rows], truth, a.seed)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (a.out / f"{stem}.md").write_text(render(result))
@@ -223,8 +223,8 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"- {label}: Kendall tau **{q['kendall_tau']:.2f}** (95% bootstrap "
                          f"[{q['kendall_tau_ci95'][0]:.2f}, {q['kendall_tau_ci95'][1]:.2f}]), Spearman rho "
                          f"{q['spearman_rho']:.2f} [{q['spearman_rho_ci95'][0]:.2f}, {q['spearman_rho_ci95'][1]:.2f}]")
-    if "ceiling" in r:
-        q = r["ceiling"]
+    if "noise_reference" in r:
+        q = r["noise_reference"]
         lines.append(f"- noise reference: the finetuned models' own validation accuracy (the ground truth read on "
                      f"the validation split) ranks at Kendall tau **{q['kendall_tau']:.2f}** "
                      f"([{q['kendall_tau_ci95'][0]:.2f}, {q['kendall_tau_ci95'][1]:.2f}]), Spearman rho "

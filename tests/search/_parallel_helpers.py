@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,9 +39,11 @@ class Jittery(Evaluator):
     max_fidelity = 2
 
     def __init__(self, space: SearchSpace, max_sleep_s: float, fail_every: int, started: str | None,
-                 barrier: int = 0) -> None:
+                 barrier: int = 0, ignore_sigterm: bool = False) -> None:
         self.space, self.max_sleep_s, self.fail_every, self.started = space, max_sleep_s, fail_every, started
         self.barrier = barrier
+        if ignore_sigterm:  # a worker stuck where SIGTERM does not reach (e.g. inside a C extension)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self._stats = EvaluatorStats()
         self._random = random.Random(os.getpid() ^ time.time_ns())  # timing differs from run to run
 
@@ -72,16 +75,19 @@ class JitteryFactory:
     ``max_sleep_s``: the longest random sleep; ``fail_every``: candidates whose counts sum to a multiple of it
     fail; ``started``: a folder where each evaluation, as it starts, touches a file named by its process id;
     ``barrier``: evaluations wait (up to 2 minutes) until that many processes have touched ``started``, so
-    that on a loaded machine one worker cannot run every trial before the other has imported torch.
+    that on a loaded machine one worker cannot run every trial before the other has imported torch;
+    ``ignore_sigterm``: the worker process ignores SIGTERM (only SIGKILL ends it).
     """
 
     max_sleep_s: float = 0.1
     fail_every: int = 0
     started: str | None = None
     barrier: int = 0
+    ignore_sigterm: bool = False
 
     def __call__(self) -> Jittery:
-        return Jittery(tiny_space(), self.max_sleep_s, self.fail_every, self.started, self.barrier)
+        return Jittery(tiny_space(), self.max_sleep_s, self.fail_every, self.started, self.barrier,
+                       self.ignore_sigterm)
 
 
 @dataclass(frozen=True)
