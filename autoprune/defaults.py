@@ -6,3 +6,5 @@ DEFAULT_ROUND_TO = 8
 STRUCTURED = "channel"
 #: Best trials re-scored at full fidelity to fix a search's winner.
 DEFAULT_TOP_K = 5
+#: Fraction of the validation split a search sets aside to judge its winner against the uniform candidate.
+DEFAULT_HOLDOUT = 0.3

@@ -22,7 +22,8 @@ CHANGES = {
     "`finetuned_metrics`; `finetuned_winner` dropped); `config.cli` holds every command-line option; "
     "`num_classes`, `in_channels` and `image_size` added; search's `dense` has `val_accuracy`. Added since, "
     "without a version change: `onnx_error` and the status `onnx_check_failed`; `latency`, `onnxruntime` and "
-    "`latency_check` (issue 18: one interleaved timing protocol).",
+    "`latency_check` (issue 18: one interleaved timing protocol); search's `holdout` and `vs_uniform.on` (the winner "
+    "judged on validation samples the search never read).",
 }
 
 METRICS_DOC = (
@@ -113,8 +114,14 @@ FIELDS: dict[str, Field] = {
     "rescored": _f("`search`: every re-scored candidate (top-k trials and the uniform one), best first",
                    ("search",), True),
     "uniform_rescored": _f("`search`: the uniform candidate re-scored the same way", ("search",), True),
-    "vs_uniform": _f("`search`: winner minus uniform val accuracy (paired) with its SE, `beats_uniform` (by more "
-                     "than 2 SE) and a one-line `statement`", ("search",), True),
+    "vs_uniform": _f("`search`: exported candidate minus uniform val accuracy (paired) with its SE, `beats_uniform` "
+                     "(by more than 2 SE), `on` (`holdout`: measured on the hold-out, else on the validation the "
+                     "winner was chosen on) and a one-line `statement`", ("search",), True),
+    "holdout": _f("`search`: the re-scoring's winner against the uniform candidate on the validation samples set "
+                  "aside before the search (`--holdout`): `samples`, both accuracies, `difference` +- `se`, the "
+                  "same on the samples it was chosen on (`selection_difference`), `kept` (else the uniform "
+                  "candidate is exported); null without a hold-out or when the uniform candidate won the re-scoring",
+                  ("search",), True),
     "uniform": _f("`search`: test metrics of the uniform candidate (read after the winner is fixed)",
                   ("search",), True),
     "budget_use": _f("`search`: `cost`, `used` (cost / target) and `saturated` of the winner; the "

@@ -40,6 +40,8 @@ from _stages import mean_se as _mean_se  # noqa: E402
 from _stages import run_stage as _run  # noqa: E402
 from _supernet_options import add_stage_options  # noqa: E402
 
+from autoprune.defaults import DEFAULT_HOLDOUT  # noqa: E402
+
 
 def _acc(block: dict[str, Any]) -> str:
     return f"{block['accuracy']:.4f} ± {block['accuracy_se']:.4f}"
@@ -65,6 +67,9 @@ def main() -> None:
     p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.2])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
+                   help="`autoprune search --holdout` (default: the command's default). Stages are named by it: "
+                        "search-<target>-s<seed> without a hold-out (0), search-h<fraction>-<target>-s<seed> with one")
     a = p.parse_args()
     if a.quick:
         a.dataset, a.train_epochs, a.check_epochs, a.supernet_epochs, a.trials = "digits", 2, 1, 1, 4
@@ -125,13 +130,16 @@ def main() -> None:
         row: dict[str, Any] = {"searches": {}, "baselines": {}}
         result["targets"][str(target)] = row
         for seed in a.seeds:
-            rep = _run(a.work, f"search-{target}-s{seed}",
-                       ["search", *data, *space, "--checkpoint", ckpt, "--supernet", supernet,
-                        "--target-macs", str(target), "--trials", str(a.trials), "--seed", str(seed)])
+            stage = f"search-{target}-s{seed}" if a.holdout == 0 else f"search-h{a.holdout:g}-{target}-s{seed}"
+            holdout = [] if a.holdout == DEFAULT_HOLDOUT else ["--holdout", str(a.holdout)]
+            rep = _run(a.work, stage, ["search", *data, *space, "--checkpoint", ckpt, "--supernet", supernet,
+                                       "--target-macs", str(target), "--trials", str(a.trials), "--seed", str(seed),
+                                       *holdout])  # fmt: skip
             row["searches"][str(seed)] = {
                 "searcher": rep["search"]["searcher"], "winner": rep["pruned"], "uniform": rep["uniform"],
                 "winner_minus_uniform_test": rep["pruned"]["accuracy"] - rep["uniform"]["accuracy"],
-                "vs_uniform_val": rep["vs_uniform"], "macs_ratio": rep["macs_ratio"],
+                "vs_uniform_val": rep["vs_uniform"], "holdout": rep.get("holdout"),
+                "exported": rep["winner"]["source"], "macs_ratio": rep["macs_ratio"],
                 "keep_ratios": rep["keep_ratios"], "seconds": rep["wall_time_s"],
                 "evaluations": rep["search"]["evaluations"]}
             summarize(row)
@@ -146,6 +154,17 @@ def main() -> None:
             summarize(row)
             save()
     print(render(result))
+
+
+def _verdict(run: dict[str, Any]) -> str:
+    """The search's own verdict: on the hold-out when it had one (kept or not), else on its validation."""
+    h, v = run.get("holdout"), run["vs_uniform_val"]
+    if h is None:
+        return f"{100 * v['difference']:+.2f} ± {100 * v['se']:.2f}" + (
+            "" if run.get("exported", "search") == "search" else " (uniform won the re-scoring)")
+    outcome = "kept" if h["kept"] else "uniform exported"
+    return (f"hold-out {100 * h['difference']:+.2f} ± {100 * h['se']:.2f}, {outcome} (chosen on "
+            f"{100 * h['selection_difference']:+.2f} ± {100 * h['selection_se']:.2f})")
 
 
 def summarize(row: dict[str, Any]) -> None:
@@ -182,18 +201,18 @@ def render(r: dict[str, Any]) -> str:
         recipe = f" with `{n['args']}`" if n.get("args") else ""
         lines.append(f"Supernet: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes per step"
                      f"{recipe} ({n['seconds']:.0f} s), trained once for every budget. Searches: default searcher, "
-                     f"{s['trials']} trials, seeds {s['seeds']}, winner fixed on validation, **no finetuning**. "
+                     f"{s['trials']} trials, seeds {s['seeds']}, winner fixed on validation, "
+                     f"hold-out {s.get('holdout', 0):g} of validation, **no finetuning**. "
                      f"Baselines: L1 + {s['finetune_epochs']} finetune epochs.")
     lines.append("")
     for target, row in r.get("targets", {}).items():
         lines += [f"## {float(target):.0%} of the dense MACs", "",
-                  "| model | seed | test acc ± SE | MACs ratio | extra training | winner − uniform, test (points) "
-                  "| validation verdict of the search |", "|---|---|---|---|---|---|---|"]
+                  "| model | seed | test acc ± SE | MACs ratio | extra training | returned − uniform, test (points) "
+                  "| the search's verdict (validation, points) |", "|---|---|---|---|---|---|---|"]
         for seed, run in row["searches"].items():
-            v = run["vs_uniform_val"]
-            lines.append(f"| {run['searcher']} winner | {seed} | {_acc(run['winner'])} | {run['macs_ratio']:.3f} | "
-                         f"supernet | {100 * run['winner_minus_uniform_test']:+.2f} | "
-                         f"{100 * v['difference']:+.2f} ± {100 * v['se']:.2f} |")
+            lines.append(f"| {run['searcher']} returned ({run.get('exported', 'search')}) | {seed} | "
+                         f"{_acc(run['winner'])} | {run['macs_ratio']:.3f} | supernet | "
+                         f"{100 * run['winner_minus_uniform_test']:+.2f} | {_verdict(run)} |")
         if row["searches"]:
             first = next(iter(row["searches"].values()))
             lines.append(f"| supernet uniform candidate | - | {_acc(first['uniform'])} | "
@@ -205,8 +224,18 @@ def render(r: dict[str, Any]) -> str:
         if "winner_minus_uniform_test" in row:
             m, se = row["winner_minus_uniform_test"]
             mv, sev = row["winner_minus_uniform_val"]
-            lines.append(f"- Winner − uniform candidate (same supernet), mean ± SE over {len(row['searches'])} seeds: "
-                         f"**{_pts(m, se)} points on test**, {_pts(mv, sev)} on validation.")
+            kept = [r for r in row["searches"].values() if r.get("holdout")]
+            lines.append(f"- Returned model − uniform candidate (same supernet), mean ± SE over {len(row['searches'])} "
+                         f"seeds: **{_pts(m, se)} points on test**, {_pts(mv, sev)} on validation (" +
+                         ("the hold-out's difference for the exported model" if kept else "the samples the winner "
+                          "was chosen on") + ").")
+            if kept:
+                held = [r["holdout"]["difference"] for r in kept]
+                hm, hse = _mean_se(held)
+                lines.append(f"- The hold-out kept the searched winner for {sum(r['holdout']['kept'] for r in kept)} "
+                             f"of {len(kept)} seeds; searched winner − uniform on the hold-out {_pts(hm, hse)} "
+                             "(unbiased), on the samples it was chosen on "
+                             f"{_pts(*_mean_se([r['holdout']['selection_difference'] for r in kept]))}.")
             for key in row["baselines"]:
                 mb, seb = row[f"winner_minus_{key}"]
                 lines.append(f"- Winner − {key}: {_pts(mb, seb)} points on test (SE over seeds; each accuracy "

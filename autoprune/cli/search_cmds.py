@@ -31,7 +31,7 @@ from autoprune.cli.common import (
     user_errors,
     with_budget,
 )
-from autoprune.cli.runfolder import adopt_recorded
+from autoprune.cli.runfolder import adopt_recorded, read_marker
 from autoprune.cli.search_support import (
     oversubscription_note,
     searcher_settings,
@@ -43,7 +43,7 @@ from autoprune.cli.search_support import (
     worker_threads,
 )
 from autoprune.cli.supernet_cmds import BnBatches, Space, dense_model_of, train_dense_once
-from autoprune.defaults import DEFAULT_TOP_K
+from autoprune.defaults import DEFAULT_HOLDOUT, DEFAULT_TOP_K
 from autoprune.errors import AutoPruneError
 
 SearcherName = Annotated[
@@ -56,13 +56,13 @@ SearcherName = Annotated[
 RESUME_DEFINING = ("model", "dataset", "data_dir", "image_size", "checkpoint", "supernet", "space", "budget", "target",
                    "latency_batch_size", "latency_form", "searcher", "rungs", "pruner", "storage", "study_name",
                    "searcher_option", "supernet_epochs", "train_epochs", "bn_batches", "val_batch_size", "val_batches",
-                   "seed", "target_range")
+                   "seed", "target_range", "holdout")
 
 
 #: Options that, left out of a --resume, take the value the run recorded.
 RESUME_ADOPTS = ("checkpoint", "supernet", "data_dir", "space", "image_size", "rungs", "pruner", "storage",
                  "study_name", "val_batch_size", "val_batches", "target_macs", "target_params", "target_latency",
-                 "target_range")
+                 "target_range", "holdout")
 
 
 def _path(value: Any) -> Path | None:
@@ -138,6 +138,12 @@ def search_cmd(
         int | None, typer.Option("--rescore-bn-batches", help="Calibration batches (64 training images each) of "
                                  "that re-scoring (default: 4 x --bn-batches).")
     ] = None,
+    holdout: Annotated[
+        float | None, typer.Option("--holdout", help=f"Fraction of the validation split set aside before the "
+                                   "search: the search and the re-scoring never read it, and the winner is exported "
+                                   "only if it scores above the uniform candidate on it (else the uniform candidate "
+                                   f"is). 0: no hold-out. Default {DEFAULT_HOLDOUT:g}.")
+    ] = None,
     onnx: opt.Onnx = True,
     tensorboard: Annotated[
         bool, typer.Option("--tensorboard", metavar="", help="Log trials to OUT/tensorboard.")
@@ -160,17 +166,25 @@ def search_cmd(
     if resume and run.out is not None:  # options left out take the recorded run's values
         adopted = adopt_recorded(run.out, settings, RESUME_ADOPTS)
         run.checkpoint, supernet, run.data_dir = (_path(settings[k]) for k in ("checkpoint", "supernet", "data_dir"))
-        space, run.image_size, rungs, pruner, storage, study_name, val_batch_size, val_batches = (
+        space, run.image_size, rungs, pruner, storage, study_name, val_batch_size, val_batches, holdout = (
             settings[k] for k in ("space", "image_size", "rungs", "pruner", "storage", "study_name", "val_batch_size",
-                                  "val_batches"))
+                                  "val_batches", "holdout"))
         target_macs, target_params, target_latency = (
             settings[k] for k in ("target_macs", "target_params", "target_latency"))
         if adopted:
             console.print(f"resuming with the run's own {', '.join(adopted)}", highlight=False)
     given = {"target_macs": target_macs, "target_params": target_params, "target_latency": target_latency}
+    if holdout is not None and (isinstance(holdout, bool) or not 0.0 <= holdout < 1.0):
+        raise AutoPruneError(f"--holdout {holdout} must be in [0, 1): the fraction of the validation split set "
+                             "aside to judge the winner (0: none)")
+    if holdout is None and resume and run.out is not None and _before_holdout(run.out):
+        holdout = 0.0  # its trials were scored on the whole validation split: judge the same way
+        console.print("resuming a run from before --holdout: no hold-out, as it began", highlight=False)
+    else:
+        holdout = settings["holdout"] = DEFAULT_HOLDOUT if holdout is None else holdout
     if policy is not None:  # answer targets from a saved policy: no search (autoprune.pipelines.policy)
         return _answer_from_policy(run, settings, policy, targets, given, supernet, space, target_range is not None,
-                                   resume, bn_batches, val_batch_size, val_batches, rescore_bn_batches, onnx)
+                                   resume, bn_batches, val_batch_size, val_batches, rescore_bn_batches, onnx, holdout)
     budget, target, trained_range = _budget(searcher, settings, targets, given)
     at_least(1, top_k=top_k, rescore_bn_batches=rescore_bn_batches, trials=trials,
              latency_batch_size=latency_batch_size, val_batch_size=val_batch_size, val_batches=val_batches,
@@ -215,13 +229,15 @@ def search_cmd(
         log = TrialLog(s.out)  # one log for every process of the study
         (log.repair if resume else log.reset)()
         procs = spawn_workers(workers - 1, s.out, supernet or s.out / "supernet.pt", options)
+    s.splits, held = hold_out(s.splits, holdout)  # before --val-batches: that cut limits what the search reads
     val_batch_size = limit_validation(s, val_batch_size, val_batches)
     n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
-    parallel = _parallel(s, run, workers, supernet, val_batch_size, val_batches, bn_batches) if ahead else None
+    parallel = _parallel(s, run, workers, supernet, val_batch_size, val_batches, bn_batches, holdout) if ahead else None
     request = None if worker else ReportRequest(  # workers only search; this process fixes and reports the winner
         dense_model=dense_model, finetune_epochs=finetune_epochs, onnx=onnx,
         run_report=s.report("search", run.model, run.dataset, run.seed, started),
-        config={"rungs": rungs, "workers": workers, "supernet": str(supernet or s.out / "supernet.pt"),
+        config={"rungs": rungs, "workers": workers, "holdout": holdout,
+                "supernet": str(supernet or s.out / "supernet.pt"),
                 "checkpoint": None if run.checkpoint is None else str(run.checkpoint)},
         before_winner=lambda: wait_workers(procs))
     outcome = search_supernet(
@@ -231,14 +247,14 @@ def search_cmd(
         progress=run.progress and not worker, on_trial=tensorboard_logger(s.out) if tensorboard else None,
         latency_batch_size=latency_batch_size if target_latency is not None else None, latency_form=latency_form,
         device=s.device, repair_log=not worker and not shared_study, extract=False, top_k=top_k,
-        rescore_bn_batches=rescore_bn_batches, report=request, parallel=parallel,
+        rescore_bn_batches=rescore_bn_batches, report=request, parallel=parallel, holdout=held,
     )  # fmt: skip
     if not worker:
         _finish(outcome, request, procs, s.out, run.model, searcher, search_space, settings["target_range"])
 
 
 def _parallel(s: Setup, run: opt.RunOptions, workers: int, supernet: Path | None, val_batch_size: int,
-              val_batches: int | None, bn_batches: int) -> Any:
+              val_batches: int | None, bn_batches: int, holdout: float) -> Any:
     """Parallel episodes: ``workers`` evaluator processes, each rebuilding this process's evaluator from files
     (no latency measured: a latency budget is refused with --workers, timings would disturb each other)."""
     import torch
@@ -249,9 +265,23 @@ def _parallel(s: Setup, run: opt.RunOptions, workers: int, supernet: Path | None
         supernet=str((supernet or s.out / "supernet.pt").resolve()), model=run.model, dataset=run.dataset,
         data_dir=None if run.data_dir is None else str(run.data_dir), image_size=run.image_size,
         val_batch_size=val_batch_size, val_batches=val_batches, bn_batches=bn_batches, seed=run.seed,
-        device=str(s.device),
+        holdout=holdout, device=str(s.device),
     )  # fmt: skip
     return ParallelConfig(workers, factory, threads=torch.get_num_threads())  # this process's share already
+
+
+def _before_holdout(out: Path) -> bool:
+    """Whether ``out`` holds a search recorded before ``--holdout`` existed (its settings lack the key)."""
+    recorded = (read_marker(out) or {}).get("settings") if out.is_dir() else None
+    return isinstance(recorded, dict) and "holdout" not in recorded
+
+
+def hold_out(splits: Any, fraction: float) -> tuple[Any, Any]:
+    """``--holdout``: set that fraction of validation aside (:meth:`DataSplits.hold_out`), as a one-line error."""
+    try:
+        return splits.hold_out(fraction)
+    except ValueError as e:
+        raise AutoPruneError(f"--holdout {fraction}: {e}") from None
 
 
 def _budget(searcher: str, settings: dict[str, Any], targets: str | None,
@@ -296,7 +326,7 @@ def _finish(outcome: Any, request: Any, procs: list[Any], out: Path, model: str,
 def _answer_from_policy(
     run: opt.RunOptions, settings: dict[str, Any], policy: Path, targets: str | None, given: dict[str, float | None],
     supernet: Path | None, space: str | None, ranged: bool, resume: bool, bn_batches: int, val_batch_size: int | None,
-    val_batches: int | None, rescore_bn_batches: int | None, onnx: bool,
+    val_batches: int | None, rescore_bn_batches: int | None, onnx: bool, holdout: float,
 ) -> None:
     """``search --policy``: answer each target with the saved policy, re-score, export and report it."""
     from autoprune.pipelines.policy import answer_targets, check_policy_run, policy_space, policy_targets
@@ -317,11 +347,12 @@ def _answer_from_policy(
     net, resolved, dense = _supernet_and_space(s, run.model, run.dataset, source, space, run.checkpoint, run.seed,
                                                run.progress, 1, 1, bn_batches)
     answer_space = policy_space(saved, net, resolved if space is not None else None)
+    s.splits, held = hold_out(s.splits, holdout)
     size = limit_validation(s, val_batch_size, val_batches)
     answers = answer_targets(
         net, answer_space, s.splits, saved, wanted, s.out, model_name=run.model, cli=s.settings, dense_model=dense,
         rescore_bn_batches=4 * max(bn_batches, 1) if rescore_bn_batches is None else rescore_bn_batches,
-        val_batch_size=size, seed=run.seed, device=s.device, onnx=onnx, progress=run.progress,
+        val_batch_size=size, seed=run.seed, device=s.device, onnx=onnx, progress=run.progress, holdout=held,
     )  # fmt: skip
     for a in answers:
         print(side_by_side(run.model, 1, f"policy {saved.info.searcher}", a.report.dense, a.report.uniform,

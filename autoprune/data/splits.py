@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,11 @@ def _held_out_count(n: int, fraction: float) -> int:
     if n < 2:
         raise ValueError(f"cannot split {n} sample(s) into two non-empty parts")
     return min(max(1, round(n * fraction)), n - 1)
+
+
+#: Seed of the draw of the verdict hold-out from ``val`` (:meth:`DataSplits.hold_out`): fixed, so that searches
+#: with different seeds are judged on the same samples.
+HOLDOUT_SEED = 20261202
 
 
 def random_split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -166,6 +171,28 @@ class DataSplits:
     def val_loader(self, batch_size: int = 256, *, num_workers: int = 0) -> DataLoader[Any]:
         """Loader over ``val`` in a fixed order."""
         return DataLoader(self.val, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+    def hold_out(self, fraction: float) -> tuple[DataSplits, Dataset[Any] | None]:
+        """Set a seeded random ``fraction`` of ``val`` aside: the splits without it, and the part set aside.
+
+        A search scores and chooses on the rest of ``val``; the part set aside judges its winner once,
+        against the uniform candidate, on samples the choice never saw (see
+        :func:`autoprune.search.winner.judge_on_holdout`). ``fraction == 0`` sets nothing aside.
+
+        Raises:
+            ValueError: ``fraction`` outside [0, 1), or ``val`` too small to split.
+        """
+        if isinstance(fraction, bool) or not 0.0 <= fraction < 1.0:
+            raise ValueError(f"holdout={fraction!r} must be in [0, 1): the fraction of the validation split set "
+                             "aside to judge the search's winner (0: none)")
+        if fraction == 0.0:
+            return self, None
+        n = len(self.val)  # type: ignore[arg-type]
+        if n < 2:
+            raise ValueError(f"holdout={fraction!r} needs at least 2 validation samples, the split has {n}: "
+                             "give holdout=0 or a larger validation split")
+        kept, held = random_split_indices(n, fraction, HOLDOUT_SEED)
+        return replace(self, val=Subset(self.val, kept)), Subset(self.val, held)
 
     def test_loader(self, batch_size: int = 256, *, num_workers: int = 0) -> DataLoader[Any]:
         """Loader over ``test`` in a fixed order (final reporting only)."""

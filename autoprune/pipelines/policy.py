@@ -27,9 +27,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from autoprune._jsonfile import write_json_atomic
 from autoprune.data import DataSplits
+from autoprune.defaults import DEFAULT_HOLDOUT
 from autoprune.envs import parse_target_range
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, FullScore, SupernetEvaluator
@@ -39,7 +41,7 @@ from autoprune.report import RunReport
 from autoprune.search import SearchResult, Trial, TrialLog
 from autoprune.search.rl import POLICY_FILE, RLSearcher, SavedPolicy
 from autoprune.search.rl.policy import sidecar_path
-from autoprune.search.winner import choose_winner
+from autoprune.search.winner import choose_winner, judge_on_holdout
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 
@@ -185,16 +187,28 @@ def answer_targets(
     onnx: bool = True,
     figures: bool = True,
     progress: bool = False,
+    holdout: float | Dataset[Any] | None = DEFAULT_HOLDOUT,
 ) -> list[PolicyAnswer]:
     """Answer each target with the saved policy, fix the winner on validation, export and report it.
 
     See the module's docstring for the folders. ``cli`` (the command's options) goes to each report.
+    ``holdout``: the fraction of validation set aside as the search does (:meth:`DataSplits.hold_out`; the
+    policy's own training search never read it), or the part already set aside: the answer is exported only
+    if it scores above the uniform candidate there.
 
     Raises:
         AutoPruneError: another space, a target outside the trained range.
     """
     for t in targets:
         saved.check_target(t)
+    held: Dataset[Any] | None = None
+    if isinstance(holdout, (int, float)):
+        try:
+            splits, held = splits.hold_out(float(holdout))
+        except ValueError as e:
+            raise AutoPruneError(str(e)) from None
+    elif holdout is not None:
+        held = holdout  # set aside by the caller, as search_supernet takes it
     answers = []
     for t in targets:
         folder = out if len(targets) == 1 else out / f"target-{t:g}"
@@ -203,7 +217,7 @@ def answer_targets(
         space_t = dataclasses.replace(space, target=t)
         counts = saved.answer(space_t, t)
         winner, trial, scorer = _rescore(supernet, space_t, splits, counts, t, rescore_bn_batches=rescore_bn_batches,
-                                         val_batch_size=val_batch_size, seed=seed, device=device)
+                                         val_batch_size=val_batch_size, seed=seed, device=device, holdout=held)
         log = TrialLog(folder)
         log.reset()
         log.append(trial)
@@ -225,7 +239,9 @@ def answer_targets(
                     "bn_batches": len(winner.calibration), "val_batch_size": val_batch_size, "top_k": 1,
                     "rescore_bn_batches": len(winner.calibration), "latency_form": "eager",
                     "supernet": saved.info.supernet, "device": str(device), "checkpoint": None,
-                    "policy": str(saved.path), "target": t}
+                    "policy": str(saved.path), "target": t,
+                    "holdout": holdout if isinstance(holdout, (int, float)) else None,
+                    "holdout_samples": 0 if held is None else len(held)}  # type: ignore[arg-type]
         request = ReportRequest(dense_model=dense_model, onnx=onnx, figures=figures, run_report=run_report)
         report = write_search_report(supernet, space_t, splits, outcome, winner, [trial], folder, request,
                                      config=settings, seed=seed, device=device, progress=progress)
@@ -241,8 +257,8 @@ def answer_targets(
 
 
 def _rescore(supernet: Supernet, space: SearchSpace, splits: DataSplits, counts: dict[str, int], target: float, *,
-             rescore_bn_batches: int, val_batch_size: int, seed: int,
-             device: torch.device | str) -> tuple[Winner, Trial, SupernetEvaluator]:  # fmt: skip
+             rescore_bn_batches: int, val_batch_size: int, seed: int, device: torch.device | str,
+             holdout: Dataset[Any] | None = None) -> tuple[Winner, Trial, SupernetEvaluator]:  # fmt: skip
     """The answer and the uniform candidate re-scored as :func:`~autoprune.pipelines.search.pick_winner` does.
 
     The answer is scored once: that score is its trial's result and its re-score (the policy has no cheaper
@@ -268,6 +284,10 @@ def _rescore(supernet: Supernet, space: SearchSpace, splits: DataSplits, counts:
     trial = Trial(0, dict(counts), "complete", result, result.seconds, space.feasible(counts),
                   info={"target": target, "policy": True})
     choice = choose_winner([trial], space.uniform(1.0), score, top_k=1)
+    if holdout is not None:
+        judge = SupernetEvaluator(supernet, DataLoader(holdout, batch_size=val_batch_size, shuffle=False), calibration,
+                                  bn_batches=len(calibration), device=device)  # fmt: skip
+        choice = judge_on_holdout(choice, judge.score)
     return Winner(choice, calibration), trial, scorer
 
 

@@ -27,8 +27,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from autoprune.data import DataSplits
+from autoprune.defaults import DEFAULT_HOLDOUT
 from autoprune.engine.deploy import in_form
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, SupernetEvaluator, paired_difference
@@ -42,7 +44,15 @@ from autoprune.pipelines.search_report import (
 )
 from autoprune.search import SearchConfig, SearchResult, Trial, make_searcher, run_search
 from autoprune.search.pool import ParallelConfig
-from autoprune.search.winner import DEFAULT_TOP_K, SIGNIFICANCE, Rescored, WinnerChoice, choose_winner, top_trials
+from autoprune.search.winner import (
+    DEFAULT_TOP_K,
+    SIGNIFICANCE,
+    Rescored,
+    WinnerChoice,
+    choose_winner,
+    judge_on_holdout,
+    top_trials,
+)
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 
@@ -119,6 +129,7 @@ def pick_winner(
     device: torch.device | str = "cpu",
     dense_model: nn.Module | None = None,
     latency_rounds: int = 15,
+    holdout: Dataset[Any] | None = None,
 ) -> Winner:
     """Fix the winner on validation data: the ``top_k`` best trials and the uniform candidate re-scored.
 
@@ -128,6 +139,11 @@ def pick_winner(
     candidates are first timed for real (:func:`check_latency`, ``latency_rounds`` rounds, beside
     ``dense_model`` or the supernet's dense architecture): only those within the target (up to the
     timing noise) are re-scored, and the exported winner is one of them whenever any is.
+
+    With ``holdout`` (validation samples the search never read, :meth:`DataSplits.hold_out`), the winner is
+    then judged against the uniform candidate on them (:func:`~autoprune.search.winner.judge_on_holdout`):
+    the uniform candidate is exported unless the winner scores above it there (or the uniform candidate was
+    measured over the latency target).
     """
     check: dict[str, Any] | None = None
     if space.metric == "latency":
@@ -151,6 +167,17 @@ def pick_winner(
                      first_ratio=entry["measured_ratio"], predicted_ratio=entry["predicted_ratio"],
                      margin=check["target"] - measured["measured_ratio"], confirmations=confirmations,
                      meets_target=entry["eligible"] if final is None else final["eligible"])  # fmt: skip
+    if holdout is not None:
+        judge = SupernetEvaluator(supernet, DataLoader(holdout, batch_size=val_batch_size, shuffle=False), calibration,
+                                  bn_batches=len(calibration), device=device)  # fmt: skip
+        uniform_over = check is not None and dict(choice.uniform.score.counts) in over
+        choice = judge_on_holdout(choice, judge.score, keep_anyway="the uniform candidate was measured over the "
+                                  "latency target" if uniform_over else None)  # fmt: skip
+        if check is not None and choice.holdout is not None and not choice.holdout.kept:
+            entry = next(c for c in check["candidates"] if c["source"] == "uniform")  # timed in the first run
+            check.update(winner_trial=None, measured_ratio=entry["measured_ratio"], noise=entry["noise"],
+                         first_ratio=entry["measured_ratio"], predicted_ratio=entry["predicted_ratio"],
+                         margin=check["target"] - entry["measured_ratio"], meets_target=entry["eligible"])
     return Winner(choice, calibration, check)
 
 
@@ -310,6 +337,7 @@ def search_supernet(
     rescore_bn_batches: int | None = None,
     report: ReportRequest | None = None,
     parallel: ParallelConfig | None = None,
+    holdout: float | Dataset[Any] | None = DEFAULT_HOLDOUT,
 ) -> SupernetSearch:
     """Search ``space`` over a trained ``supernet`` and extract the best sub-network.
 
@@ -341,7 +369,13 @@ def search_supernet(
             candidate, export it, and write ``report.json`` (see :mod:`autoprune.pipelines.search_report`).
             Nothing of this happens when the search was interrupted.
         parallel: Evaluate up to ``parallel.workers`` candidates at once in worker processes (searchers that
-            ask ahead: RL agents, random); see :func:`autoprune.search.run_search`.
+            ask ahead: RL agents, random); see :func:`autoprune.search.run_search`. Its factory must set the
+            same ``holdout`` aside.
+        holdout: Fraction of the validation split set aside before the search (:meth:`DataSplits.hold_out`):
+            the search and the re-scoring read the rest, and the winner is exported only if it scores above
+            the uniform candidate on this part (:func:`pick_winner`). Or the part itself, already set aside
+            by the caller (``splits.val`` must not contain it; ``autoprune search`` does this before cutting
+            validation to ``--val-batches``). 0 or None: no hold-out, the winner of the re-scoring is exported.
 
     Raises:
         AutoPruneError: unknown searcher or option, bad trial count or rungs; ``report`` without ``out``;
@@ -350,6 +384,18 @@ def search_supernet(
     if report is not None and out is None:
         raise AutoPruneError("search_supernet(report=...) needs out=: the run folder it exports and reports to")
     config = SearchConfig(trials=trials, rungs=rungs, seed=seed)
+    held: Dataset[Any] | None = None
+    theirs = getattr(parallel.factory, "holdout", None) if parallel is not None else None
+    if isinstance(holdout, (int, float)) and theirs is not None and float(theirs) != float(holdout):
+        raise AutoPruneError(f"parallel.factory.holdout={theirs} but holdout={holdout}: the worker processes would "
+                             "score candidates on other validation samples; give both the same hold-out")
+    if isinstance(holdout, (int, float)):
+        try:
+            splits, held = splits.hold_out(float(holdout))
+        except ValueError as e:
+            raise AutoPruneError(str(e)) from None
+    elif holdout is not None:
+        held = holdout
     evaluator = SupernetEvaluator(
         supernet, splits.val_loader(val_batch_size), splits.calibration_loader(seed=seed),
         bn_batches=bn_batches, latency_batch_size=latency_batch_size, latency_form=latency_form, device=device,
@@ -374,7 +420,7 @@ def search_supernet(
     rescore = 4 * max(bn_batches, 1) if rescore_bn_batches is None else rescore_bn_batches
     winner = pick_winner(supernet, space, splits, done, top_k=top_k, seed=seed, device=device,
                          rescore_bn_batches=rescore, val_batch_size=val_batch_size,
-                         dense_model=None if report is None else report.dense_model)
+                         dense_model=None if report is None else report.dense_model, holdout=held)
     outcome.choice, outcome.best_counts = winner.choice, winner.counts
     outcome.model = winner.extract(supernet).to(evaluator.device)
     if report is not None and out is not None:
@@ -382,6 +428,8 @@ def search_supernet(
                     "options": jsonable(options or {}), "workers": 1 if parallel is None else parallel.workers,
                     "bn_batches": bn_batches,
                     "val_batch_size": val_batch_size, "top_k": top_k, "rescore_bn_batches": len(winner.calibration),
+                    "holdout": holdout if isinstance(holdout, (int, float)) else None,
+                    "holdout_samples": 0 if held is None else len(held),  # type: ignore[arg-type]
                     "latency_form": latency_form, "supernet": None, "device": str(device), "checkpoint": None}
         outcome.report = write_search_report(supernet, space, splits, outcome, winner, done, out, report,
                                              config=settings, seed=seed, device=device, progress=progress)

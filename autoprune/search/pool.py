@@ -35,6 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from autoprune.defaults import DEFAULT_HOLDOUT
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, Evaluator, SupernetEvaluator
 from autoprune.search.base import Searcher, Trial, TrialState
@@ -101,6 +102,8 @@ class SupernetEvaluatorFactory:
         val_batches: Keep only the first ``val_batches`` validation batches (None: all).
         bn_batches: Calibration batches of adaptive BN per candidate.
         seed: The run's seed (data and calibration draws).
+        holdout: Fraction of validation the search sets aside to judge its winner (before the ``val_batches``
+            cut, as ``autoprune search`` does): the workers never read it.
         latency_batch_size: Measure each candidate's latency at this batch size (None: not measured).
         latency_form: ``eager`` or ``deploy``.
         device: Where to evaluate.
@@ -115,6 +118,7 @@ class SupernetEvaluatorFactory:
     val_batches: int | None = None
     bn_batches: int = 10
     seed: int = 0
+    holdout: float = DEFAULT_HOLDOUT
     latency_batch_size: int | None = None
     latency_form: str = "eager"
     device: str = "cpu"
@@ -133,7 +137,7 @@ class SupernetEvaluatorFactory:
         from autoprune.supernet import Supernet
 
         seed_everything(self.seed)
-        splits = load_dataset(self.dataset, self.data_dir, image_size=self.image_size)
+        splits, _ = load_dataset(self.dataset, self.data_dir, image_size=self.image_size).hold_out(self.holdout)
         if self.val_batches is not None and self.val_batches * self.val_batch_size < len(splits.val):  # type: ignore[arg-type]
             splits = dataclasses.replace(splits, val=Subset(splits.val, range(self.val_batches * self.val_batch_size)))
         model = build_model(self.model, num_classes=splits.num_classes, in_channels=splits.in_channels)

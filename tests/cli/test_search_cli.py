@@ -36,8 +36,16 @@ def test_search_exports_a_feasible_winner_and_reports_it(searched: Path) -> None
     best = max((t for t in trials if t.state == "complete"), key=lambda t: (t.accuracy, -t.result.loss))  # type: ignore[union-attr]
     assert report["search"]["best"]["number"] == best.number
     # the winner is fixed by re-scoring the top trials and the uniform candidate on validation
-    winner, rescored = report["winner"], report["rescored"]
-    assert winner == rescored[0] and winner["source"] in ("search", "uniform")
+    winner, rescored, holdout = report["winner"], report["rescored"], report["holdout"]
+    assert report["config"]["holdout"] == 0.3  # the default share of validation set aside for the verdict
+    if holdout is None:  # the re-scoring's best is the uniform candidate: nothing to judge
+        assert winner == rescored[0] and report["vs_uniform"]["on"] == "validation"
+    else:  # the re-scoring's best, judged on the hold-out: kept if ahead of uniform there, else uniform exported
+        assert holdout["candidate_counts"] == rescored[0]["counts"] and report["vs_uniform"]["on"] == "holdout"
+        assert holdout["kept"] == (holdout["difference"] > 0)
+        assert winner == (rescored[0] if holdout["kept"] else report["uniform_rescored"])
+        assert 0 < holdout["samples"] < rescored[0]["samples"]  # 30% of validation beside the 70% searched on
+    assert winner["source"] in ("search", "uniform")
     assert [r["val_accuracy"] for r in rescored] == sorted((r["val_accuracy"] for r in rescored), reverse=True)
     assert any(r["source"] == "uniform" or r["counts"] == report["uniform_rescored"]["counts"] for r in rescored)
     assert report["vs_uniform"]["se"] >= 0 and isinstance(report["vs_uniform"]["beats_uniform"], bool)
@@ -89,6 +97,24 @@ def test_rerun_without_resume_refuses_and_with_resume_continues(searched: Path, 
     assert len(after) == 8 and [t.to_dict() for t in after[:6]] == [t.to_dict() for t in before]
 
 
+def test_a_search_from_before_the_holdout_resumes_without_one(searched: Path, run_ok: Invoke, tmp_path: Path,
+                                                               fast: tuple[str, ...]) -> None:
+    out = tmp_path / "old"
+    args = ["search", "--searcher", "random", "--supernet", str(searched / "supernet.pt"), "--out", str(out),
+            "--no-onnx", *SMALL, *fast]
+    run_ok([*args, "--trials", "2"])
+    marker = out / ".autoprune-run.json"
+    recorded = json.loads(marker.read_text())
+    assert recorded["settings"]["holdout"] == 0.3
+    del recorded["settings"]["holdout"]  # what a run folder written before --holdout records
+    marker.write_text(json.dumps(recorded))
+    resumed = run_ok([*args, "--trials", "3", "--resume"])
+    assert "from before --holdout" in resumed.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["holdout"] == 0.0 and report["holdout"] is None  # judged as it began: no hold-out
+    assert report["vs_uniform"]["on"] == "validation"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -99,6 +125,8 @@ def test_rerun_without_resume_refuses_and_with_resume_continues(searched: Path, 
         (["--searcher", "random", "--target-macs", "0.01"], "cannot be met"),
         (["--searcher", "random", "--searcher-option", "nonsense"], "key=value"),
         (["--searcher", "random", "--target-params", "0.5", "--target-latency", "0.5"], "one budget"),
+        (["--searcher", "random", "--holdout", "1"], "--holdout 1.0 must be in [0, 1)"),
+        (["--searcher", "random", "--holdout", "-0.2"], "--holdout -0.2 must be in [0, 1)"),
     ],
 )
 def test_bad_search_input_gives_one_clear_line(

@@ -51,7 +51,8 @@ def test_two_workers_run_exactly_the_requested_episodes_all_logged_within_budget
     digits_supernet: Any, supernet_file: Path, tmp_path: Path
 ) -> None:
     space, total = digits_supernet.space, 10
-    factory = SupernetEvaluatorFactory(str(supernet_file), "resnet20", "digits", val_batch_size=64, bn_batches=2)
+    factory = SupernetEvaluatorFactory(str(supernet_file), "resnet20", "digits", val_batch_size=64, bn_batches=2,
+                                       holdout=0.0)  # all of validation, as the evaluator of this process
     searcher = make_searcher("ddpg", space, seed=0, **FAST)
     result = run_search(searcher, digits_supernet.evaluator(), SearchConfig(trials=total), out=tmp_path,
                         progress=False, parallel=ParallelConfig(2, factory, threads=1))  # fmt: skip
@@ -184,3 +185,17 @@ def test_a_killed_parallel_search_resumes_to_exactly_the_requested_episodes(supe
     assert report["search"]["trials"] == total and report["search"]["resumed_trials"] == len(before)
     assert report["config"]["workers"] == 2
     assert len((out / "trials.csv").read_text().splitlines()) == total + 1
+
+
+def test_workers_never_read_the_holdout_and_a_mismatched_holdout_is_refused(digits_supernet: Any,
+                                                                              supernet_file: Path) -> None:
+    from autoprune.pipelines.search import search_supernet
+
+    rest, held = digits_supernet.splits.hold_out(0.3)
+    assert held is not None
+    factory = SupernetEvaluatorFactory(str(supernet_file), "resnet20", "digits", val_batch_size=64, bn_batches=2)
+    worker = factory()  # what a worker process builds: the search's part of validation, as search_supernet cuts it
+    assert factory.holdout == 0.3 and sum(len(y) for _, y in worker.val) == len(rest.val)
+    with pytest.raises(AutoPruneError, match=r"parallel.factory.holdout=0.3 but holdout=0.5"):
+        search_supernet(digits_supernet.supernet, digits_supernet.space, digits_supernet.splits, searcher="random",
+                        trials=2, progress=False, holdout=0.5, parallel=ParallelConfig(2, factory, threads=1))

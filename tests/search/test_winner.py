@@ -12,7 +12,7 @@ import pytest
 from autoprune.evaluate import EvalResult, FullScore, binomial_se, paired_difference
 from autoprune.pipelines.search import search_supernet
 from autoprune.search.base import Trial
-from autoprune.search.winner import choose_winner, top_trials
+from autoprune.search.winner import choose_winner, judge_on_holdout, top_trials
 
 N = 400
 
@@ -131,3 +131,86 @@ def test_search_and_winner_never_read_the_test_split(digits_supernet: Any) -> No
     assert outcome.best_counts == outcome.choice.winner.score.counts
     assert len(outcome.choice.rescored) in (2, 3)  # top 2 and the uniform candidate (unless it is one of them)
     assert outcome.choice.winner.score.bn_batches == 3
+
+
+# --- the hold-out: the winner judged once on validation samples the search never read ----------------------------
+
+def _on(searched: dict[str, int], wrong_searched: int, wrong_uniform: int) -> Any:
+    """Scoring where ``searched`` and the uniform candidate get the first so many samples wrong."""
+    table = {tuple(sorted(searched.items())): _correct(range(wrong_searched)),
+             tuple(sorted(UNIFORM.items())): _correct(range(wrong_uniform))}
+    return lambda c: _score(c, table[tuple(sorted(c.items()))])
+
+
+def _chosen(winner_correct: np.ndarray, uniform_correct: np.ndarray) -> Any:
+    """A choice on the search's samples: the searched candidate 30 answers ahead of uniform there."""
+    searched = {"a": 12, "b": 4}
+    full = {tuple(sorted(searched.items())): winner_correct, tuple(sorted(UNIFORM.items())): uniform_correct}
+    return searched, choose_winner([_trial(0, searched, 0.99)], UNIFORM,
+                                   lambda c: _score(c, full[tuple(sorted(c.items()))]))
+
+
+def test_a_winner_behind_uniform_on_the_holdout_gives_way_to_the_uniform_candidate() -> None:
+    searched, choice = _chosen(_correct(range(0, 10)), _correct(range(0, 40)))
+    assert choice.winner.source == "search" and choice.beats_uniform  # +30/400 on the samples it was chosen on
+    judged = judge_on_holdout(choice, _on(searched, 30, 20))
+    assert judged.winner is choice.uniform and judged.winner.score.counts == UNIFORM
+    assert judged.holdout is not None and not judged.holdout.kept
+    assert judged.holdout.difference == pytest.approx(-10 / N)  # the unbiased estimate: behind
+    assert judged.holdout.selection_difference == pytest.approx(30 / N)  # the biased one it was chosen on
+    assert judged.difference == 0.0 and not judged.beats_uniform  # the exported model is the uniform one
+    assert "uniform candidate is exported" in judged.statement and "never read" in judged.statement
+    data = judged.to_dict()
+    assert data["vs_uniform"]["on"] == "holdout" and data["holdout"]["kept"] is False
+    assert data["holdout"]["candidate_counts"] == searched and data["winner"]["source"] == "uniform"
+
+
+def test_a_winner_ahead_on_the_holdout_is_kept_and_judged_by_the_holdout() -> None:
+    searched, choice = _chosen(_correct(range(0, 10)), _correct(range(0, 40)))
+    judged = judge_on_holdout(choice, _on(searched, 12, 14))
+    assert judged.winner is choice.winner and judged.holdout is not None and judged.holdout.kept
+    assert judged.difference == pytest.approx(2 / N) and not judged.beats_uniform  # ahead, but within noise
+    assert "within 2 standard errors" in judged.statement
+    judged = judge_on_holdout(choice, _on(searched, 5, 45))
+    assert judged.beats_uniform and "a real gain" in judged.statement
+
+
+def test_the_holdout_cannot_overrule_a_reason_to_keep_the_winner_and_says_so() -> None:
+    searched, choice = _chosen(_correct(range(0, 10)), _correct(range(0, 40)))
+    judged = judge_on_holdout(choice, _on(searched, 30, 20),
+                              keep_anyway="the uniform candidate was measured over the latency target")
+    assert judged.winner is choice.winner and judged.holdout is not None and judged.holdout.kept
+    assert judged.holdout.reason is not None and "latency target" in judged.statement
+
+
+def test_nothing_is_judged_when_the_uniform_candidate_already_won() -> None:
+    choice = choose_winner([], UNIFORM, lambda c: _score(c, _correct(range(0, 10))))
+    called: list[Any] = []
+    assert judge_on_holdout(choice, lambda c: called.append(c) or _score(c, _correct(range(1)))) is choice
+    assert not called
+
+
+def test_search_supernet_never_reads_the_holdout_before_the_verdict(digits_supernet: Any) -> None:
+    splits = digits_supernet.splits
+    _, held = splits.hold_out(0.5)
+    assert held is not None
+    n_val, n_held = len(splits.val), len(held)
+    outcome = search_supernet(digits_supernet.supernet, digits_supernet.space, splits, searcher="random", trials=4,
+                              seed=0, bn_batches=2, val_batch_size=64, progress=False, top_k=2, rescore_bn_batches=3,
+                              holdout=0.5)
+    choice = outcome.choice
+    assert choice is not None and outcome.model is not None
+    # every trial and every re-score read the search part only; the verdict read the hold-out only
+    assert {t.result.samples for t in outcome.result.trials if t.result is not None} == {n_val - n_held}
+    assert {r.score.samples for r in choice.rescored} == {n_val - n_held}
+    if choice.holdout is not None:  # the re-scoring's winner was a searched one: it was judged
+        assert choice.holdout.samples == n_held
+        assert choice.holdout.kept == (choice.winner.source == "search")
+        assert choice.holdout.kept == (choice.holdout.difference > 0)
+    else:
+        assert choice.winner is choice.uniform
+    assert outcome.best_counts == choice.winner.score.counts
+    none = search_supernet(digits_supernet.supernet, digits_supernet.space, splits, searcher="random", trials=2,
+                           seed=0, bn_batches=2, val_batch_size=64, progress=False, top_k=1, holdout=0.0)
+    assert none.choice is not None and none.choice.holdout is None
+    assert {r.score.samples for r in none.choice.rescored} == {n_val}
