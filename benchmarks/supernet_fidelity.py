@@ -45,7 +45,8 @@ from _supernet_options import add_stage_options  # noqa: E402
 
 def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict[str, dict[str, int]]:
     """Named candidates at ``space``'s budget: uniform, starved ones and random ones (``n`` in all), plus the
-    winners of the searches found in ``work`` (``search-TARGET-sS``) whenever they exist.
+    winners of the searches found in ``work`` (``search-TARGET-sS``, and ``search-hH-TARGET-sS`` with a hold-out:
+    the candidate the hold-out judged, whether or not it was exported) whenever they exist.
 
     The random candidates do not depend on how many winners exist, so a run started before the searches
     finished keeps its finished candidates and only adds the winners when it is run again.
@@ -65,8 +66,13 @@ def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict
         counts = space.sample(rng)
         if counts not in out.values():
             out[f"random-{len(out)}"] = counts
-    for report in sorted(work.glob(f"search-{target}-s*/report.json")):
-        out[f"winner-{report.parent.name.rsplit('-', 1)[1]}"] = dict(json.loads(report.read_text())["counts"])
+    for pattern in (f"search-{target}-s*", f"search-h*-{target}-s*"):  # without and with a hold-out
+        for report in sorted(work.glob(f"{pattern}/report.json")):
+            stage, rep = report.parent.name, json.loads(report.read_text())
+            held = stage.split("-")[1] + "-" if stage.startswith("search-h") else ""
+            # the search's choice: the candidate its hold-out judged (exported or not), else the exported one
+            chosen = rep["holdout"]["candidate_counts"] if rep.get("holdout") else rep["counts"]
+            out[f"winner-{held}{stage.rsplit('-', 1)[1]}"] = dict(chosen)
     return out
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import torch
 
+from autoprune.defaults import DEFAULT_HOLDOUT
+
 
 def test_measure_alternates_thread_counts_and_restores_them(benchmark_script: Any, digits_supernet: Any,
                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +26,8 @@ def test_measure_alternates_thread_counts_and_restores_them(benchmark_script: An
     assert set_to == [1, 2, 2, 1, 1, 2, before]
     assert len(result["speedup_per_round"]) == 2 and result["median_speedup"] > 0
     assert result["ceiling_of_processes"] == pytest.approx(2 / result["median_speedup"])
-    assert result["validation_samples"] == len(digits_supernet.splits.val)
+    searched, _ = digits_supernet.splits.hold_out(DEFAULT_HOLDOUT)  # what a search reads: not its hold-out
+    assert result["validation_samples"] == len(searched.val)
     assert "at most" in module.markdown(result)[0]
     with pytest.raises(SystemExit, match="at least 2 threads"):
         module.measure(path, "resnet20", "digits", None, threads=1, rounds=2)

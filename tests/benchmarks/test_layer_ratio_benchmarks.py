@@ -28,6 +28,9 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     for run in row["searches"].values():  # each search's winner is scored against the same uniform candidate
         assert run["macs_ratio"] <= 0.3 + 1e-9
         assert run["winner_minus_uniform_test"] == pytest.approx(run["winner"]["accuracy"] - run["uniform"]["accuracy"])
+        if run["holdout"] is not None and not run["holdout"]["kept"]:  # the hold-out returned the uniform candidate
+            assert run["exported"] == "uniform" and run["winner_minus_uniform_test"] == 0.0
+    assert sorted(p.name for p in work.glob("search-*") if p.is_dir()) == ["search-h0.3-0.3-s0", "search-h0.3-0.3-s1"]
     mean, _ = row["winner_minus_uniform_test"]
     assert mean == pytest.approx(sum(r["winner_minus_uniform_test"] for r in row["searches"].values()) / 2)
     checks = result["convergence"]  # each failed check extends the dense training; the last base is pruned
@@ -43,7 +46,8 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
          "--also", f"same={work / 'supernet' / 'supernet.pt'}")
     fidelity = json.loads((out / "fidelity_resnet20_0.3.json").read_text())
     names = [r["name"] for r in fidelity["rows"]]
-    assert names[0] == "uniform" and names[-2:] == ["winner-s0", "winner-s1"] and len(names) == 6 + 2
+    # the searches ran with the command's default hold-out (stages search-h0.3-...): their judged candidates
+    assert names[0] == "uniform" and names[-2:] == ["winner-h0.3-s0", "winner-h0.3-s1"] and len(names) == 6 + 2
     assert all(r["macs_ratio"] <= 0.3 + 1e-9 for r in fidelity["rows"])
     for key in ("supernet_vs_truth", "cut_vs_truth"):
         lo, hi = fidelity[key]["kendall_tau_ci95"]
