@@ -238,7 +238,7 @@ def render(r: dict[str, Any]) -> str:
                              f"{_pts(*_mean_se([r['holdout']['selection_difference'] for r in kept]))}.")
             for key in row["baselines"]:
                 mb, seb = row[f"winner_minus_{key}"]
-                lines.append(f"- Winner − {key}: {_pts(mb, seb)} points on test (SE over seeds; each accuracy "
+                lines.append(f"- Returned − {key}: {_pts(mb, seb)} points on test (SE over seeds; each accuracy "
                              "also has its own test-set SE above).")
             lines.append("")
     lines += [f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
