@@ -139,7 +139,9 @@ def main() -> None:
                 "searcher": rep["search"]["searcher"], "winner": rep["pruned"], "uniform": rep["uniform"],
                 "winner_minus_uniform_test": rep["pruned"]["accuracy"] - rep["uniform"]["accuracy"],
                 "vs_uniform_val": rep["vs_uniform"], "holdout": rep.get("holdout"),
-                "exported": rep["winner"]["source"], "macs_ratio": rep["macs_ratio"],
+                # the uniform candidate may also be a trial of the search (TPE tries it first): judge by counts
+                "exported": "uniform" if rep["counts"] == rep["uniform_rescored"]["counts"] else "search",
+                "macs_ratio": rep["macs_ratio"],
                 "keep_ratios": rep["keep_ratios"], "seconds": rep["wall_time_s"],
                 "evaluations": rep["search"]["evaluations"]}
             summarize(row)
