@@ -112,9 +112,13 @@ def supernet_cmd(
         raise AutoPruneError("under torchrun pass --checkpoint (a trained dense model), so that every process "
                              "ranks channels of the same weights; train it first with `autoprune train`")
     rank, world = _init_distributed(run.device)
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 claims the run folder first: a folder half-written by it is not another run's
     s = start("supernet", run, settings, mode="continue",  # more epochs continue the same run
               defining=tuple(k for k in settings if k not in ("device", "out", "overwrite", "threads", "progress",
                                                               "epochs", "bn_batches")))
+    if world > 1 and rank == 0:
+        dist.barrier()
     report = s.report("supernet", run.model, run.dataset, run.seed)
     ckpt = s.out / "supernet.pt"
     dense_file = run.checkpoint if run.checkpoint is not None else train_dense_once(s, run.model, run.dataset,

@@ -75,7 +75,8 @@ def test_supernet_under_torchrun_with_two_cpu_processes(trained: Path, tmp_path:
          "--threads", "1", "--device", "cpu"],
         capture_output=True, text=True, timeout=300, env=env,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error")]
+    assert proc.returncode == 0, "\n".join(errors) + proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert report["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert (proc.stdout + proc.stderr).count("supernet: epoch 1/1 finished") == 1  # one line, from rank 0 only
