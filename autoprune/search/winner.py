@@ -8,8 +8,8 @@ that score (validation loss breaks ties). It then says whether the winner beats 
 more than two standard errors of their paired difference.
 
 That difference is measured on the data the winner was chosen on, so it is biased upwards (the winner's
-curse: on VGG-small at 10% of the MACs, the winners of three seeds were +0.41 points over the uniform
-candidate on that validation data and -0.41 on test). :func:`judge_on_holdout` therefore compares the winner
+curse: on VGG-small at 20% of the MACs, three winners led the uniform candidate by +0.58 points on the
+samples they were chosen on and by +0.13 on samples set aside). :func:`judge_on_holdout` therefore compares the winner
 with the uniform candidate once more, on a part of validation set aside before the search (the
 *hold-out*), and exports the uniform candidate unless the winner scores above it there. The test split is
 never read here: the caller reads it once, for the report, after the winner is fixed.
