@@ -36,7 +36,7 @@ def demo_cmd(
     """The main job on the embedded digits data (about a minute on 2 cores, no download).
 
     Trains the dense model, trains a weight-sharing supernet, searches per-layer keep ratios at
-    --target-macs (default 0.5) with TPE, fixes the winner on validation data, exports it without
+    --target-macs (default 0.5) with TPE, fixes the winner on validation data (judged on a hold-out), exports it without
     finetuning (plan.json, model.safetensors, model.onnx), prints dense / uniform / winner side by side,
     writes figures and report.html, and prints the next steps. A rerun continues the same folder.
     """
