@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from autoprune._jsonfile import write_json_atomic
 from autoprune.data import DataSplits
@@ -35,6 +35,7 @@ from autoprune.defaults import DEFAULT_HOLDOUT
 from autoprune.envs import parse_target_range
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, FullScore, SupernetEvaluator
+from autoprune.pipelines.holdout import holdout_scorer, set_aside
 from autoprune.pipelines.search import SupernetSearch, Winner, rescore_calibration
 from autoprune.pipelines.search_report import ReportRequest, SearchReport, write_search_report
 from autoprune.report import RunReport
@@ -201,14 +202,7 @@ def answer_targets(
     """
     for t in targets:
         saved.check_target(t)
-    held: Dataset[Any] | None = None
-    if isinstance(holdout, (int, float)):
-        try:
-            splits, held = splits.hold_out(float(holdout))
-        except ValueError as e:
-            raise AutoPruneError(str(e)) from None
-    elif holdout is not None:
-        held = holdout  # set aside by the caller, as search_supernet takes it
+    splits, held = set_aside(splits, holdout)
     answers = []
     for t in targets:
         folder = out if len(targets) == 1 else out / f"target-{t:g}"
@@ -285,9 +279,8 @@ def _rescore(supernet: Supernet, space: SearchSpace, splits: DataSplits, counts:
                   info={"target": target, "policy": True})
     choice = choose_winner([trial], space.uniform(1.0), score, top_k=1)
     if holdout is not None:
-        judge = SupernetEvaluator(supernet, DataLoader(holdout, batch_size=val_batch_size, shuffle=False), calibration,
-                                  bn_batches=len(calibration), device=device)  # fmt: skip
-        choice = judge_on_holdout(choice, judge.score)
+        choice = judge_on_holdout(choice, holdout_scorer(supernet, holdout, calibration, val_batch_size=val_batch_size,
+                                                         device=device))  # fmt: skip
     return Winner(choice, calibration), trial, scorer
 
 

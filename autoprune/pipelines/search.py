@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from autoprune.data import DataSplits
 from autoprune.defaults import DEFAULT_HOLDOUT
@@ -35,6 +35,7 @@ from autoprune.engine.deploy import in_form
 from autoprune.errors import AutoPruneError
 from autoprune.evaluate import EvalResult, SupernetEvaluator, paired_difference
 from autoprune.metrics import measure_interleaved, ratio
+from autoprune.pipelines.holdout import holdout_scorer, set_aside
 from autoprune.pipelines.search_report import (
     ReportRequest,
     SearchReport,
@@ -168,10 +169,9 @@ def pick_winner(
                      margin=check["target"] - measured["measured_ratio"], confirmations=confirmations,
                      meets_target=entry["eligible"] if final is None else final["eligible"])  # fmt: skip
     if holdout is not None:
-        judge = SupernetEvaluator(supernet, DataLoader(holdout, batch_size=val_batch_size, shuffle=False), calibration,
-                                  bn_batches=len(calibration), device=device)  # fmt: skip
+        judge = holdout_scorer(supernet, holdout, calibration, val_batch_size=val_batch_size, device=device)
         uniform_over = check is not None and dict(choice.uniform.score.counts) in over
-        choice = judge_on_holdout(choice, judge.score, keep_anyway="the uniform candidate was measured over the "
+        choice = judge_on_holdout(choice, judge, keep_anyway="the uniform candidate was measured over the "
                                   "latency target" if uniform_over else None)  # fmt: skip
         if check is not None and choice.holdout is not None and not choice.holdout.kept:
             entry = next(c for c in check["candidates"] if c["source"] == "uniform")  # timed in the first run
@@ -384,18 +384,11 @@ def search_supernet(
     if report is not None and out is None:
         raise AutoPruneError("search_supernet(report=...) needs out=: the run folder it exports and reports to")
     config = SearchConfig(trials=trials, rungs=rungs, seed=seed)
-    held: Dataset[Any] | None = None
     theirs = getattr(parallel.factory, "holdout", None) if parallel is not None else None
     if isinstance(holdout, (int, float)) and theirs is not None and float(theirs) != float(holdout):
         raise AutoPruneError(f"parallel.factory.holdout={theirs} but holdout={holdout}: the worker processes would "
                              "score candidates on other validation samples; give both the same hold-out")
-    if isinstance(holdout, (int, float)):
-        try:
-            splits, held = splits.hold_out(float(holdout))
-        except ValueError as e:
-            raise AutoPruneError(str(e)) from None
-    elif holdout is not None:
-        held = holdout
+    splits, held = set_aside(splits, holdout)
     evaluator = SupernetEvaluator(
         supernet, splits.val_loader(val_batch_size), splits.calibration_loader(seed=seed),
         bn_batches=bn_batches, latency_batch_size=latency_batch_size, latency_form=latency_form, device=device,
