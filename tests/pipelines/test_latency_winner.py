@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import autoprune.pipelines.latency_winner as latency_module
 import autoprune.pipelines.search as search_module
 import autoprune.pipelines.search_report as report_module
 import autoprune.search.winner as winner_module
@@ -48,7 +49,7 @@ def test_a_latency_budget_search_measures_its_winner_before_export(
 ) -> None:
     sn = digits_supernet
     events: list[tuple[str, Any]] = []
-    measure, export = search_module.measure_interleaved, report_module.write_export
+    measure, export = latency_module.measure_interleaved, report_module.write_export
 
     def measure_spy(models: Any, shape: Any, **kwargs: Any) -> Any:
         events.append(("measure", list(models)))
@@ -58,7 +59,7 @@ def test_a_latency_budget_search_measures_its_winner_before_export(
         events.append(("export", dict(plan.meta["counts"])))
         return export(out, model, plan, *args, **kwargs)
 
-    monkeypatch.setattr(search_module, "measure_interleaved", measure_spy)
+    monkeypatch.setattr(latency_module, "measure_interleaved", measure_spy)
     monkeypatch.setattr(report_module, "write_export", export_spy)
     out = tmp_path / "run"
     outcome = search_supernet(sn.supernet, latency_space, sn.splits, searcher="random", trials=4, seed=0, bn_batches=2,
@@ -107,8 +108,8 @@ def _fixed_ratios(monkeypatch: pytest.MonkeyPatch, over: set[int]) -> list[list[
         value = 2.0 if index in over else 0.9
         return RatioStats(median=value, q1=value, q3=value, iqr=0.0, rounds=3)
 
-    monkeypatch.setattr(search_module, "measure_interleaved", measure)
-    monkeypatch.setattr(search_module, "ratio", fixed)
+    monkeypatch.setattr(latency_module, "measure_interleaved", measure)
+    monkeypatch.setattr(latency_module, "ratio", fixed)
     return runs
 
 
