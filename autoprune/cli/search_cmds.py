@@ -26,14 +26,16 @@ from autoprune.cli.common import (
     at_least,
     console,
     limit_validation,
-    one_budget,
     start,
     user_errors,
     with_budget,
 )
-from autoprune.cli.runfolder import adopt_recorded, read_marker
+from autoprune.cli.runfolder import adopt_recorded
 from autoprune.cli.search_support import (
+    hold_out,
     oversubscription_note,
+    resolve_holdout,
+    search_budget,
     searcher_settings,
     side_by_side,
     spawn_workers,
@@ -174,18 +176,11 @@ def search_cmd(
         if adopted:
             console.print(f"resuming with the run's own {', '.join(adopted)}", highlight=False)
     given = {"target_macs": target_macs, "target_params": target_params, "target_latency": target_latency}
-    if holdout is not None and (isinstance(holdout, bool) or not 0.0 <= holdout < 1.0):
-        raise AutoPruneError(f"--holdout {holdout} must be in [0, 1): the fraction of the validation split set "
-                             "aside to judge the winner (0: none)")
-    if holdout is None and resume and run.out is not None and _before_holdout(run.out):
-        holdout = 0.0  # its trials were scored on the whole validation split: judge the same way
-        console.print("resuming a run from before --holdout: no hold-out, as it began", highlight=False)
-    else:
-        holdout = settings["holdout"] = DEFAULT_HOLDOUT if holdout is None else holdout
+    holdout = resolve_holdout(holdout, settings, run.out if resume else None)
     if policy is not None:  # answer targets from a saved policy: no search (autoprune.pipelines.policy)
         return _answer_from_policy(run, settings, policy, targets, given, supernet, space, target_range is not None,
                                    resume, bn_batches, val_batch_size, val_batches, rescore_bn_batches, onnx, holdout)
-    budget, target, trained_range = _budget(searcher, settings, targets, given)
+    budget, target, trained_range = search_budget(searcher, settings, targets, given)
     at_least(1, top_k=top_k, rescore_bn_batches=rescore_bn_batches, trials=trials,
              latency_batch_size=latency_batch_size, val_batch_size=val_batch_size, val_batches=val_batches,
              threads=run.threads, **({} if supernet else {"supernet_epochs": supernet_epochs}),
@@ -268,37 +263,6 @@ def _parallel(s: Setup, run: opt.RunOptions, workers: int, supernet: Path | None
         holdout=holdout, device=str(s.device),
     )  # fmt: skip
     return ParallelConfig(workers, factory, threads=torch.get_num_threads())  # this process's share already
-
-
-def _before_holdout(out: Path) -> bool:
-    """Whether ``out`` holds a search recorded before ``--holdout`` existed (its settings lack the key)."""
-    recorded = (read_marker(out) or {}).get("settings") if out.is_dir() else None
-    return isinstance(recorded, dict) and "holdout" not in recorded
-
-
-def hold_out(splits: Any, fraction: float) -> tuple[Any, Any]:
-    """``--holdout``: set that fraction of validation aside (:meth:`DataSplits.hold_out`), as a one-line error."""
-    try:
-        return splits.hold_out(fraction)
-    except ValueError as e:
-        raise AutoPruneError(f"--holdout {fraction}: {e}") from None
-
-
-def _budget(searcher: str, settings: dict[str, Any], targets: str | None,
-            given: dict[str, float | None]) -> tuple[str, float, Any]:  # fmt: skip
-    """The run's one budget (recorded in ``settings``); with ``--target-range`` its upper end, and the range."""
-    if targets is not None:
-        raise AutoPruneError("--targets lists targets to answer from a saved policy: add --policy RUN/policy.zip, "
-                             "or give one budget (--target-macs)")
-    trained_range = None
-    if settings["target_range"] is not None:  # one budget-conditioned agent (as given, or adopted by --resume)
-        from autoprune.pipelines.policy import training_budget
-
-        budget, target, trained_range = training_budget(searcher, settings["target_range"], **given)
-    else:
-        budget, target = one_budget(**given)
-    settings.update(budget=budget, target=target)
-    return budget, target, trained_range
 
 
 def _finish(outcome: Any, request: Any, procs: list[Any], out: Path, model: str, searcher: str, space: Any,

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoprune.cli.common import console
+from autoprune.cli.common import console, one_budget
+from autoprune.cli.runfolder import read_marker
+from autoprune.defaults import DEFAULT_HOLDOUT
 from autoprune.errors import AutoPruneError
 
 if TYPE_CHECKING:
@@ -154,3 +156,42 @@ def tensorboard_logger(out: Path) -> Any:
     from autoprune.analysis.tensorboard import TensorBoardLogger
 
     return TensorBoardLogger(out / "tensorboard").on_trial
+
+
+def resolve_holdout(holdout: float | None, settings: dict[str, Any], resumed: Path | None) -> float:
+    """``--holdout`` checked, defaulted and recorded in ``settings``; a resumed run from before the option (its
+    recorded settings lack it) keeps no hold-out, as it began (and ``settings`` stays without it)."""
+    if holdout is not None and (isinstance(holdout, bool) or not 0.0 <= holdout < 1.0):
+        raise AutoPruneError(f"--holdout {holdout} must be in [0, 1): the fraction of the validation split set "
+                             "aside to judge the winner (0: none)")
+    recorded = (read_marker(resumed) or {}).get("settings") if resumed is not None and resumed.is_dir() else None
+    if holdout is None and isinstance(recorded, dict) and "holdout" not in recorded:
+        console.print("resuming a run from before --holdout: no hold-out, as it began", highlight=False)
+        return 0.0  # its trials were scored on the whole validation split: judge the same way
+    settings["holdout"] = DEFAULT_HOLDOUT if holdout is None else holdout
+    return float(settings["holdout"])
+
+
+def hold_out(splits: Any, fraction: float) -> tuple[Any, Any]:
+    """``--holdout``: set that fraction of validation aside (:meth:`DataSplits.hold_out`), as a one-line error."""
+    try:
+        return splits.hold_out(fraction)
+    except ValueError as e:
+        raise AutoPruneError(f"--holdout {fraction}: {e}") from None
+
+
+def search_budget(searcher: str, settings: dict[str, Any], targets: str | None,
+            given: dict[str, float | None]) -> tuple[str, float, Any]:  # fmt: skip
+    """The run's one budget (recorded in ``settings``); with ``--target-range`` its upper end, and the range."""
+    if targets is not None:
+        raise AutoPruneError("--targets lists targets to answer from a saved policy: add --policy RUN/policy.zip, "
+                             "or give one budget (--target-macs)")
+    trained_range = None
+    if settings["target_range"] is not None:  # one budget-conditioned agent (as given, or adopted by --resume)
+        from autoprune.pipelines.policy import training_budget
+
+        budget, target, trained_range = training_budget(searcher, settings["target_range"], **given)
+    else:
+        budget, target = one_budget(**given)
+    settings.update(budget=budget, target=target)
+    return budget, target, trained_range
