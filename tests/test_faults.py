@@ -164,7 +164,11 @@ def test_train_killed_then_rerun_resumes_after_its_finished_epochs(tmp_path: Pat
     done, first_losses = state["epoch"], state["history"]["train_loss"]
     assert 1 <= done < 8
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    other_lr = subprocess.run([*cmd, "--lr", "0.2"], capture_output=True, text=True, timeout=300, env=env)
+    assert other_lr.returncode == 2 and "--lr 0.2 (the run has 0.05)" in " ".join(other_lr.stderr.split())
+    assert torch.load(partial, weights_only=True)["epoch"] == done  # refused before touching it
+    more_threads = [*cmd[:-4], "--threads", "2", "--device", "cpu"]  # threads do not define the run
+    resumed = subprocess.run(more_threads, capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     said = " ".join((resumed.stdout + resumed.stderr).split())
     assert "resuming" in said and f"epoch {done + 1}/8 finished" in said and "epoch 1/8 finished" not in said

@@ -107,7 +107,9 @@ def train_cmd(
     started = time.perf_counter()
     if epochs < 1:
         raise AutoPruneError(f"--train-epochs {epochs} trains nothing: give at least 1")
-    s = start("train", run, settings, mode="continue")  # a rerun continues an unfinished run (same settings)
+    # a rerun continues an unfinished run: same settings, except those that do not change what is trained
+    s = start("train", run, settings, mode="continue",
+              defining=tuple(k for k in settings if k not in ("device", "out", "overwrite", "threads", "progress")))
     if (s.out / "report.json").is_file():
         raise RunFolderError(f"--out {s.out} holds a finished train run: pass a new --out, or --overwrite to "
                              "train again from scratch")
