@@ -80,6 +80,23 @@ def _key(counts: dict[str, int]) -> str:
     return json.dumps(sorted(counts.items()))
 
 
+def merge_replicates(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Logged rows by structure. A structure finetuned more than once (e.g. under two names in an earlier
+    pool) gets the mean of its ground truths, and keeps every reading in ``truth_test_replicates``."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_key.setdefault(_key(r["counts"]), []).append(r)
+    merged = {}
+    for key, same in by_key.items():
+        row = dict(same[0])
+        if len(same) > 1:
+            row["truth_test_replicates"] = [r["truth_test"] for r in same]
+            row["truth_test"] = float(np.mean(row["truth_test_replicates"]))
+            row["truth_val"] = float(np.mean([r["truth_val"] for r in same]))
+        merged[key] = row
+    return merged
+
+
 def rank_stats(x: list[float], y: list[float], seed: int, reps: int = 2000) -> dict[str, Any]:
     """Kendall's tau and Spearman's rho of ``x`` vs ``y`` with percentile bootstrap 95% intervals."""
     xa, ya = np.asarray(x), np.asarray(y)
@@ -163,8 +180,8 @@ def main() -> None:
     log_path = a.work / f"fidelity-{a.target}.jsonl"
     logged = {}  # finished candidates, matched by structure (names may shift when the pool changes)
     if log_path.exists():
-        logged = {_key(r["counts"]): r for r in map(json.loads, log_path.read_text().splitlines())
-                  if r.get("ft_epochs") == a.finetune_epochs}
+        logged = merge_replicates([r for r in map(json.loads, log_path.read_text().splitlines())
+                                   if r.get("ft_epochs") == a.finetune_epochs])
     done = {name: {**logged[_key(c)], "name": name} for name, c in pool.items() if _key(c) in logged}
     stem = a.name or f"fidelity_{a.model}_{a.target}"
     for i, (name, counts) in enumerate(pool.items()):
@@ -210,6 +227,15 @@ def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str
         # Noise reference: each finetuned model's own validation accuracy against its test accuracy, i.e. how
         # well the ground truth read on one finite split ranks against itself read on another.
         result["noise_reference"] = rank_stats([r["truth_val"] for r in rows], truth, a.seed)
+    uniform = next((r for r in rows if r["name"] == "uniform"), None)
+    if uniform is not None and len(rows) >= 2:
+        # The most any searcher could gain here: the best ground truth among the candidates minus the uniform
+        # one's (biased upward: it is the largest of many noisy readings, each ± its test SE).
+        best = max(rows, key=lambda r: r["truth_test"])
+        result["headroom"] = {"best": best["name"], "best_minus_uniform": best["truth_test"] - uniform["truth_test"],
+                              "se": math.hypot(best["truth_test_se"], uniform["truth_test_se"]),
+                              "range": best["truth_test"] - min(r["truth_test"] for r in rows),
+                              "above_uniform": sum(r["truth_test"] > uniform["truth_test"] for r in rows)}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (a.out / f"{stem}.md").write_text(render(result))
@@ -237,11 +263,20 @@ def render(r: dict[str, Any]) -> str:
                      f"{q['spearman_rho']:.2f} against their test accuracy: what finite evaluation splits alone "
                      "allow. A score read on validation is not expected to rank much above it (one free of "
                      "validation noise could rank somewhat higher; finetuning noise is not in it).")
+    if "headroom" in r:
+        h = r["headroom"]
+        lines.append(f"- headroom: the best candidate's ground truth (`{h['best']}`) is "
+                     f"**{100 * h['best_minus_uniform']:+.2f} ± {100 * h['se']:.2f} points** from the uniform "
+                     f"candidate's ({h['above_uniform']} of {len(r['rows'])} candidates above it; all within "
+                     f"{100 * h['range']:.2f} points): the most a perfect ranking could gain over uniform here, "
+                     "read as the largest of many noisy values (so biased upward).")
     lines += ["", "| candidate | MACs ratio | supernet score (val) | cut score (val) | cut + finetune (test ± SE) |",
               "|---|---|---|---|---|"]
     for row in sorted(r["rows"], key=lambda x: -x["truth_test"]):
+        reps = row.get("truth_test_replicates")
+        more = f" (mean of {len(reps)} finetunes: {', '.join(f'{v:.4f}' for v in reps)})" if reps else ""
         lines.append(f"| {row['name']} | {row['macs_ratio']:.3f} | {row['supernet_val']:.4f} | {row['cut_val']:.4f} | "
-                     f"{row['truth_test']:.4f} ± {row['truth_test_se']:.4f} |")
+                     f"{row['truth_test']:.4f} ± {row['truth_test_se']:.4f}{more} |")
     lines += ["", f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
     return "\n".join(lines) + "\n"
 

@@ -59,6 +59,11 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert fidelity["noise_reference"]["kendall_tau"] == pytest.approx(
         kendalltau([r["truth_val"] for r in rows], [r["truth_test"] for r in rows]).statistic, nan_ok=True)
 
+    # the headroom: the best ground truth minus the uniform candidate's (what a perfect ranking could gain)
+    truth = {r["name"]: r["truth_test"] for r in rows}
+    assert fidelity["headroom"]["best_minus_uniform"] == pytest.approx(max(truth.values()) - truth["uniform"])
+    assert fidelity["headroom"]["above_uniform"] == sum(v > truth["uniform"] for v in truth.values())
+
     # RL against random at equal cost over the same supernet: every search gets the same trials
     _run("rl_equal_cost.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
          "--searchers", "ddpg", "random", "--seeds", "0")
@@ -76,3 +81,22 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     for t, row in front["targets"].items():
         assert row["policy"]["macs_ratio"] <= float(t) + 1e-9 and row["tpe"]["macs_ratio"] <= float(t) + 1e-9
         assert row["policy"]["returned"] in ("uniform", "policy", "search")
+
+
+def test_fidelity_merges_a_structure_finetuned_twice_into_the_mean_of_its_ground_truths() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import supernet_fidelity
+    finally:
+        sys.path.remove(str(BENCH))
+    row = {"counts": {"a": 4, "b": 8}, "ft_epochs": 2, "supernet_val": 0.9}
+    logged = [{**row, "name": "uniform", "truth_test": 0.93, "truth_val": 0.94},
+              {**row, "name": "starve-last", "truth_test": 0.92, "truth_val": 0.95},
+              {**row, "counts": {"a": 8, "b": 4}, "name": "random-1", "truth_test": 0.91, "truth_val": 0.90}]
+    merged = supernet_fidelity.merge_replicates(logged)
+    assert len(merged) == 2  # one row per structure
+    twice = next(r for r in merged.values() if r["counts"] == {"a": 4, "b": 8})
+    assert twice["truth_test"] == pytest.approx(0.925) and twice["truth_val"] == pytest.approx(0.945)
+    assert twice["truth_test_replicates"] == [0.93, 0.92] and twice["name"] == "uniform"
+    once = next(r for r in merged.values() if r["counts"] == {"a": 8, "b": 4})
+    assert once["truth_test"] == 0.91 and "truth_test_replicates" not in once
