@@ -97,6 +97,22 @@ def merge_replicates(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return merged
 
 
+def distinct_rows(pool: dict[str, dict[str, int]], done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per distinct structure, in pool order: a structure found under several names (e.g. the same
+    winner from a search with and without a hold-out) keeps its first name and lists the others in
+    ``same_as``, so that it counts once in the rank statistics."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, counts in pool.items():
+        if name not in done:
+            continue
+        key = _key(counts)
+        if key in rows:
+            rows[key].setdefault("same_as", []).append(name)
+        else:
+            rows[key] = {**done[name], "name": name}
+    return list(rows.values())
+
+
 def rank_stats(x: list[float], y: list[float], seed: int, reps: int = 2000) -> dict[str, Any]:
     """Kendall's tau and Spearman's rho of ``x`` vs ``y`` with percentile bootstrap 95% intervals."""
     xa, ya = np.asarray(x), np.asarray(y)
@@ -210,7 +226,8 @@ def main() -> None:
 
 def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str, Any], meta: dict[str, Any],
           others: dict[str, dict[str, float]] | None = None) -> None:
-    rows = [{**done[n], **{f"{o}_val": s[n] for o, s in (others or {}).items() if n in s}} for n in pool if n in done]
+    rows = distinct_rows(pool, {n: {**done[n], **{f"{o}_val": s[n] for o, s in (others or {}).items() if n in s}}
+                                for n in pool if n in done})
     result: dict[str, Any] = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
         "command": " ".join(["python", "benchmarks/supernet_fidelity.py", *sys.argv[1:]]),
@@ -244,7 +261,8 @@ def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str
 def render(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [f"# Supernet ranking fidelity: {s['model']} on {s['dataset']} at {s['target']:.0%} of the MACs", "",
-             f"{len(r['rows'])} candidates. Scores on {s['dataset']} validation (adaptive BN on {s['bn_batches']} "
+             f"{len(r['rows'])} distinct candidates. Scores on {s['dataset']} validation (adaptive BN on "
+             f"{s['bn_batches']} "
              f"batches of 64); ground truth: the structure cut from the dense model and finetuned "
              f"{s['finetune_epochs']} epochs (lr {s['finetune_lr']}), test accuracy.", ""]
     for key, label in (("supernet_vs_truth", "supernet score (what the search ranks by)"),
@@ -275,8 +293,9 @@ def render(r: dict[str, Any]) -> str:
     for row in sorted(r["rows"], key=lambda x: -x["truth_test"]):
         reps = row.get("truth_test_replicates")
         more = f" (mean of {len(reps)} finetunes: {', '.join(f'{v:.4f}' for v in reps)})" if reps else ""
-        lines.append(f"| {row['name']} | {row['macs_ratio']:.3f} | {row['supernet_val']:.4f} | {row['cut_val']:.4f} | "
-                     f"{row['truth_test']:.4f} ± {row['truth_test_se']:.4f}{more} |")
+        also = "".join(f" = {n}" for n in row.get("same_as", []))
+        lines.append(f"| {row['name']}{also} | {row['macs_ratio']:.3f} | {row['supernet_val']:.4f} | "
+                     f"{row['cut_val']:.4f} | {row['truth_test']:.4f} ± {row['truth_test_se']:.4f}{more} |")
     lines += ["", f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
     return "\n".join(lines) + "\n"
 
