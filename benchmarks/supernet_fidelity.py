@@ -203,6 +203,10 @@ def main() -> None:
     for i, (name, counts) in enumerate(pool.items()):
         if name in done:
             continue
+        same = next((row for row in done.values() if row["counts"] == counts), None)
+        if same is not None:  # a structure already finetuned under another name is not finetuned again
+            done[name] = {**same, "name": name}
+            continue
         start = time.time()
         row: dict[str, Any] = {"name": name, "counts": counts, "macs_ratio": space.cost(counts),
                                "ft_epochs": a.finetune_epochs}
