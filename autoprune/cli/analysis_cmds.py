@@ -13,6 +13,7 @@ from autoprune.cli import options as opt
 from autoprune.cli.app import _metrics_table, _train, app, out_console
 from autoprune.cli.common import (
     Setup,
+    above_zero,
     at_least,
     console,
     export_model,
@@ -119,6 +120,7 @@ def sample_cmd(
              finetune_batches=finetune_batches,
              batch_size=batch_size)
     at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
+    above_zero(finetune_lr=finetune_lr)
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
     config = SamplingConfig(

@@ -13,6 +13,8 @@ from rich.table import Table
 from autoprune.cli import options as opt
 from autoprune.cli.common import (
     Setup,
+    above_zero,
+    at_least,
     console,
     export_model,
     one_budget,
@@ -107,6 +109,8 @@ def train_cmd(
     started = time.perf_counter()
     if epochs < 1:
         raise AutoPruneError(f"--train-epochs {epochs} trains nothing: give at least 1")
+    above_zero(lr=lr)
+    at_least(1, batch_size=batch_size)
     # a rerun continues an unfinished run: same settings, except those that do not change what is trained
     s = start("train", run, settings, mode="continue",
               defining=tuple(k for k in settings if k not in ("device", "out", "overwrite", "threads", "progress")))
@@ -171,6 +175,8 @@ def prune_cmd(
 
     started = time.perf_counter()
     IMPORTANCES.get(criterion)  # an unknown name fails now, not after training
+    above_zero(finetune_lr=finetune_lr)
+    at_least(1, batch_size=batch_size)
     budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios)
     settings.update(budget=budget, target=None if budget == "keep_ratios" else value)
     ratios = parse_keep_ratios(keep_ratios) if keep_ratios is not None else None

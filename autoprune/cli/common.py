@@ -144,6 +144,13 @@ def at_least(minimum: float, **values: float | None) -> None:
             raise AutoPruneError(f"{_flag(name)} {value} must be >= {minimum:g}")
 
 
+def above_zero(**values: float | None) -> None:
+    """Refuse any given option value that is not > 0, naming the option (``finetune_lr=0`` -> ``--finetune-lr``)."""
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise AutoPruneError(f"{_flag(name)} {value} must be > 0")
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

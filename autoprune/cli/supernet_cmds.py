@@ -24,6 +24,7 @@ from autoprune.cli import options as opt
 from autoprune.cli.app import _metrics_table, _train, app, out_console
 from autoprune.cli.common import (
     Setup,
+    above_zero,
     at_least,
     console,
     export_model,
@@ -99,6 +100,7 @@ def supernet_cmd(
     budget, target = one_budget(target_macs=target_macs, target_params=target_params)
     settings.update(budget=budget, target=target)
     at_least(1, supernet_epochs=epochs, batch_size=batch_size)
+    above_zero(lr=lr)
     at_least(0, num_random=num_random, bn_batches=bn_batches)
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)

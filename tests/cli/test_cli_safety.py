@@ -247,6 +247,12 @@ def test_a_supernet_of_another_model_names_its_model(invoke: Invoke, searched: P
         ("search", ["--bn-batches", "-3"], "--bn-batches -3"),
         ("sensitivity", ["--max-drop", "-1"], "--max-drop -1"),
         ("search", ["--trials", "0"], "--trials 0"),
+        ("train", ["--lr", "-1"], "--lr -1.0 must be > 0"),
+        ("train", ["--batch-size", "0"], "--batch-size 0 must be >= 1"),
+        ("prune", ["--finetune-lr", "0"], "--finetune-lr 0.0 must be > 0"),
+        ("prune", ["--batch-size", "0"], "--batch-size 0 must be >= 1"),
+        ("supernet", ["--lr", "0"], "--lr 0.0 must be > 0"),
+        ("sample", ["--finetune-lr", "-0.1"], "--finetune-lr -0.1 must be > 0"),
     ],
 )
 def test_values_that_do_nothing_or_make_no_sense_are_refused(invoke: Invoke, tmp_path: Path, command: str,
