@@ -32,6 +32,7 @@ from autoprune.cli.common import (
 )
 from autoprune.cli.runfolder import adopt_recorded
 from autoprune.cli.search_support import (
+    check_study_options,
     hold_out,
     oversubscription_note,
     resolve_holdout,
@@ -189,6 +190,7 @@ def search_cmd(
     if resume and run.overwrite:
         raise AutoPruneError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     options, rungs, study = searcher_settings(searcher, workers, rungs, pruner, searcher_option or [])
+    check_study_options(study, searcher, storage, study_name)  # before the dense model and supernet are trained
     ahead = workers > 1 and not study  # parallel episodes: a pool of evaluator processes (autoprune.search.pool)
     shared_study = workers > 1 and study  # processes of this same command on one Optuna study
     if ahead and target_latency is not None:

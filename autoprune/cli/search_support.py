@@ -58,15 +58,27 @@ def searcher_settings(searcher: str, workers: int, rungs: int | None, pruner: st
     return options, rungs, study
 
 
+def check_study_options(study: bool, searcher: str, storage: str | None, study_name: str | None) -> None:
+    """Before any training: refuse study options a searcher keeps no study for, and a storage that cannot be
+    opened (a wrong URL, a missing driver, an unreachable database)."""
+    if not study:
+        if storage is not None or study_name is not None:
+            raise AutoPruneError(f"--storage/--study-name apply to Optuna searchers; {searcher!r} keeps no study")
+        return
+    if storage is not None:
+        from autoprune.search.optuna_storage import open_storage
+
+        open_storage(storage)
+
+
 def study_options(options: dict[str, Any], study: bool, searcher: str, storage: str | None, study_name: str | None,
                   trials: int, out: Path) -> None:  # fmt: skip
-    """Point an Optuna searcher at its study (default: SQLite in OUT/study.db); refuse study options otherwise."""
+    """Point an Optuna searcher at its study (default: SQLite in OUT/study.db; :func:`check_study_options` has
+    refused study options for other searchers)."""
     if study:
         options.setdefault("storage", storage or f"sqlite:///{(out / 'study.db').resolve()}")
         options.setdefault("study_name", study_name or f"autoprune-{searcher}")
         options.setdefault("total_trials", trials)
-    elif storage is not None or study_name is not None:
-        raise AutoPruneError(f"--storage/--study-name apply to Optuna searchers; {searcher!r} keeps no study")
 
 
 def worker_threads(threads: int | None, workers: int) -> int | None:
