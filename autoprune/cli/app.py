@@ -176,7 +176,8 @@ def prune_cmd(
     started = time.perf_counter()
     IMPORTANCES.get(criterion)  # an unknown name fails now, not after training
     above_zero(finetune_lr=finetune_lr)
-    at_least(1, batch_size=batch_size)
+    at_least(1, batch_size=batch_size, rounds=rounds, round_to=round_to)
+    at_least(0, finetune_epochs=finetune_epochs)
     budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios)
     settings.update(budget=budget, target=None if budget == "keep_ratios" else value)
     ratios = parse_keep_ratios(keep_ratios) if keep_ratios is not None else None

@@ -215,6 +215,7 @@ def setup(
         if threads < 1:
             raise AutoPruneError(f"--threads {threads} must be >= 1")
         torch.set_num_threads(threads)
+    at_least(1, image_size=image_size)
     try:
         existed = out is not None and out.exists()
     except OSError:  # an over-long name: claim_run_folder says so in one line

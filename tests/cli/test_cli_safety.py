@@ -253,6 +253,8 @@ def test_a_supernet_of_another_model_names_its_model(invoke: Invoke, searched: P
         ("prune", ["--batch-size", "0"], "--batch-size 0 must be >= 1"),
         ("supernet", ["--lr", "0"], "--lr 0.0 must be > 0"),
         ("sample", ["--finetune-lr", "-0.1"], "--finetune-lr -0.1 must be > 0"),
+        ("prune", ["--finetune-epochs", "-1"], "--finetune-epochs -1 must be >= 0"),
+        ("train", ["--image-size", "0"], "--image-size 0 must be >= 1"),
         # refused before the dense model and the supernet are trained, not after
         ("search", ["--storage", "foo://bar"], "cannot open storage foo://bar"),
         ("search", ["--searcher", "greedy", "--study-name", "s"], "'greedy' keeps no study"),
