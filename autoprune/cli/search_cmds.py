@@ -191,6 +191,11 @@ def search_cmd(
         raise AutoPruneError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     options, rungs, study = searcher_settings(searcher, workers, rungs, pruner, searcher_option or [])
     check_study_options(study, searcher, storage, study_name)  # before the dense model and supernet are trained
+    if target_latency is not None:
+        from autoprune.engine.deploy import FORMS
+
+        if latency_form not in FORMS:
+            raise AutoPruneError(f"--latency-form {latency_form!r}: use one of {', '.join(FORMS)}")
     ahead = workers > 1 and not study  # parallel episodes: a pool of evaluator processes (autoprune.search.pool)
     shared_study = workers > 1 and study  # processes of this same command on one Optuna study
     if ahead and target_latency is not None:
@@ -347,10 +352,11 @@ def _supernet_and_space(
             return net, resolve_space(net.structure, model, space, None), dense
         return net, space_from_dict(meta["space"], net.structure), dense
     ckpt = s.out / "supernet.pt"
+    # the space depends on the architecture only: a bad --space fails before the dense model is trained
+    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, None)
     dense_file = checkpoint if checkpoint is not None else train_dense_once(
         s, model, dataset, train_epochs, 128, seed, progress, s.report("search", model, dataset, seed))
     dense = copy.deepcopy(s.model)
-    search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, None)
     run = build_supernet(
         s.model, s.input_shape, search_space, s.splits.train_loader(128, seed=seed),
         SupernetConfig(epochs=supernet_epochs, seed=seed), calibration=s.splits.calibration_loader(seed=seed),

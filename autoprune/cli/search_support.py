@@ -54,7 +54,15 @@ def searcher_settings(searcher: str, workers: int, rungs: int | None, pruner: st
     if pruner is not None:
         if not study:
             raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
+        from autoprune.search.optuna_storage import make_pruner
+
+        make_pruner(pruner)  # an unknown name fails now, not after the supernet is trained
+        if kind.multi_objective and pruner != "none":
+            raise AutoPruneError(f"--pruner {pruner} cannot be used with --searcher {searcher}: Optuna's pruners "
+                                 "stop single-objective trials only; drop --pruner (or use a single-objective "
+                                 "searcher such as tpe)")
         options["pruner"] = pruner
+    kind.check_options(options)  # likewise an option the searcher does not take
     return options, rungs, study
 
 

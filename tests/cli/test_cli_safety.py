@@ -258,6 +258,11 @@ def test_a_supernet_of_another_model_names_its_model(invoke: Invoke, searched: P
         # refused before the dense model and the supernet are trained, not after
         ("search", ["--storage", "foo://bar"], "cannot open storage foo://bar"),
         ("search", ["--searcher", "greedy", "--study-name", "s"], "'greedy' keeps no study"),
+        ("search", ["--space", "nonexist.yaml"], "'nonexist.yaml' is neither a bundled space"),
+        ("search", ["--searcher-option", "bogus=1"], "has no option 'bogus'"),
+        ("search", ["--pruner", "bogus"], "unknown pruner 'bogus'"),
+        ("search", ["--searcher", "nsga2", "--pruner", "median"], "--pruner median cannot be used with"),
+        ("search", ["--target-latency", "0.5", "--latency-form", "bogus"], "--latency-form 'bogus'"),
     ],
 )
 def test_values_that_do_nothing_or_make_no_sense_are_refused(invoke: Invoke, tmp_path: Path, command: str,
