@@ -23,6 +23,7 @@ from autoprune.cli.common import (
     time_side_by_side,
     user_errors,
 )
+from autoprune.cli.runfolder import HOW_NOT_WHAT
 from autoprune.defaults import DEFAULT_ROUND_TO, STRUCTURED
 from autoprune.errors import AutoPruneError, RunFolderError
 
@@ -113,7 +114,7 @@ def train_cmd(
     at_least(1, batch_size=batch_size)
     # a rerun continues an unfinished run: same settings, except those that do not change what is trained
     s = start("train", run, settings, mode="continue",
-              defining=tuple(k for k in settings if k not in ("device", "out", "overwrite", "threads", "progress")))
+              defining=tuple(k for k in settings if k not in HOW_NOT_WHAT))
     if (s.out / "report.json").is_file():
         raise RunFolderError(f"--out {s.out} holds a finished train run: pass a new --out, or --overwrite to "
                              "train again from scratch")

@@ -29,6 +29,8 @@ MARKER = ".autoprune-run.json"
 #: ``continue``: either (a rerun continues an unfinished run with the same settings); ``worker``: a
 #: search worker process joining its parent's folder (no checks, no marker).
 Mode = Literal["new", "resume", "continue", "worker"]
+#: Settings that say how and where a run computes, not what: a resumed run may change them.
+HOW_NOT_WHAT = ("device", "out", "overwrite", "threads", "progress")
 
 
 def claim_run_folder(

@@ -54,13 +54,10 @@ def searcher_settings(searcher: str, workers: int, rungs: int | None, pruner: st
     if pruner is not None:
         if not study:
             raise AutoPruneError(f"--pruner applies to Optuna searchers; {searcher!r} has none (drop --pruner)")
-        from autoprune.search.optuna_storage import make_pruner
+        from autoprune.search.optuna_search import OptunaSearcher
 
-        make_pruner(pruner)  # an unknown name fails now, not after the supernet is trained
-        if kind.multi_objective and pruner != "none":
-            raise AutoPruneError(f"--pruner {pruner} cannot be used with --searcher {searcher}: Optuna's pruners "
-                                 "stop single-objective trials only; drop --pruner (or use a single-objective "
-                                 "searcher such as tpe)")
+        if issubclass(kind, OptunaSearcher):  # study-based: an Optuna searcher
+            kind.check_pruner(pruner)  # an unknown or unusable pruner fails now, not after the supernet is trained
         options["pruner"] = pruner
     kind.check_options(options)  # likewise an option the searcher does not take
     return options, rungs, study

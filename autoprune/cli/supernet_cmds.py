@@ -35,6 +35,7 @@ from autoprune.cli.common import (
     user_errors,
     with_budget,
 )
+from autoprune.cli.runfolder import HOW_NOT_WHAT
 from autoprune.errors import AutoPruneError
 
 Space = opt.Space
@@ -117,8 +118,7 @@ def supernet_cmd(
     if world > 1 and rank != 0:
         dist.barrier()  # rank 0 claims the run folder first: a folder half-written by it is not another run's
     s = start("supernet", run, settings, mode="continue",  # more epochs continue the same run
-              defining=tuple(k for k in settings if k not in ("device", "out", "overwrite", "threads", "progress",
-                                                              "epochs", "bn_batches")))
+              defining=tuple(k for k in settings if k not in (*HOW_NOT_WHAT, "epochs", "bn_batches")))
     if world > 1 and rank == 0:
         dist.barrier()
     report = s.report("supernet", run.model, run.dataset, run.seed)

@@ -91,6 +91,22 @@ class OptunaSearcher(Searcher):
     #: None for samplers without that phase (the option is then not passed to them).
     default_startup: ClassVar[int | None] = None
 
+    @classmethod
+    def check_pruner(cls, pruner: str) -> optuna.pruners.BasePruner:
+        """The Optuna pruner named ``pruner``, refused when unknown or when this searcher is multi-objective.
+
+        Raises:
+            UnknownNameError: an unknown pruner name (the valid ones listed).
+            AutoPruneError: a pruner other than ``none`` with a multi-objective searcher.
+        """
+        made = make_pruner(pruner)
+        if cls.multi_objective and pruner != "none":
+            raise AutoPruneError(
+                f"pruner={pruner!r} cannot be used with searcher {cls.name!r}: Optuna's pruners stop "
+                "single-objective trials only; use pruner='none' (or a single-objective searcher such as 'tpe')"
+            )
+        return made
+
     def __init__(
         self,
         space: SearchSpace,
@@ -114,12 +130,7 @@ class OptunaSearcher(Searcher):
         if n_startup_trials is not None and (not isinstance(n_startup_trials, int) or n_startup_trials < 0):
             raise AutoPruneError(f"n_startup_trials={n_startup_trials!r} must be a non-negative integer")
         self.pruner_name = "none" if pruner is None else pruner
-        self.pruner = make_pruner(self.pruner_name)
-        if self.multi_objective and self.pruner_name != "none":
-            raise AutoPruneError(
-                f"pruner={self.pruner_name!r} cannot be used with searcher {self.name!r}: Optuna's pruners stop "
-                "single-objective trials only; use pruner='none' (or a single-objective searcher such as 'tpe')"
-            )
+        self.pruner = self.check_pruner(self.pruner_name)
         self.storage_url = storage
         self.study_name = study_name or "autoprune"
         self.load_if_exists = load_if_exists

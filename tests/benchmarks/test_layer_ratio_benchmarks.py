@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scipy.stats import kendalltau
@@ -16,6 +17,16 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 def _run(script: str, *args: str) -> None:
     subprocess.run([sys.executable, str(BENCH / script), "--quick", "--threads", "1", *args], check=True,
                    capture_output=True, text=True, timeout=600)
+
+
+def _fidelity_module() -> Any:
+    """benchmarks/supernet_fidelity.py as a module (the benchmarks are scripts, not a package)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import supernet_fidelity
+    finally:
+        sys.path.remove(str(BENCH))
+    return supernet_fidelity
 
 
 @pytest.mark.slow
@@ -86,11 +97,7 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
 
 
 def test_fidelity_merges_a_structure_finetuned_twice_into_the_mean_of_its_ground_truths() -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import supernet_fidelity
-    finally:
-        sys.path.remove(str(BENCH))
+    supernet_fidelity = _fidelity_module()
     row = {"counts": {"a": 4, "b": 8}, "ft_epochs": 2, "supernet_val": 0.9}
     logged = [{**row, "name": "uniform", "truth_test": 0.93, "truth_val": 0.94},
               {**row, "name": "starve-last", "truth_test": 0.92, "truth_val": 0.95},
@@ -105,11 +112,7 @@ def test_fidelity_merges_a_structure_finetuned_twice_into_the_mean_of_its_ground
 
 
 def test_fidelity_counts_a_structure_found_under_two_names_once() -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import supernet_fidelity
-    finally:
-        sys.path.remove(str(BENCH))
+    supernet_fidelity = _fidelity_module()
     pool = {"uniform": {"a": 4}, "random-1": {"a": 8}, "winner-s0": {"a": 8}, "winner-h0.3-s0": {"a": 8},
             "winner-s1": {"a": 2}}
     done = {n: {"name": n, "counts": c, "truth_test": 0.9} for n, c in pool.items() if n != "winner-s1"}

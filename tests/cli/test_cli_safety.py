@@ -261,7 +261,7 @@ def test_a_supernet_of_another_model_names_its_model(invoke: Invoke, searched: P
         ("search", ["--space", "nonexist.yaml"], "'nonexist.yaml' is neither a bundled space"),
         ("search", ["--searcher-option", "bogus=1"], "has no option 'bogus'"),
         ("search", ["--pruner", "bogus"], "unknown pruner 'bogus'"),
-        ("search", ["--searcher", "nsga2", "--pruner", "median"], "--pruner median cannot be used with"),
+        ("search", ["--searcher", "nsga2", "--pruner", "median"], "pruner='median' cannot be used with"),
         ("search", ["--target-latency", "0.5", "--latency-form", "bogus"], "--latency-form 'bogus'"),
     ],
 )
