@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from autoprune._types import Batch
 from autoprune.errors import TrainingError
 from autoprune.metrics.accuracy import evaluate_accuracy
+from autoprune.precision import autocast, check_device_supports, check_precision, prepare_input, training_layout
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class TrainConfig:
         batch_size: Training batch size.
         label_smoothing: Cross-entropy label smoothing.
         warmup_epochs: Linear warm-up at the start (fraction of an epoch allowed).
+        precision: Arithmetic of the training steps, ``fp32`` or ``bf16`` (mixed precision, see
+            :mod:`autoprune.precision`); validation accuracy is always computed in float32.
     """
 
     epochs: int = 10
@@ -39,8 +42,10 @@ class TrainConfig:
     batch_size: int = 128
     label_smoothing: float = 0.0
     warmup_epochs: float = 0.0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.epochs < 0:
             raise ValueError(f"epochs={self.epochs} must be >= 0")
         if not self.lr > 0:
@@ -134,6 +139,7 @@ def train(
     history = TrainHistory()
     if config.epochs == 0:
         return history
+    check_device_supports(config.precision, device)
     optimizer = make_sgd(model, config.lr, config.weight_decay)
     steps_per_epoch = max(1, _len(train_loader))
     total = config.epochs * steps_per_epoch
@@ -160,15 +166,16 @@ def train(
     if enforcer is not None:
         enforcer.attach(optimizer)
     try:
-        with make_progress(progress) as bar:
+        with make_progress(progress) as bar, training_layout(model, config.precision):
             task = bar.add_task(description, total=total, completed=start * steps_per_epoch, status="")
             for epoch in range(start, config.epochs):
                 good_state = copy.deepcopy(model.state_dict())
                 model.train()
                 loss_sum, seen = 0.0, 0
                 for x, y in train_loader:
-                    x, y = x.to(device), y.to(device)
-                    loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+                    x, y = prepare_input(x.to(device), config.precision), y.to(device)
+                    with autocast(config.precision, device):
+                        loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
                     if not torch.isfinite(loss):
                         model.load_state_dict(good_state)
                         raise TrainingError(

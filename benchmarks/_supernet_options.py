@@ -25,6 +25,8 @@ def add_stage_options(p: argparse.ArgumentParser, *, name_help: str) -> None:
                    help="folder of the stages' run folders (benchmarks/layer_ratios.py; kept, resumable)")
     p.add_argument("--space", help="search space (YAML, bundled name or 'auto'); default: the model's own")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="arithmetic of every training stage (`autoprune --precision`); evaluation is float32")
     p.add_argument("--name", help=f"results file stem (default: {name_help})")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     p.add_argument("--quick", action="store_true", help="digits, tiny settings: checks that the script runs")

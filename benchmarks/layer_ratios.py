@@ -82,6 +82,7 @@ def main() -> None:
     if a.dataset != "digits":
         data += ["--data-dir", str(a.data_dir)]
     space = ["--space", a.space] if a.space else []
+    trains = ["--precision", a.precision] if a.precision != "fp32" else []  # the stages that train
     command = shlex.join(["python", "benchmarks/layer_ratios.py", *sys.argv[1:]])
     result: dict[str, Any] = {"settings": {**vars(a), "finetune_epochs": ft_epochs}, "command": command,
                               "machine": platform.platform(), "cpus": os.cpu_count()}
@@ -93,7 +94,7 @@ def main() -> None:
         (a.out / f"layer_ratios_{name}.json").write_text(json.dumps(result, indent=1))
         (a.out / f"layer_ratios_{name}.md").write_text(render(result))
 
-    dense = _run(a.work, "dense", ["train", *data, "--train-epochs", str(a.train_epochs), "--lr", str(a.lr)])
+    dense = _run(a.work, "dense", ["train", *data, *trains, "--train-epochs", str(a.train_epochs), "--lr", str(a.lr)])
     base, base_name, epochs = dense, "dense", a.train_epochs
     val_history = list(dense["training"]["history"]["val_accuracy"])
     result["convergence"] = []
@@ -101,7 +102,7 @@ def main() -> None:
         # Converged when --check-epochs more epochs at a small learning rate add < 0.1 validation point;
         # otherwise the longer-trained model becomes the base and is checked in turn.
         name_k = "dense-check" if k == 1 else f"dense-check{k}"
-        check = _run(a.work, name_k, ["train", *data, "--checkpoint", str(a.work / base_name / "model.pt"),
+        check = _run(a.work, name_k, ["train", *data, *trains, "--checkpoint", str(a.work / base_name / "model.pt"),
                                       "--train-epochs", str(a.check_epochs), "--lr", str(a.check_lr)])
         gain = check["training"]["history"]["val_accuracy"][-1] - base["training"]["history"]["val_accuracy"][-1]
         result["convergence"].append({
@@ -119,7 +120,7 @@ def main() -> None:
                        "val_history": val_history,
                        "seconds": dense["wall_time_s"]}
     save()
-    sn = _run(a.work, "supernet", ["supernet", *data, *space, "--checkpoint", ckpt,
+    sn = _run(a.work, "supernet", ["supernet", *data, *space, *trains, "--checkpoint", ckpt,
                                     "--supernet-epochs", str(a.supernet_epochs), *shlex.split(a.supernet_args)])
     result["supernet"] = {"epochs": a.supernet_epochs, "seconds": sn["wall_time_s"], "args": a.supernet_args,
                           "passes_per_step": 2 + int(sn.get("config", {}).get("supernet", {}).get("num_random", 2))}
@@ -148,8 +149,8 @@ def main() -> None:
             save()
         for scope in ("local", "global"):
             rep = _run(a.work, f"l1-{scope}-{target}",
-                       ["prune", *data, "--checkpoint", ckpt, "--target-macs", str(target), "--criterion", "l1",
-                        "--scope", scope, "--finetune-epochs", str(ft_epochs)])
+                       ["prune", *data, *trains, "--checkpoint", ckpt, "--target-macs", str(target),
+                        "--criterion", "l1", "--scope", scope, "--finetune-epochs", str(ft_epochs)])
             row["baselines"][f"{'uniform' if scope == 'local' else 'global'}-l1+ft"] = {
                 **rep["pruned"], "macs_ratio": rep["macs_ratio"], "finetune_epochs": ft_epochs,
                 "seconds": rep["wall_time_s"]}
@@ -197,7 +198,8 @@ def render(r: dict[str, Any]) -> str:
                      f"{c['test_after_se']:.4f} after.")
     if "dense" in r:
         lines.append(f"Every row below prunes the {r['dense']['epochs']}-epoch dense model (stage "
-                     f"`{r['dense'].get('stage', 'dense')}`).")
+                     f"`{r['dense'].get('stage', 'dense')}`). Training arithmetic of every stage: "
+                     f"{s.get('precision', 'fp32')} (evaluation float32).")
     if "supernet" in r:
         n = r["supernet"]
         recipe = f" with `{n['args']}`" if n.get("args") else ""

@@ -215,7 +215,7 @@ def main() -> None:
         model = cut.extract(counts, calibration=calib, bn_batches=a.bn_batches)
         seed_everything(a.seed + i)
         train(model, splits.train_loader(128, seed=a.seed + i), TrainConfig(epochs=a.finetune_epochs,
-              lr=a.finetune_lr), progress=False)
+              lr=a.finetune_lr, precision=a.precision), progress=False)
         acc = evaluate_accuracy(model, splits.test_loader())
         row.update(truth_test=acc.top1, truth_test_se=math.sqrt(acc.top1 * (1 - acc.top1) / len(splits.test)),  # type: ignore[arg-type]
                    truth_val=evaluate_accuracy(model, val).top1, seconds=time.time() - start)

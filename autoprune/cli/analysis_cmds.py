@@ -19,6 +19,7 @@ from autoprune.cli.common import (
     export_model,
     limit_validation,
     one_budget,
+    precision_used,
     start,
     time_side_by_side,
     user_errors,
@@ -123,10 +124,12 @@ def sample_cmd(
     above_zero(finetune_lr=finetune_lr)
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
+    precision = precision_used(run, trains=run.checkpoint is None or (finetune_epochs > 0 and top_k > 0),
+                               why_not="--checkpoint given and --finetune-epochs 0")
     config = SamplingConfig(
         samples=samples, top_k=top_k, strategy=strategy, criterion=criterion, bn_batches=bn_batches,
         score_without_bn=score_without_bn, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
-        batch_size=batch_size), finetune_batches=finetune_batches, seed=run.seed,
+        batch_size=batch_size, precision=precision), finetune_batches=finetune_batches, seed=run.seed,
     )  # fmt: skip
     s, report, search_space, val = _begin("sample", run, settings, started, space, budget, target, train_epochs,
                                           batch_size, val_batch_size, val_batches)
@@ -232,6 +235,7 @@ def sensitivity_cmd(
     at_least(0, bn_batches=bn_batches, max_drop=max_drop)
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
+    precision_used(run, trains=run.checkpoint is None, why_not="--checkpoint given")
     s, report, search_space, val = _begin("sensitivity", run, settings, started, space, budget, target,
                                           train_epochs, batch_size, val_batch_size, val_batches)
     from autoprune.training import make_progress

@@ -19,6 +19,7 @@ from autoprune.cli.common import (
     export_model,
     one_budget,
     parse_keep_ratios,
+    precision_used,
     start,
     time_side_by_side,
     user_errors,
@@ -69,7 +70,7 @@ def _train(s: Setup, epochs: int, lr: float, batch_size: int, seed: int, progres
     """Dense training of ``s.model``; with ``checkpoint``, resumable after every finished epoch."""
     from autoprune.training import TrainConfig, train
 
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, precision=s.precision)
     started = time.perf_counter()
 
     def epoch_line(epoch: int, _model: object) -> None:  # without progress bars, one line per finished epoch
@@ -180,6 +181,8 @@ def prune_cmd(
     at_least(1, batch_size=batch_size, rounds=rounds, round_to=round_to)
     at_least(0, finetune_epochs=finetune_epochs)
     budget, value = one_budget(target_macs=target_macs, target_params=target_params, keep_ratios=keep_ratios)
+    precision = precision_used(run, trains=run.checkpoint is None or finetune_epochs > 0,
+                               why_not="--checkpoint given and --finetune-epochs 0")
     settings.update(budget=budget, target=None if budget == "keep_ratios" else value)
     ratios = parse_keep_ratios(keep_ratios) if keep_ratios is not None else None
     prune_config = PruneConfig(
@@ -194,7 +197,7 @@ def prune_cmd(
     )
     config = StandardConfig(
         prune=prune_config,
-        finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr, batch_size=batch_size),
+        finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr, batch_size=batch_size, precision=precision),
         rounds=rounds,
     )
     s = start("prune", run, settings)

@@ -165,6 +165,7 @@ class Setup:
     out: Path
     checkpoint_meta: dict[str, Any]
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    precision: str = "fp32"
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -196,6 +197,7 @@ def setup(
     out: Path | None,
     threads: int | None,
     settings: dict[str, Any] | None = None,
+    precision: str = "fp32",
     mode: Mode = "new",
     overwrite: bool = False,
     defining: tuple[str, ...] | None = None,
@@ -209,6 +211,7 @@ def setup(
 
     from autoprune.data import load_dataset
     from autoprune.models import build_model, load_checkpoint_into
+    from autoprune.precision import check_device_supports
     from autoprune.seed import seed_everything
 
     if threads is not None:
@@ -216,6 +219,7 @@ def setup(
             raise AutoPruneError(f"--threads {threads} must be >= 1")
         torch.set_num_threads(threads)
     at_least(1, image_size=image_size)
+    check_precision_name(precision)
     try:
         existed = out is not None and out.exists()
     except OSError:  # an over-long name: claim_run_folder says so in one line
@@ -224,6 +228,10 @@ def setup(
     _claimed.append((folder, not existed))
     seed_everything(seed)
     dev = resolve_device(device)
+    try:
+        check_device_supports(precision, dev)
+    except ValueError as exc:
+        raise AutoPruneError(f"--precision {precision}: {exc}") from None
     splits = load_dataset(dataset, data_dir, download=download, image_size=image_size)
     net = build_model(model, num_classes=splits.num_classes, in_channels=splits.in_channels)
     check_input_fits(net, model, splits.input_shape(2))
@@ -231,7 +239,7 @@ def setup(
     if checkpoint is not None:
         meta = load_checkpoint_into(net, checkpoint)
     return Setup(splits=splits, model=net.to(dev), device=dev, out=folder, checkpoint_meta=meta,
-                 settings=dict(settings or {}))
+                 settings=dict(settings or {}), precision=precision)
 
 
 def start(command: str, run: RunOptions, settings: dict[str, Any], *, mode: Mode = "new",
@@ -240,7 +248,24 @@ def start(command: str, run: RunOptions, settings: dict[str, Any], *, mode: Mode
     return setup(command=command, model=run.model, dataset=run.dataset, data_dir=run.data_dir, download=run.download,
                  image_size=run.image_size, checkpoint=run.checkpoint if checkpoint is True else None, seed=run.seed,
                  device=run.device, out=run.out, threads=run.threads, settings=settings, mode=mode,
-                 overwrite=run.overwrite, defining=defining)  # fmt: skip
+                 overwrite=run.overwrite, defining=defining, precision=run.precision)  # fmt: skip
+
+
+def check_precision_name(precision: str) -> None:
+    """Refuse an unknown ``--precision`` in one line."""
+    from autoprune.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise AutoPruneError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def precision_used(run: RunOptions, *, trains: bool, why_not: str) -> str:
+    """``run.precision``, refused if it is unknown or if the run trains nothing (``why_not`` says why)."""
+    check_precision_name(run.precision)
+    if run.precision != "fp32" and not trains:
+        raise AutoPruneError(f"--precision {run.precision} has no effect: this run trains nothing ({why_not}); "
+                             "drop --precision")
+    return run.precision
 
 
 def export_model(s: Setup, model: nn.Module, plan: PrunePlan, report: RunReport, *, onnx: bool) -> dict[str, str]:

@@ -30,7 +30,7 @@ StepsOption = Annotated[
 
 @app.command("groups")
 @user_errors
-@opt.run_options(without=("download", "checkpoint", "progress"))
+@opt.run_options(without=("download", "checkpoint", "progress", "precision"))
 def groups_cmd(
     run: opt.RunOptions,
     latency_steps: StepsOption = False,

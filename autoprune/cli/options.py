@@ -78,6 +78,12 @@ Out = Annotated[
     typer.Option("--out", help="Run folder for results (report.json, weights, plan). Default: runs/<command>-<time>."),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's choice).")]
+Precision = Annotated[
+    str,
+    typer.Option("--precision", help="Arithmetic of training steps (dense training, finetuning, supernet): fp32, "
+                 "or bf16 mixed precision (about 2x faster on CPUs with AMX/AVX512-BF16 and on Ampere+ GPUs). "
+                 "Evaluation is always fp32."),
+]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", metavar="", help="Show progress bars.")]
 Overwrite = Annotated[
     bool,
@@ -126,6 +132,7 @@ class RunOptions:
     out: Path | None = None
     overwrite: bool = False
     threads: int | None = None
+    precision: str = "fp32"
     progress: bool = True
 
 
@@ -134,7 +141,7 @@ class RunOptions:
 _SHARED: dict[str, Any] = {
     "model": Model, "dataset": Dataset, "data_dir": DataDir, "download": Download, "image_size": ImageSize,
     "checkpoint": Checkpoint, "seed": Seed, "device": Device, "out": Out, "overwrite": Overwrite,
-    "threads": Threads, "progress": Progress,
+    "threads": Threads, "precision": Precision, "progress": Progress,
 }  # fmt: skip
 _HEAD = ("model", "dataset", "data_dir", "download", "image_size", "checkpoint")
 

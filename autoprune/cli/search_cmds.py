@@ -26,6 +26,7 @@ from autoprune.cli.common import (
     at_least,
     console,
     limit_validation,
+    precision_used,
     start,
     user_errors,
     with_budget,
@@ -187,6 +188,8 @@ def search_cmd(
              threads=run.threads, **({} if supernet else {"supernet_epochs": supernet_epochs}),
              **({} if supernet or run.checkpoint else {"train_epochs": train_epochs}))
     at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
+    precision_used(run, trains=supernet is None or finetune_epochs > 0,
+                   why_not="--supernet given and --finetune-epochs 0")
     if resume and run.overwrite:
         raise AutoPruneError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     options, rungs, study = searcher_settings(searcher, workers, rungs, pruner, searcher_option or [])
@@ -236,7 +239,7 @@ def search_cmd(
     n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
     parallel = _parallel(s, run, workers, supernet, val_batch_size, val_batches, bn_batches, holdout) if ahead else None
     request = None if worker else ReportRequest(  # workers only search; this process fixes and reports the winner
-        dense_model=dense_model, finetune_epochs=finetune_epochs, onnx=onnx,
+        dense_model=dense_model, finetune_epochs=finetune_epochs, precision=run.precision, onnx=onnx,
         run_report=s.report("search", run.model, run.dataset, run.seed, started),
         config={"rungs": rungs, "workers": workers, "holdout": holdout,
                 "supernet": str(supernet or s.out / "supernet.pt"),
@@ -303,6 +306,7 @@ def _answer_from_policy(
     from autoprune.pipelines.policy import answer_targets, check_policy_run, policy_space, policy_targets
     from autoprune.search.rl import SavedPolicy
 
+    precision_used(run, trains=False, why_not="--policy answers from a trained policy")
     if ranged or resume:
         raise AutoPruneError(f"--policy answers from a trained policy without searching: drop "
                              f"{'--target-range' if ranged else '--resume'}")
@@ -359,7 +363,8 @@ def _supernet_and_space(
     dense = copy.deepcopy(s.model)
     run = build_supernet(
         s.model, s.input_shape, search_space, s.splits.train_loader(128, seed=seed),
-        SupernetConfig(epochs=supernet_epochs, seed=seed), calibration=s.splits.calibration_loader(seed=seed),
+        SupernetConfig(epochs=supernet_epochs, seed=seed, precision=s.precision),
+        calibration=s.splits.calibration_loader(seed=seed),
         checkpoint=ckpt, device=s.device, progress=progress,
         meta={"model": model, "dataset": dataset, "num_classes": s.splits.num_classes,
               "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size),

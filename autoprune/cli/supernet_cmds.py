@@ -30,6 +30,7 @@ from autoprune.cli.common import (
     export_model,
     one_budget,
     parse_keep_ratios,
+    precision_used,
     start,
     time_side_by_side,
     user_errors,
@@ -107,7 +108,9 @@ def supernet_cmd(
         at_least(1, train_epochs=train_epochs)
     if teacher not in TEACHERS:
         raise AutoPruneError(f"--teacher {teacher!r}: use one of {', '.join(TEACHERS)}")
-    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed, teacher=teacher)
+    precision = precision_used(run, trains=True, why_not="")
+    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed, teacher=teacher,
+                            precision=precision)
     from autoprune.envs import parse_target_range
 
     near = None if sample_near is None else parse_target_range(sample_near)
@@ -171,7 +174,7 @@ def supernet_cmd(
 
 @app.command("extract")
 @user_errors
-@opt.run_options(without=("download", "checkpoint", "progress"))
+@opt.run_options(without=("download", "checkpoint", "progress", "precision"))
 def extract_cmd(
     run: opt.RunOptions,
     supernet: Annotated[Path, typer.Option("--supernet", help="supernet.pt written by `autoprune supernet`.")],

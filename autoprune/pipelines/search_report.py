@@ -52,6 +52,7 @@ class ReportRequest:
         dense_model: The trained dense model, measured beside the winner (test split, and validation);
             None: the report's ``dense`` holds the supernet's dense MACs and params only.
         finetune_epochs: Finetune a copy of the winner this many epochs (``finetuned_metrics``; 0: none).
+        precision: Arithmetic of that finetuning (:mod:`autoprune.precision`).
         onnx: Also export ``model.onnx``, checked against PyTorch.
         figures: Draw the run's figures into ``OUT/figures``.
         run_report: The report to fill (the command's carries its options as ``config.cli``); default: a
@@ -65,6 +66,7 @@ class ReportRequest:
 
     dense_model: nn.Module | None = None
     finetune_epochs: int = 0
+    precision: str = "fp32"
     onnx: bool = True
     figures: bool = True
     run_report: RunReport | None = None
@@ -179,7 +181,8 @@ def write_search_report(
     files.update(trials="trials.csv", trials_log="trials.jsonl")
     if request.finetune_epochs > 0:
         tuned = copy.deepcopy(model)
-        train(tuned, splits.train_loader(128, seed=seed), TrainConfig(epochs=request.finetune_epochs, lr=0.01),
+        train(tuned, splits.train_loader(128, seed=seed), TrainConfig(epochs=request.finetune_epochs, lr=0.01,
+                                                                        precision=request.precision),
               val_loader=splits.val_loader(), device=device, progress=progress, description="finetune")
         report.set(finetuned_metrics=model_metrics(tuned, shape, test_loader=test_loader, device=device),
                    finetune_epochs=request.finetune_epochs)

@@ -26,6 +26,7 @@ from autoprune._types import Batch
 from autoprune.errors import CheckpointError, TrainingError
 from autoprune.models import save_checkpoint
 from autoprune.models.checkpoint import read_checkpoint
+from autoprune.precision import autocast, check_device_supports, check_precision, prepare_input, training_layout
 from autoprune.supernet.supernet import SubnetSampler, Supernet
 from autoprune.training import make_progress, make_sgd
 
@@ -49,6 +50,8 @@ class SupernetConfig:
             predictions, so it stays near the dense model). ``dense`` costs one forward pass more per step.
         temperature: Distillation temperature.
         seed: Seed of the sub-network sampling.
+        precision: Arithmetic of the training steps, ``fp32`` or ``bf16`` (mixed precision, see
+            :mod:`autoprune.precision`).
     """
 
     epochs: int = 5
@@ -59,8 +62,10 @@ class SupernetConfig:
     teacher: str = "largest"
     temperature: float = 1.0
     seed: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         for name in ("epochs", "num_random"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
@@ -116,6 +121,7 @@ def train_supernet(
         TrainingError: a loss became NaN/inf (the weights of the last finished epoch are restored).
     """
     model = supernet.model.to(device)
+    check_device_supports(config.precision, device)
     # the dense teacher: a frozen copy of the weights the supernet starts from (the caller loads the dense
     # model into supernet.model before a resumed run loads its checkpoint, so a resumed run copies it too)
     dense_teacher = None
@@ -136,7 +142,9 @@ def train_supernet(
     if ckpt_path is not None and ckpt_path.exists():
         start_epoch, history = _resume(ckpt_path, supernet, optimizer, scheduler)
     rng = np.random.default_rng([config.seed, start_epoch])
-    with make_progress(progress) as bar:
+    if dense_teacher is not None and config.precision == "bf16":
+        dense_teacher.to(memory_format=torch.channels_last)
+    with make_progress(progress) as bar, training_layout(model, config.precision):
         task = bar.add_task("supernet", total=steps, completed=start_epoch * (steps // max(1, config.epochs)),
                             status="")
         for epoch in range(start_epoch, config.epochs):
@@ -145,17 +153,18 @@ def train_supernet(
             big_sum = small_sum = 0.0
             n = 0
             for x, y in train_loader:
-                x, y = x.to(device), y.to(device)
+                x, y = prepare_input(x.to(device), config.precision), y.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 subnets = [sampler.smallest()] + [sampler.random_choice(rng) for _ in range(config.num_random)]
                 supernet.activate(sampler.largest())
                 with _no_sync(net, last=not subnets):
-                    logits = net(x)
-                    loss = F.cross_entropy(logits, y)
-                    if dense_teacher is not None:
-                        with torch.no_grad():
-                            teacher = dense_teacher(x)
-                        loss = loss + _soft_loss(logits, teacher, config.temperature)
+                    with autocast(config.precision, device):
+                        logits = net(x).float()
+                        loss = F.cross_entropy(logits, y)
+                        if dense_teacher is not None:
+                            with torch.no_grad():
+                                teacher = dense_teacher(x).float()
+                            loss = loss + _soft_loss(logits, teacher, config.temperature)
                     _check(loss, epoch, model, good)
                     loss.backward()
                 if dense_teacher is None:
@@ -164,11 +173,12 @@ def train_supernet(
                 for i, counts in enumerate(subnets):
                     supernet.activate(counts)
                     with _no_sync(net, last=i == len(subnets) - 1):
-                        out = net(x)
-                        if config.distill:
-                            sub = _soft_loss(out, teacher, config.temperature)
-                        else:
-                            sub = F.cross_entropy(out, y)
+                        with autocast(config.precision, device):
+                            out = net(x).float()
+                            if config.distill:
+                                sub = _soft_loss(out, teacher, config.temperature)
+                            else:
+                                sub = F.cross_entropy(out, y)
                         _check(sub, epoch, model, good)
                         sub.backward()
                     small_losses.append(sub.item())

@@ -263,6 +263,8 @@ def test_a_supernet_of_another_model_names_its_model(invoke: Invoke, searched: P
         ("search", ["--pruner", "bogus"], "unknown pruner 'bogus'"),
         ("search", ["--searcher", "nsga2", "--pruner", "median"], "pruner='median' cannot be used with"),
         ("search", ["--target-latency", "0.5", "--latency-form", "bogus"], "--latency-form 'bogus'"),
+        ("train", ["--precision", "fp16"], "--precision 'fp16': use one of fp32, bf16"),
+        ("supernet", ["--precision", "half"], "--precision 'half'"),
     ],
 )
 def test_values_that_do_nothing_or_make_no_sense_are_refused(invoke: Invoke, tmp_path: Path, command: str,
@@ -285,6 +287,36 @@ def test_keep_ratios_prune_does_not_claim_a_target(run_ok: Invoke, trained: Path
     result = run_ok(["prune", "--checkpoint", str(trained / "model.pt"), "--keep-ratios", '{"conv1": 0.5}',
                      "--round-to", "1", "--out", str(tmp_path / "r"), *TINY])
     assert "target 1.000" not in result.output and "explicit" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("prune", ["--finetune-epochs", "0", "--no-onnx"]),
+        ("sample", ["--finetune-epochs", "0", "--samples", "2", "--no-onnx"]),
+        ("sensitivity", []),
+    ],
+)
+def test_a_precision_for_a_run_that_trains_nothing_is_refused(invoke: Invoke, trained: Path, tmp_path: Path,
+                                                              command: str, args: list[str]) -> None:  # fmt: skip
+    out = tmp_path / "r"
+    result = invoke([command, "--checkpoint", str(trained / "model.pt"), *args, "--precision", "bf16",
+                     "--out", str(out), *FAST])
+    _check_user_error(result, out, "--precision bf16 has no effect", "--checkpoint given")
+    assert not out.exists()
+
+
+def test_bf16_training_is_recorded_and_a_resume_may_not_change_it(invoke: Invoke, run_ok: Invoke,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    out = tmp_path / "t"
+    run_ok(["train", "--model", "resnet20", "--epochs", "1", "--precision", "bf16", "--out", str(out), *FAST])
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["cli"]["precision"] == "bf16"
+    assert report["training"]["config"]["precision"] == "bf16"
+    before = _digest(out)
+    result = invoke(["train", "--model", "resnet20", "--epochs", "1", "--out", str(out), *FAST])
+    _check_user_error(result, Path("/nonexistent"), "precision")
+    assert _digest(out) == before
 
 
 def test_report_of_a_file_says_it_is_a_file(invoke: Invoke, trained: Path) -> None:
