@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,9 +34,11 @@ from autoprune.cli.common import (
 )
 from autoprune.cli.runfolder import adopt_recorded
 from autoprune.cli.search_support import (
+    check_searcher_values,
     check_study_options,
     hold_out,
     oversubscription_note,
+    parallel_episodes,
     resolve_holdout,
     search_budget,
     searcher_settings,
@@ -220,7 +223,8 @@ def search_cmd(
             console.print(note, highlight=False)
     net, search_space, dense_model = _supernet_and_space(s, run.model, run.dataset, supernet, space, run.checkpoint,
                                                          run.seed, run.progress, supernet_epochs, train_epochs,
-                                                         bn_batches)
+                                                         bn_batches, lambda sp: check_searcher_values(
+                                                             searcher, sp, options, run.seed))
     with net.gates.detached():  # the latency table times the plain model, without the supernet's hooks
         search_space = _retarget(s, search_space, budget, target, latency_batch_size, latency_form, resume or worker)
     study_options(options, study, searcher, storage, study_name, trials, s.out)
@@ -237,7 +241,8 @@ def search_cmd(
     s.splits, held = hold_out(s.splits, holdout)  # before --val-batches: that cut limits what the search reads
     val_batch_size = limit_validation(s, val_batch_size, val_batches)
     n_val = math.ceil(len(s.splits.val) / val_batch_size)  # type: ignore[arg-type]
-    parallel = _parallel(s, run, workers, supernet, val_batch_size, val_batches, bn_batches, holdout) if ahead else None
+    parallel = parallel_episodes(s, run, workers, supernet, val_batch_size, val_batches, bn_batches,
+                                 holdout) if ahead else None
     request = None if worker else ReportRequest(  # workers only search; this process fixes and reports the winner
         dense_model=dense_model, finetune_epochs=finetune_epochs, precision=run.precision, onnx=onnx,
         run_report=s.report("search", run.model, run.dataset, run.seed, started),
@@ -256,23 +261,6 @@ def search_cmd(
     )  # fmt: skip
     if not worker:
         _finish(outcome, request, procs, s.out, run.model, searcher, search_space, settings["target_range"])
-
-
-def _parallel(s: Setup, run: opt.RunOptions, workers: int, supernet: Path | None, val_batch_size: int,
-              val_batches: int | None, bn_batches: int, holdout: float) -> Any:
-    """Parallel episodes: ``workers`` evaluator processes, each rebuilding this process's evaluator from files
-    (no latency measured: a latency budget is refused with --workers, timings would disturb each other)."""
-    import torch
-
-    from autoprune.search.pool import ParallelConfig, SupernetEvaluatorFactory
-
-    factory = SupernetEvaluatorFactory(
-        supernet=str((supernet or s.out / "supernet.pt").resolve()), model=run.model, dataset=run.dataset,
-        data_dir=None if run.data_dir is None else str(run.data_dir), image_size=run.image_size,
-        val_batch_size=val_batch_size, val_batches=val_batches, bn_batches=bn_batches, seed=run.seed,
-        holdout=holdout, device=str(s.device),
-    )  # fmt: skip
-    return ParallelConfig(workers, factory, threads=torch.get_num_threads())  # this process's share already
 
 
 def _finish(outcome: Any, request: Any, procs: list[Any], out: Path, model: str, searcher: str, space: Any,
@@ -338,10 +326,12 @@ def _answer_from_policy(
 def _supernet_and_space(
     s: Setup, model: str, dataset: str, supernet: Path | None, space: str | None, checkpoint: Path | None,
     seed: int, progress: bool, supernet_epochs: int, train_epochs: int, bn_batches: int,
+    check: Callable[[SearchSpace], None] = lambda _space: None,
 ) -> tuple[Supernet, SearchSpace, nn.Module | None]:
     """Load the given supernet, or build one in OUT/supernet.pt (training the dense model first if needed).
 
     Also returns a copy of the dense model (trained or from --checkpoint) for the report, if there is one.
+    ``check`` sees the space before anything is trained (it refuses what would fail only after training).
     """
     from autoprune.engine.structure import ModelStructure
     from autoprune.pipelines.oneshot import build_supernet, resolve_space
@@ -358,6 +348,7 @@ def _supernet_and_space(
     ckpt = s.out / "supernet.pt"
     # the space depends on the architecture only: a bad --space fails before the dense model is trained
     search_space = resolve_space(ModelStructure(s.model, s.input_shape), model, space, None)
+    check(search_space)
     dense_file = checkpoint if checkpoint is not None else train_dense_once(
         s, model, dataset, train_epochs, 128, seed, progress, s.report("search", model, dataset, seed))
     dense = copy.deepcopy(s.model)

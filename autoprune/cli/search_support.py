@@ -15,8 +15,27 @@ from autoprune.defaults import DEFAULT_HOLDOUT
 from autoprune.errors import AutoPruneError
 
 if TYPE_CHECKING:
+    from autoprune.cli.common import Setup
+    from autoprune.cli.options import RunOptions
     from autoprune.search.winner import WinnerChoice
     from autoprune.search_spaces import SearchSpace
+
+
+def check_searcher_values(searcher: str, space: SearchSpace, options: dict[str, Any], seed: int) -> None:
+    """Build the searcher once, and throw it away, so that a bad ``--searcher-option`` value (``n_startup_trials=-3``,
+    an RL ``learning_rate=0``) fails before the dense model and the supernet are trained.
+
+    Every searcher checks its option values when it is built, and building one is cheap: Optuna studies open
+    lazily, RL agents build their networks over a template environment that never steps. The budget here is a
+    placeholder (50% of the MACs): no option's validity depends on it.
+    """
+    from autoprune.cli.common import with_budget
+    from autoprune.search import make_searcher
+
+    try:
+        make_searcher(searcher, with_budget(space, "target_macs", 0.5), seed=seed, **options)
+    except TypeError as exc:  # a value of the wrong kind, caught by the class's own arithmetic
+        raise AutoPruneError(f"--searcher-option for {searcher!r}: {exc}") from None
 
 
 def searcher_settings(searcher: str, workers: int, rungs: int | None, pruner: str | None,
@@ -212,3 +231,20 @@ def search_budget(searcher: str, settings: dict[str, Any], targets: str | None,
         budget, target = one_budget(**given)
     settings.update(budget=budget, target=target)
     return budget, target, trained_range
+
+
+def parallel_episodes(s: Setup, run: RunOptions, workers: int, supernet: Path | None, val_batch_size: int,
+              val_batches: int | None, bn_batches: int, holdout: float) -> Any:
+    """Parallel episodes: ``workers`` evaluator processes, each rebuilding this process's evaluator from files
+    (no latency measured: a latency budget is refused with --workers, timings would disturb each other)."""
+    import torch
+
+    from autoprune.search.pool import ParallelConfig, SupernetEvaluatorFactory
+
+    factory = SupernetEvaluatorFactory(
+        supernet=str((supernet or s.out / "supernet.pt").resolve()), model=run.model, dataset=run.dataset,
+        data_dir=None if run.data_dir is None else str(run.data_dir), image_size=run.image_size,
+        val_batch_size=val_batch_size, val_batches=val_batches, bn_batches=bn_batches, seed=run.seed,
+        holdout=holdout, device=str(s.device),
+    )  # fmt: skip
+    return ParallelConfig(workers, factory, threads=torch.get_num_threads())  # this process's share already

@@ -263,6 +263,9 @@ def test_a_supernet_of_another_model_names_its_model(invoke: Invoke, searched: P
         ("search", ["--pruner", "bogus"], "unknown pruner 'bogus'"),
         ("search", ["--searcher", "nsga2", "--pruner", "median"], "pruner='median' cannot be used with"),
         ("search", ["--target-latency", "0.5", "--latency-form", "bogus"], "--latency-form 'bogus'"),
+        ("search", ["--searcher-option", "n_startup_trials=-3"], "n_startup_trials=-3 must be a non-negative"),
+        ("search", ["--searcher", "ddpg", "--searcher-option", "learning_rate=0"], "learning_rate=0.0 is out of range"),
+        ("search", ["--searcher", "nsga2", "--searcher-option", "population_size=1"], "population_size"),
         ("train", ["--precision", "fp16"], "--precision 'fp16': use one of fp32, bf16"),
         ("supernet", ["--precision", "half"], "--precision 'half'"),
     ],
@@ -273,6 +276,7 @@ def test_values_that_do_nothing_or_make_no_sense_are_refused(invoke: Invoke, tmp
     result = invoke([command, *args, "--out", str(out), *FAST])
     _check_user_error(result, out, named)
     assert not out.exists()
+    assert "epoch 1/" not in result.output  # refused before any training (a trained epoch prints this line)
 
 
 def test_an_unreachable_prune_target_suggests_only_prune_options(invoke: Invoke, trained: Path,
