@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from autoprune.errors import TrainingError
+
 #: The training precisions by name (``--precision``).
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
@@ -54,6 +56,10 @@ def training_layout(model: nn.Module, precision: str) -> Iterator[None]:
 
     Restoring the standard layout on exit (also on errors) keeps everything after training (pruning, which
     reshapes weights; safetensors export) independent of how the model was trained.
+
+    Raises:
+        TrainingError: the model flattens activations with ``.view()``, which channels-last tensors refuse
+            (the message says to use ``.reshape()`` or ``--precision fp32``).
     """
     if precision != "bf16":
         yield
@@ -61,5 +67,12 @@ def training_layout(model: nn.Module, precision: str) -> Iterator[None]:
     model.to(memory_format=torch.channels_last)
     try:
         yield
+    except RuntimeError as exc:
+        if "view size is not compatible" not in str(exc):
+            raise
+        raise TrainingError(
+            "the model reshapes a tensor with .view(), which fails on the channels-last layout bf16 training "
+            "uses: write .reshape() or torch.flatten() in the model, or train with --precision fp32"
+        ) from exc
     finally:
         model.to(memory_format=torch.contiguous_format)

@@ -111,3 +111,27 @@ def test_prepare_input_only_changes_the_layout_of_images() -> None:
 def test_an_unknown_precision_is_refused_naming_the_choices(make) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=r"precision=.* must be one of fp32, bf16"):
         make()
+
+
+class _ViewFlatten(nn.Module):
+    """A user's model that flattens with ``.view()``: fine in fp32, impossible on channels-last activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_a_model_that_flattens_with_view_gets_a_clear_error_under_bf16() -> None:
+    from autoprune.errors import TrainingError
+
+    batches = [(torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))]
+    train(_ViewFlatten(), batches, TrainConfig(epochs=1), progress=False)  # fp32 trains
+    model = _ViewFlatten()
+    with pytest.raises(TrainingError, match=r"\.view\(\).*--precision fp32"):
+        train(model, batches, TrainConfig(epochs=1, precision="bf16"), progress=False)
+    assert _standard_layout_float32(model)
