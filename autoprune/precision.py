@@ -11,6 +11,7 @@ depend on the training precision.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -28,11 +29,39 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
 
 
+class SlowPrecisionWarning(RuntimeWarning):
+    """The requested precision runs, but emulated: slower than float32 on this device."""
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX) that oneDNN uses for training."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without oneDNN: no fast bfloat16 path either
+        return False
+
+
+def slow_precision_message(precision: str, device: torch.device | str) -> str | None:
+    """Why ``precision`` would be slow on ``device`` (``None`` when it is not).
+
+    bfloat16 on a CPU without AVX512-BF16/AMX is emulated: measured 9.4x *slower* than float32 for a ResNet-56
+    training step on an AVX2-only AMD EPYC (``benchmarks/results/precision_speed_avx2.md``).
+    """
+    if precision == "bf16" and torch.device(device).type == "cpu" and not cpu_has_native_bf16():
+        return ("precision='bf16' on a CPU without AVX512-BF16/AMX is emulated and several times slower than "
+                "fp32 (about 9x measured on an AVX2 CPU): use fp32 here, bf16 on a CPU or GPU that has it")
+    return None
+
+
 def check_device_supports(precision: str, device: torch.device | str) -> None:
-    """Raise ``ValueError`` if ``device`` cannot train in ``precision`` (bfloat16 on a GPU without it)."""
+    """Raise ``ValueError`` if ``device`` cannot train in ``precision`` (bfloat16 on a GPU without it); warn
+    (:class:`SlowPrecisionWarning`) if it can only emulate it (bfloat16 on a CPU without AVX512-BF16/AMX)."""
     dev = torch.device(device)
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision='bf16' is not supported by {dev} (needs an Ampere or newer GPU): use fp32")
+    slow = slow_precision_message(precision, dev)
+    if slow is not None:
+        warnings.warn(slow, SlowPrecisionWarning, stacklevel=2)
 
 
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager[object]:

@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="measured steps per precision (after 3 warm-up)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--name", default="precision_speed", help="results file stem (e.g. one per CPU kind)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     channels, side = a.image
@@ -75,9 +76,9 @@ def main() -> None:
               "torch": torch.__version__, "machine": platform.platform(), "cpus": os.cpu_count(),
               "command": "python benchmarks/precision_speed.py " + " ".join(
                   f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                  for k, v in vars(a).items() if k != "out")}
+                  for k, v in vars(a).items() if k != "out" and (k != "name" or v != "precision_speed"))}
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "precision_speed.json").write_text(json.dumps(result, indent=1))
+    (a.out / f"{a.name}.json").write_text(json.dumps(result, indent=1))
     lines = ["# Training-step time: fp32 vs bf16 mixed precision", "",
              f"One SGD step, batch {a.batch_size} of {channels}×{side}×{side}, {a.threads} torch threads, precisions "
              f"interleaved step by step, median of {a.steps}. CPU: {cpu} (AMX-BF16: {result['amx_bf16']}, "
@@ -86,7 +87,7 @@ def main() -> None:
     lines += [f"| {r['model']} | {r['median_s']['fp32'] * 1e3:.0f} | {r['median_s']['bf16'] * 1e3:.0f} | "
               f"{r['speedup_bf16']:.2f}× |" for r in rows]
     lines += ["", f"Command: `{result['command']}`; {result['machine']}, {result['cpus']} CPUs.", ""]
-    (a.out / "precision_speed.md").write_text("\n".join(lines))
+    (a.out / f"{a.name}.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

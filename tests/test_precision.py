@@ -135,3 +135,21 @@ def test_a_model_that_flattens_with_view_gets_a_clear_error_under_bf16() -> None
     with pytest.raises(TrainingError, match=r"\.view\(\).*--precision fp32"):
         train(model, batches, TrainConfig(epochs=1, precision="bf16"), progress=False)
     assert _standard_layout_float32(model)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_that_it_is_emulated(monkeypatch, native: bool) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    from autoprune import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        precision.check_device_supports("bf16", "cpu")
+        precision.check_device_supports("fp32", "cpu")  # float32 never warns
+    slow = [w for w in caught if issubclass(w.category, precision.SlowPrecisionWarning)]
+    if native:
+        assert not slow and precision.slow_precision_message("bf16", "cpu") is None
+    else:
+        assert len(slow) == 1 and "use fp32" in str(slow[0].message) and "AVX512-BF16/AMX" in str(slow[0].message)

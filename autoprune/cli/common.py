@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,7 @@ def setup(
 
     from autoprune.data import load_dataset
     from autoprune.models import build_model, load_checkpoint_into
-    from autoprune.precision import check_device_supports
+    from autoprune.precision import SlowPrecisionWarning, check_device_supports, slow_precision_message
     from autoprune.seed import seed_everything
 
     if threads is not None:
@@ -232,6 +233,10 @@ def setup(
         check_device_supports(precision, dev)
     except ValueError as exc:
         raise AutoPruneError(f"--precision {precision}: {exc}") from None
+    slow = slow_precision_message(precision, dev)
+    if slow is not None:  # it runs as asked, only slowly: say so once, up front
+        console.print(f"[yellow]warning:[/] --precision {precision}: {slow}", highlight=False, soft_wrap=True)
+        warnings.filterwarnings("ignore", category=SlowPrecisionWarning)  # said once; not again per training
     splits = load_dataset(dataset, data_dir, download=download, image_size=image_size)
     net = build_model(model, num_classes=splits.num_classes, in_channels=splits.in_channels)
     check_input_fits(net, model, splits.input_shape(2))

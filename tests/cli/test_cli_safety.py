@@ -323,6 +323,24 @@ def test_bf16_training_is_recorded_and_a_resume_may_not_change_it(invoke: Invoke
     assert _digest(out) == before
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_that_only_emulates_it_runs_with_one_warning_line(invoke: Invoke, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         native: bool) -> None:  # fmt: skip
+    from autoprune import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    out = tmp_path / "t"
+    result = invoke(["train", "--model", "resnet20", "--epochs", "1", "--precision", "bf16", "--out", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if "emulated" in line]
+    if native:
+        assert not warned
+    else:  # it still trains in bf16 as asked (never silently switched), and says so once, with the fix
+        assert len(warned) == 1 and "--precision bf16" in warned[0] and "use fp32" in warned[0]
+        assert json.loads((out / "report.json").read_text())["training"]["config"]["precision"] == "bf16"
+
+
 def test_report_of_a_file_says_it_is_a_file(invoke: Invoke, trained: Path) -> None:
     result = invoke(["report", str(trained / "report.json")])
     line = _check_user_error(result, Path("/nonexistent"), "is a file, not a folder", str(trained))
