@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stages import mean_se as _mean_se  # noqa: E402
-from _stages import run_stage as _run  # noqa: E402
+from _stages import run_stage  # noqa: E402
 from _supernet_options import add_stage_options  # noqa: E402
 
 from autoprune.defaults import DEFAULT_HOLDOUT  # noqa: E402
@@ -70,6 +70,8 @@ def main() -> None:
     p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
                    help="`autoprune search --holdout` (default: the command's default). Stages are named by it: "
                         "search-<target>-s<seed> without a hold-out (0), search-h<fraction>-<target>-s<seed> with one")
+    p.add_argument("--only-finished", action="store_true",
+                   help="start no stage: report the finished ones and list the rest as missing (results mid-way)")
     a = p.parse_args()
     if a.quick:
         a.dataset, a.train_epochs, a.check_epochs, a.supernet_epochs, a.trials = "digits", 2, 1, 1, 4
@@ -94,7 +96,23 @@ def main() -> None:
         (a.out / f"layer_ratios_{name}.json").write_text(json.dumps(result, indent=1))
         (a.out / f"layer_ratios_{name}.md").write_text(render(result))
 
-    dense = _run(a.work, "dense", ["train", *data, *trains, "--train-epochs", str(a.train_epochs), "--lr", str(a.lr)])
+    missing: list[str] = []
+    result["missing"] = missing
+
+    def _run(work: Path, stage: str, argv: list[str]) -> dict[str, Any] | None:
+        if a.only_finished and not (work / stage / "report.json").exists():
+            missing.append(stage)
+            return None
+        return run_stage(work, stage, argv)
+
+    def _needed(work: Path, stage: str, argv: list[str]) -> dict[str, Any]:
+        rep = _run(work, stage, argv)
+        if rep is None:
+            raise SystemExit(f"--only-finished: stage {stage} has not finished in {work}; run without it first")
+        return rep
+
+    dense = _needed(a.work, "dense",
+                    ["train", *data, *trains, "--train-epochs", str(a.train_epochs), "--lr", str(a.lr)])
     base, base_name, epochs = dense, "dense", a.train_epochs
     val_history = list(dense["training"]["history"]["val_accuracy"])
     result["convergence"] = []
@@ -102,7 +120,7 @@ def main() -> None:
         # Converged when --check-epochs more epochs at a small learning rate add < 0.1 validation point;
         # otherwise the longer-trained model becomes the base and is checked in turn.
         name_k = "dense-check" if k == 1 else f"dense-check{k}"
-        check = _run(a.work, name_k, ["train", *data, *trains, "--checkpoint", str(a.work / base_name / "model.pt"),
+        check = _needed(a.work, name_k, ["train", *data, *trains, "--checkpoint", str(a.work / base_name / "model.pt"),
                                       "--train-epochs", str(a.check_epochs), "--lr", str(a.check_lr)])
         gain = check["training"]["history"]["val_accuracy"][-1] - base["training"]["history"]["val_accuracy"][-1]
         result["convergence"].append({
@@ -118,12 +136,13 @@ def main() -> None:
     (a.work / "base.json").write_text(json.dumps({"checkpoint": ckpt, "epochs": epochs}))  # for supernet_fidelity.py
     result["dense"] = {**base["dense"], "epochs": epochs, "stage": base_name,
                        "val_history": val_history,
-                       "seconds": dense["wall_time_s"]}
+                       "seconds": dense["wall_time_s"], "precision": _precision(dense)}
     save()
-    sn = _run(a.work, "supernet", ["supernet", *data, *space, *trains, "--checkpoint", ckpt,
+    sn = _needed(a.work, "supernet", ["supernet", *data, *space, *trains, "--checkpoint", ckpt,
                                     "--supernet-epochs", str(a.supernet_epochs), *shlex.split(a.supernet_args)])
     result["supernet"] = {"epochs": a.supernet_epochs, "seconds": sn["wall_time_s"], "args": a.supernet_args,
-                          "passes_per_step": 2 + int(sn.get("config", {}).get("supernet", {}).get("num_random", 2))}
+                          "passes_per_step": 2 + int(sn.get("config", {}).get("supernet", {}).get("num_random", 2)),
+                          "precision": _precision(sn)}
     save()
     supernet = str(a.work / "supernet" / "supernet.pt")
     result["targets"] = {}
@@ -136,6 +155,8 @@ def main() -> None:
             rep = _run(a.work, stage, ["search", *data, *space, "--checkpoint", ckpt, "--supernet", supernet,
                                        "--target-macs", str(target), "--trials", str(a.trials), "--seed", str(seed),
                                        *holdout])  # fmt: skip
+            if rep is None:
+                continue
             row["searches"][str(seed)] = {
                 "searcher": rep["search"]["searcher"], "winner": rep["pruned"], "uniform": rep["uniform"],
                 "winner_minus_uniform_test": rep["pruned"]["accuracy"] - rep["uniform"]["accuracy"],
@@ -151,12 +172,20 @@ def main() -> None:
             rep = _run(a.work, f"l1-{scope}-{target}",
                        ["prune", *data, *trains, "--checkpoint", ckpt, "--target-macs", str(target),
                         "--criterion", "l1", "--scope", scope, "--finetune-epochs", str(ft_epochs)])
+            if rep is None:
+                continue
             row["baselines"][f"{'uniform' if scope == 'local' else 'global'}-l1+ft"] = {
                 **rep["pruned"], "macs_ratio": rep["macs_ratio"], "finetune_epochs": ft_epochs,
-                "seconds": rep["wall_time_s"]}
+                "seconds": rep["wall_time_s"], "precision": _precision(rep)}
             summarize(row)
             save()
+    save()
     print(render(result))
+
+
+def _precision(report: dict[str, Any]) -> str:
+    """The training precision a stage ran with (its command line's ``--precision``; fp32 before it existed)."""
+    return str(report.get("config", {}).get("cli", {}).get("precision", "fp32"))
 
 
 def _verdict(run: dict[str, Any]) -> str:
@@ -198,8 +227,10 @@ def render(r: dict[str, Any]) -> str:
                      f"{c['test_after_se']:.4f} after.")
     if "dense" in r:
         lines.append(f"Every row below prunes the {r['dense']['epochs']}-epoch dense model (stage "
-                     f"`{r['dense'].get('stage', 'dense')}`). Training arithmetic of every stage: "
-                     f"{s.get('precision', 'fp32')} (evaluation float32).")
+                     f"`{r['dense'].get('stage', 'dense')}`). Training arithmetic: dense "
+                     f"{r['dense'].get('precision', s.get('precision', 'fp32'))}, supernet "
+                     f"{r.get('supernet', {}).get('precision', s.get('precision', 'fp32'))}, each baseline's in its "
+                     "row (evaluation always float32).")
     if "supernet" in r:
         n = r["supernet"]
         recipe = f" with `{n['args']}`" if n.get("args") else ""
@@ -210,6 +241,8 @@ def render(r: dict[str, Any]) -> str:
                      f"Baselines: L1 + {s['finetune_epochs']} finetune epochs.")
     lines.append("")
     for target, row in r.get("targets", {}).items():
+        if not row["searches"] and not row["baselines"]:
+            continue  # nothing finished at this budget yet
         lines += [f"## {float(target):.0%} of the dense MACs", "",
                   "| model | seed | test acc ± SE | MACs ratio | extra training | returned − uniform, test (points) "
                   "| the search's verdict (validation, points) |", "|---|---|---|---|---|---|---|"]
@@ -223,7 +256,7 @@ def render(r: dict[str, Any]) -> str:
                          f"{first['uniform']['macs'] / r['dense']['macs']:.3f} | supernet | - | - |")
         for key, base in row["baselines"].items():
             lines.append(f"| {key} | - | {_acc(base)} | {base['macs_ratio']:.3f} | {base['finetune_epochs']} epochs "
-                         "| - | - |")
+                         f"({base.get('precision', s.get('precision', 'fp32'))}) | - | - |")
         lines.append("")
         if "winner_minus_uniform_test" in row:
             m, se = row["winner_minus_uniform_test"]
@@ -245,6 +278,8 @@ def render(r: dict[str, Any]) -> str:
                 lines.append(f"- Returned − {key}: {_pts(mb, seb)} points on test (SE over seeds; each accuracy "
                              "also has its own test-set SE above).")
             lines.append("")
+    if r.get("missing"):
+        lines += [f"Not finished yet (resume without `--only-finished`): {', '.join(r['missing'])}.", ""]
     lines += [f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
     return "\n".join(lines) + "\n"
 
