@@ -197,7 +197,8 @@ def main() -> None:
     logged = {}  # finished candidates, matched by structure (names may shift when the pool changes)
     if log_path.exists():
         logged = merge_replicates([r for r in map(json.loads, log_path.read_text().splitlines())
-                                   if r.get("ft_epochs") == a.finetune_epochs])
+                                   if r.get("ft_epochs") == a.finetune_epochs
+                                   and r.get("precision", "fp32") == a.precision])  # same finetuning only
     done = {name: {**logged[_key(c)], "name": name} for name, c in pool.items() if _key(c) in logged}
     stem = a.name or f"fidelity_{a.model}_{a.target}"
     for i, (name, counts) in enumerate(pool.items()):
@@ -209,7 +210,7 @@ def main() -> None:
             continue
         start = time.time()
         row: dict[str, Any] = {"name": name, "counts": counts, "macs_ratio": space.cost(counts),
-                               "ft_epochs": a.finetune_epochs}
+                               "ft_epochs": a.finetune_epochs, "precision": a.precision}
         for key, scorer in scorers.items():
             row[f"{key}_val"] = scorer.score(counts).accuracy
         model = cut.extract(counts, calibration=calib, bn_batches=a.bn_batches)
@@ -268,7 +269,7 @@ def render(r: dict[str, Any]) -> str:
              f"{len(r['rows'])} distinct candidates. Scores on {s['dataset']} validation (adaptive BN on "
              f"{s['bn_batches']} "
              f"batches of 64); ground truth: the structure cut from the dense model and finetuned "
-             f"{s['finetune_epochs']} epochs (lr {s['finetune_lr']}), test accuracy.", ""]
+             f"{s['finetune_epochs']} epochs (lr {s['finetune_lr']}, {s.get('precision', 'fp32')}), test accuracy.", ""]
     for key, label in (("supernet_vs_truth", "supernet score (what the search ranks by)"),
                        ("cut_vs_truth", "cut-from-dense score (sub-model sampling's signal)"),
                        *((f"{o}_vs_truth", f"supernet `{o}` score") for o in r.get("also", []))):
