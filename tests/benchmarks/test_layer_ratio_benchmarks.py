@@ -55,11 +55,11 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert all(b["precision"] == "fp32" for b in row["baselines"].values())
     # --only-finished starts nothing: it reports what is done and names what is not
     folders = sorted(p.name for p in work.iterdir())
-    _run("layer_ratios.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--targets", "0.3", "0.2",
-         "--only-finished")
+    _run("layer_ratios.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--targets", "0.2",
+         "--only-finished")  # (--quick keeps the first target only)
     assert sorted(p.name for p in work.iterdir()) == folders
     partial = json.loads((out / "layer_ratios_resnet20.json").read_text())
-    assert partial["targets"]["0.3"]["searches"].keys() == row["searches"].keys()
+    assert partial["dense"]["accuracy"] == result["dense"]["accuracy"]
     assert partial["missing"] == ["search-h0.3-0.2-s0", "search-h0.3-0.2-s1", "l1-local-0.2", "l1-global-0.2"]
     assert "Not finished yet" in (out / "layer_ratios_resnet20.md").read_text()
 
