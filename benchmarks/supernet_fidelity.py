@@ -76,6 +76,15 @@ def candidates(space: Any, work: Path, target: float, n: int, seed: int) -> dict
     return out
 
 
+def evaluation_order(pool: dict[str, dict[str, int]]) -> list[tuple[int, str]]:
+    """``(pool index, name)`` in the order candidates are finetuned: the uniform one, the searches' winners,
+    the starved ones, then the random ones, so a run stopped part-way has the comparisons that matter most.
+    Each candidate keeps its pool index (its finetuning seed), so the order changes no result."""
+    rank = {"uniform": 0, "winner": 1, "starve": 2}
+    named = list(enumerate(pool))
+    return sorted(named, key=lambda t: rank.get(t[1].split("-", 1)[0], 3))
+
+
 def _key(counts: dict[str, int]) -> str:
     return json.dumps(sorted(counts.items()))
 
@@ -201,7 +210,8 @@ def main() -> None:
                                    and r.get("precision", "fp32") == a.precision])  # same finetuning only
     done = {name: {**logged[_key(c)], "name": name} for name, c in pool.items() if _key(c) in logged}
     stem = a.name or f"fidelity_{a.model}_{a.target}"
-    for i, (name, counts) in enumerate(pool.items()):
+    for i, name in evaluation_order(pool):
+        counts = pool[name]
         if name in done:
             continue
         same = next((row for row in done.values() if row["counts"] == counts), None)

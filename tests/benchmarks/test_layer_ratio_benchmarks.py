@@ -129,3 +129,13 @@ def test_fidelity_counts_a_structure_found_under_two_names_once() -> None:
     rows = supernet_fidelity.distinct_rows(pool, done)
     assert [r["name"] for r in rows] == ["uniform", "random-1"]  # winner-s1 not finished yet
     assert rows[1]["same_as"] == ["winner-s0", "winner-h0.3-s0"] and "same_as" not in rows[0]
+
+
+def test_fidelity_finetunes_uniform_and_winners_first_but_keeps_each_candidates_seed() -> None:
+    supernet_fidelity = _fidelity_module()
+    names = ["uniform", "starve-first", "starve-last", "random-3", "random-4", "winner-s0", "winner-h0.3-s1"]
+    pool = {name: {"a": k} for k, name in enumerate(names)}
+    order = supernet_fidelity.evaluation_order(pool)
+    assert [n for _, n in order] == ["uniform", "winner-s0", "winner-h0.3-s1", "starve-first", "starve-last",
+                                     "random-3", "random-4"]
+    assert all(names[i] == n for i, n in order)  # the pool index (the finetuning seed) travels with the name
