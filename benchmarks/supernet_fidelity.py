@@ -85,6 +85,17 @@ def evaluation_order(pool: dict[str, dict[str, int]]) -> list[tuple[int, str]]:
     return sorted(named, key=lambda t: rank.get(t[1].split("-", 1)[0], 3))
 
 
+def extra_scores(scorer: Any, pool: dict[str, dict[str, int]], log: Path) -> dict[str, float]:
+    """``scorer``'s validation score of every candidate in ``pool``, logged to ``log`` (resumed from it)."""
+    scores = {r["name"]: r["val"] for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
+    for name, counts in pool.items():
+        if name not in scores:
+            scores[name] = scorer.score(counts).accuracy
+            with log.open("a") as fh:
+                fh.write(json.dumps({"name": name, "val": scores[name]}) + "\n")
+    return scores
+
+
 def _key(counts: dict[str, int]) -> str:
     return json.dumps(sorted(counts.items()))
 
@@ -153,6 +164,10 @@ def main() -> None:
     p.add_argument("--also", nargs="*", default=[], metavar="NAME=PATH",
                    help="more supernets (e.g. trained with --sample-near) scored on the same candidates and ranked "
                         "against the same ground truth; their scores go to WORK/fidelity-TARGET-NAME.jsonl")
+    p.add_argument("--also-calibration", nargs="*", default=[], metavar="SPLIT:BATCHES",
+                   help="the supernet scored again with adaptive BN on BATCHES batches of 64 from SPLIT (train: "
+                        "the search's re-scoring draws its calibration there; val: as the main score), named "
+                        "calib-SPLIT-BATCHES; e.g. train:40 train:160 measures a larger calibration")
     a = p.parse_args()
     if a.quick:
         a.dataset, a.candidates, a.finetune_epochs, a.bn_batches = "digits", 6, 1, 4
@@ -164,6 +179,7 @@ def main() -> None:
     from autoprune.metrics import evaluate_accuracy
     from autoprune.models import build_model, load_checkpoint_into
     from autoprune.pipelines.oneshot import resolve_space
+    from autoprune.pipelines.search import rescore_calibration
     from autoprune.seed import seed_everything
     from autoprune.supernet import Supernet
     from autoprune.training import TrainConfig, train
@@ -186,22 +202,23 @@ def main() -> None:
     scorers = {name: SupernetEvaluator(net, val, calib, bn_batches=a.bn_batches)
                for name, net in (("supernet", supernet), ("cut", cut))}
     pool = candidates(space, a.work, a.target, a.candidates, a.seed)
-    others: dict[str, dict[str, float]] = {}
-    for spec in a.also:  # cheap: one validation score per candidate, no finetuning
+    extra: dict[str, Any] = {}  # more scores, each cheap: one validation score per candidate, no finetuning
+    for spec in a.also:
         other_name, _, path = spec.partition("=")
         if not path:
             raise SystemExit(f"--also {spec!r}: give NAME=PATH (e.g. near=WORK/supernet-near/supernet.pt)")
         other, _ = Supernet.load(path, fresh())
-        scorer = SupernetEvaluator(other, val, calib, bn_batches=a.bn_batches)
-        other_log = a.work / f"fidelity-{a.target}-{other_name}.jsonl"
-        scores = {r["name"]: r["val"] for r in map(json.loads, other_log.read_text().splitlines())} \
-            if other_log.exists() else {}
-        for name, counts in pool.items():
-            if name not in scores:
-                scores[name] = scorer.score(counts).accuracy
-                with other_log.open("a") as fh:
-                    fh.write(json.dumps({"name": name, "val": scores[name]}) + "\n")
-        others[other_name] = scores
+        extra[other_name] = SupernetEvaluator(other, val, calib, bn_batches=a.bn_batches)
+    for spec in a.also_calibration:
+        where, _, count = spec.partition(":")
+        if where not in ("train", "val") or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--also-calibration {spec!r}: give SPLIT:BATCHES with SPLIT train or val "
+                             "(e.g. train:40, the search's re-scoring)")
+        batches = (rescore_calibration(splits, int(count), a.seed) if where == "train"
+                   else list(splits.calibration_loader(64, int(count), seed=a.seed)))
+        extra[f"calib-{where}-{count}"] = SupernetEvaluator(supernet, val, batches, bn_batches=len(batches))
+    others = {name: extra_scores(scorer, pool, a.work / f"fidelity-{a.target}-{name}.jsonl")
+              for name, scorer in extra.items()}
     log_path = a.work / f"fidelity-{a.target}.jsonl"
     logged = {}  # finished candidates, matched by structure (names may shift when the pool changes)
     if log_path.exists():
@@ -273,16 +290,23 @@ def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str
     (a.out / f"{stem}.md").write_text(render(result))
 
 
+def _also_label(name: str) -> str:
+    if name.startswith("calib-"):  # calib-SPLIT-BATCHES: the same supernet, another calibration
+        _, split, count = name.split("-")
+        return f"supernet score, adaptive BN on {count} batches from the {split} split (`{name}`)"
+    return f"supernet `{name}` score"
+
+
 def render(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [f"# Supernet ranking fidelity: {s['model']} on {s['dataset']} at {s['target']:.0%} of the MACs", "",
              f"{len(r['rows'])} distinct candidates. Scores on {s['dataset']} validation (adaptive BN on "
-             f"{s['bn_batches']} "
-             f"batches of 64); ground truth: the structure cut from the dense model and finetuned "
+             f"{s['bn_batches']} batches of 64 from the validation split); ground truth: the structure cut from "
+             "the dense model and finetuned "
              f"{s['finetune_epochs']} epochs (lr {s['finetune_lr']}, {s.get('precision', 'fp32')}), test accuracy.", ""]
     for key, label in (("supernet_vs_truth", "supernet score (what the search ranks by)"),
                        ("cut_vs_truth", "cut-from-dense score (sub-model sampling's signal)"),
-                       *((f"{o}_vs_truth", f"supernet `{o}` score") for o in r.get("also", []))):
+                       *((f"{o}_vs_truth", _also_label(o)) for o in r.get("also", []))):
         if key in r:
             q = r[key]
             lines.append(f"- {label}: Kendall tau **{q['kendall_tau']:.2f}** (95% bootstrap "

@@ -64,7 +64,7 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert "Not finished yet" in (out / "layer_ratios_resnet20.md").read_text()
 
     _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
-         "--also", f"same={work / 'supernet' / 'supernet.pt'}")
+         "--also", f"same={work / 'supernet' / 'supernet.pt'}", "--also-calibration", "val:4", "train:4")
     fidelity = json.loads((out / "fidelity_resnet20_0.3.json").read_text())
     names = [r["name"] for r in fidelity["rows"]]
     named = names + [n for r in fidelity["rows"] for n in r.get("same_as", [])]  # a structure counts once
@@ -77,6 +77,17 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
         assert -1.0 <= lo <= hi <= 1.0 and fidelity[key]["n"] == len(names)
     # another supernet scored on the same candidates (here the same file: the same ranking)
     assert fidelity["same_vs_truth"]["kendall_tau"] == fidelity["supernet_vs_truth"]["kendall_tau"]
+    # the same supernet with another calibration: val:4 is the main score's own (--quick: 4 batches from val)
+    # and reproduces it; train:4 is the search's re-scoring calibration, a different reading
+    assert fidelity["also"] == ["same", "calib-val-4", "calib-train-4"]
+    assert all(r["calib-val-4_val"] == r["supernet_val"] for r in fidelity["rows"])
+    assert any(r["calib-train-4_val"] != r["supernet_val"] for r in fidelity["rows"])
+    assert (work / "fidelity-0.3-calib-train-4.jsonl").exists()
+    assert "from the train split (`calib-train-4`)" in (out / "fidelity_resnet20_0.3.md").read_text()
+    bad = subprocess.run([sys.executable, str(BENCH / "supernet_fidelity.py"), "--model", "resnet20", "--work",
+                          str(work), "--out", str(out), "--quick", "--also-calibration", "test:4"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--also-calibration 'test:4'" in bad.stderr
     # the noise reference: the finetuned models' validation accuracy ranked against their test accuracy
     rows = fidelity["rows"]
     assert fidelity["noise_reference"]["kendall_tau"] == pytest.approx(
