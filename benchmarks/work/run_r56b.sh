@@ -5,6 +5,7 @@
 # CPU bf16 is emulated and ~9x slower (benchmarks/results/precision_speed_avx2.md). 20% first: there the search
 # has the best chance to beat uniform. Afterwards the results are rewritten in budget order (0.3, 0.2).
 # Fidelity: 16 pool candidates (as for VGG-small) plus the six searches' winners; uniform and winners first.
+# Also the supernet scored with the search re-scoring's calibration (40 train batches) and with 160 train batches.
 cd /work/main
 W=benchmarks/work/resnet56
 S=benchmarks/spaces/resnet56_low_streams.yaml
@@ -15,5 +16,5 @@ P=${PRECISION:-fp32}
     --precision $P --threads 2 --only-finished > /dev/null || exit 1
 for t in 0.2 0.3; do
   .venv/bin/python benchmarks/supernet_fidelity.py --model resnet56 --space $S --work $W --target $t \
-      --candidates 16 --precision $P --threads 2 || exit 1
+      --candidates 16 --also-calibration train:40 train:160 --precision $P --threads 2 || exit 1
 done
