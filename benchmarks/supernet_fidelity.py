@@ -96,6 +96,15 @@ def extra_scores(scorer: Any, pool: dict[str, dict[str, int]], log: Path) -> dic
     return scores
 
 
+def calibration_spec(spec: str) -> tuple[str, int]:
+    """``SPLIT:BATCHES`` of ``--also-calibration`` (checked at parsing, before anything is loaded)."""
+    where, _, count = spec.partition(":")
+    if where not in ("train", "val") or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{spec!r}: give SPLIT:BATCHES with SPLIT train or val and BATCHES >= 1 "
+                                         "(e.g. train:40, the search's re-scoring)")
+    return where, int(count)
+
+
 def _key(counts: dict[str, int]) -> str:
     return json.dumps(sorted(counts.items()))
 
@@ -164,7 +173,7 @@ def main() -> None:
     p.add_argument("--also", nargs="*", default=[], metavar="NAME=PATH",
                    help="more supernets (e.g. trained with --sample-near) scored on the same candidates and ranked "
                         "against the same ground truth; their scores go to WORK/fidelity-TARGET-NAME.jsonl")
-    p.add_argument("--also-calibration", nargs="*", default=[], metavar="SPLIT:BATCHES",
+    p.add_argument("--also-calibration", nargs="*", default=[], metavar="SPLIT:BATCHES", type=calibration_spec,
                    help="the supernet scored again with adaptive BN on BATCHES batches of 64 from SPLIT (train: "
                         "the search's re-scoring draws its calibration there; val: as the main score), named "
                         "calib-SPLIT-BATCHES; e.g. train:40 train:160 measures a larger calibration")
@@ -209,13 +218,9 @@ def main() -> None:
             raise SystemExit(f"--also {spec!r}: give NAME=PATH (e.g. near=WORK/supernet-near/supernet.pt)")
         other, _ = Supernet.load(path, fresh())
         extra[other_name] = SupernetEvaluator(other, val, calib, bn_batches=a.bn_batches)
-    for spec in a.also_calibration:
-        where, _, count = spec.partition(":")
-        if where not in ("train", "val") or not count.isdigit() or int(count) < 1:
-            raise SystemExit(f"--also-calibration {spec!r}: give SPLIT:BATCHES with SPLIT train or val "
-                             "(e.g. train:40, the search's re-scoring)")
-        batches = (rescore_calibration(splits, int(count), a.seed) if where == "train"
-                   else list(splits.calibration_loader(64, int(count), seed=a.seed)))
+    for where, count in a.also_calibration:
+        batches = (rescore_calibration(splits, count, a.seed) if where == "train"
+                   else list(splits.calibration_loader(64, count, seed=a.seed)))
         extra[f"calib-{where}-{count}"] = SupernetEvaluator(supernet, val, batches, bn_batches=len(batches))
     others = {name: extra_scores(scorer, pool, a.work / f"fidelity-{a.target}-{name}.jsonl")
               for name, scorer in extra.items()}
