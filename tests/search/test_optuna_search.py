@@ -156,13 +156,16 @@ def test_a_dead_workers_trial_is_failed_and_rerun(shared: tuple[Any, Evaluator],
     searcher = _optuna(make_searcher("tpe", space, seed=1, **options))
     start = time.monotonic()
     result = run_search(searcher, inner, SearchConfig(trials=3), progress=False)
-    # Two new trials fill the budget; then this worker waits for the dead one to go stale and re-runs it.
+    # Two new trials fill the budget and the dead one is re-run once its heartbeat is stale: usually last (this
+    # worker waits for it), but on a heavily loaded machine an evaluation may outlast the grace period, and then
+    # the re-run comes earlier (seen once in CI). Either order is right; exactly one re-run is what counts.
     assert time.monotonic() - start >= 5
-    assert len(result.trials) == 3 and result.trials[-1].counts == counts
-    assert all(t.state == "complete" for t in result.trials)
+    assert len(result.trials) == 3 and all(t.state == "complete" for t in result.trials)
+    assert [t.counts for t in result.trials].count(counts) >= 1
     trials = searcher.study.get_trials(deepcopy=False)
-    assert trials[0].state == TrialState.FAIL and trials[-1].system_attrs["failed_trial"] == 0
-    assert trials[-1].params == trials[0].params and trials[-1].state == TrialState.COMPLETE
+    reruns = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert trials[0].state == TrialState.FAIL and len(reruns) == 1
+    assert reruns[0].params == trials[0].params and reruns[0].state == TrialState.COMPLETE
     assert budget_count(trials) == (3, 0) and len(trials) == 4
 
 
