@@ -142,6 +142,25 @@ def distinct_rows(pool: dict[str, dict[str, int]], done: dict[str, dict[str, Any
     return list(rows.values())
 
 
+def gains_over_uniform(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean ground truth minus the uniform candidate's, per kind of candidate (``winner``, ``random``): is
+    uniform a better structure than a random one, and did the searches find better ones? A row counts for a
+    kind if any of its names (``same_as`` included) is of that kind. The SE combines the spread of the kind's
+    truths (over its candidates) with the uniform truth's own test SE."""
+    uniform = next((r for r in rows if r["name"] == "uniform"), None)
+    out: dict[str, dict[str, float]] = {}
+    for kind in ("winner", "random"):
+        truths = [r["truth_test"] for r in rows if r is not uniform
+                  and any(n.startswith(kind + "-") for n in [r["name"], *r.get("same_as", [])])]
+        if uniform is None or len(truths) < 2:
+            continue
+        mean = sum(truths) / len(truths)
+        var = sum((t - mean) ** 2 for t in truths) / (len(truths) - 1) / len(truths)
+        out[kind] = {"n": len(truths), "mean_minus_uniform": mean - uniform["truth_test"],
+                     "se": math.sqrt(var + uniform["truth_test_se"] ** 2)}
+    return out
+
+
 def rank_stats(x: list[float], y: list[float], seed: int, reps: int = 2000) -> dict[str, Any]:
     """Kendall's tau and Spearman's rho of ``x`` vs ``y`` with percentile bootstrap 95% intervals."""
     xa, ya = np.asarray(x), np.asarray(y)
@@ -177,7 +196,13 @@ def main() -> None:
                    help="the supernet scored again with adaptive BN on BATCHES batches of 64 from SPLIT (train: "
                         "the search's re-scoring draws its calibration there; val: as the main score), named "
                         "calib-SPLIT-BATCHES; e.g. train:40 train:160 measures a larger calibration")
+    p.add_argument("--rerender", action="store_true",
+                   help="rewrite OUT/NAME.md (and the JSON's derived lines) from OUT/NAME.json without loading or "
+                        "training anything: for a finished result after the report gained a line")
     a = p.parse_args()
+    if a.rerender:
+        rerender(a.out / f"{a.name or f'fidelity_{a.model}_{a.target}'}.json")
+        return
     if a.quick:
         a.dataset, a.candidates, a.finetune_epochs, a.bn_batches = "digits", 6, 1, 4
     torch.set_num_threads(a.threads)
@@ -290,9 +315,20 @@ def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str
                               "se": math.hypot(best["truth_test_se"], uniform["truth_test_se"]),
                               "range": best["truth_test"] - min(r["truth_test"] for r in rows),
                               "above_uniform": sum(r["truth_test"] > uniform["truth_test"] for r in rows)}
+        result["gains_over_uniform"] = gains_over_uniform(rows)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (a.out / f"{stem}.md").write_text(render(result))
+
+
+def rerender(path: Path) -> None:
+    if not path.exists():
+        raise SystemExit(f"--rerender: {path} does not exist: run the benchmark first (same --model/--target/--name)")
+    result = json.loads(path.read_text())
+    if any(r["name"] == "uniform" for r in result["rows"]):
+        result["gains_over_uniform"] = gains_over_uniform(result["rows"])
+    path.write_text(json.dumps(result, indent=1))
+    path.with_suffix(".md").write_text(render(result))
 
 
 def _also_label(name: str) -> str:
@@ -332,6 +368,10 @@ def render(r: dict[str, Any]) -> str:
                      f"candidate's ({h['above_uniform']} of {len(r['rows'])} candidates above it; all within "
                      f"{100 * h['range']:.2f} points): the most a perfect ranking could gain over uniform here, "
                      "read as the largest of many noisy values (so biased upward).")
+    labels = {"winner": "the searches' candidates", "random": "the random candidates"}
+    for kind, g in r.get("gains_over_uniform", {}).items():
+        lines.append(f"- {labels[kind]} ({g['n']}), mean ground truth minus uniform's: "
+                     f"**{100 * g['mean_minus_uniform']:+.2f} ± {100 * g['se']:.2f} points**")
     lines += ["", "| candidate | MACs ratio | supernet score (val) | cut score (val) | cut + finetune (test ± SE) |",
               "|---|---|---|---|---|"]
     for row in sorted(r["rows"], key=lambda x: -x["truth_test"]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,7 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     truth = {r["name"]: r["truth_test"] for r in rows}
     assert fidelity["headroom"]["best_minus_uniform"] == pytest.approx(max(truth.values()) - truth["uniform"])
     assert fidelity["headroom"]["above_uniform"] == sum(v > truth["uniform"] for v in truth.values())
+    assert fidelity["gains_over_uniform"] == supernet_fidelity_gains(rows)
 
     # RL against random at equal cost over the same supernet: every search gets the same trials
     _run("rl_equal_cost.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
@@ -115,6 +117,23 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     for t, row in front["targets"].items():
         assert row["policy"]["macs_ratio"] <= float(t) + 1e-9 and row["tpe"]["macs_ratio"] <= float(t) + 1e-9
         assert row["policy"]["returned"] in ("uniform", "policy", "search")
+
+
+def supernet_fidelity_gains(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return json.loads(json.dumps(_fidelity_module().gains_over_uniform(rows)))
+
+
+def test_fidelity_gains_over_uniform_by_kind_of_candidate_by_hand() -> None:
+    rows = [{"name": "uniform", "truth_test": 0.90, "truth_test_se": 0.003},
+            {"name": "random-1", "truth_test": 0.91, "truth_test_se": 0.003},
+            {"name": "random-2", "truth_test": 0.93, "truth_test_se": 0.003},
+            {"name": "winner-s0", "truth_test": 0.89, "truth_test_se": 0.003, "same_as": ["random-3"]},
+            {"name": "starve-first", "truth_test": 0.80, "truth_test_se": 0.003}]
+    gains = _fidelity_module().gains_over_uniform(rows)
+    # random: 0.91, 0.93 and (under another name) 0.89 -> mean 0.91, +0.01 over uniform; SD 0.02 over 3
+    assert gains["random"]["n"] == 3 and gains["random"]["mean_minus_uniform"] == pytest.approx(0.01)
+    assert gains["random"]["se"] == pytest.approx(math.sqrt(0.02**2 / 3 + 0.003**2))
+    assert "winner" not in gains  # one winner: no spread to estimate an SE from
 
 
 def test_fidelity_merges_a_structure_finetuned_twice_into_the_mean_of_its_ground_truths() -> None:
