@@ -99,6 +99,22 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert fidelity["headroom"]["best_minus_uniform"] == pytest.approx(max(truth.values()) - truth["uniform"])
     assert fidelity["headroom"]["above_uniform"] == sum(v > truth["uniform"] for v in truth.values())
     assert fidelity["gains_over_uniform"] == supernet_fidelity_gains(rows)
+    # --rerender rewrites the page from the JSON alone; --replicates 2 finetunes uniform and the searches'
+    # candidates once more each (and nothing else), their ground truth the mean of the two
+    page = (out / "fidelity_resnet20_0.3.md").read_text()
+    (out / "fidelity_resnet20_0.3.md").unlink()
+    _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
+         "--rerender")
+    assert (out / "fidelity_resnet20_0.3.md").read_text() == page
+    _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
+         "--replicates", "2")
+    again = {r["name"]: r for r in json.loads((out / "fidelity_resnet20_0.3.json").read_text())["rows"]}
+    for name, row in again.items():
+        compared = name == "uniform" or any(n.startswith("winner-") for n in [name, *row.get("same_as", [])])
+        assert len(row.get("truth_test_replicates", [row["truth_test"]])) == (2 if compared else 1), name
+    assert again["uniform"]["truth_test_replicates"][0] == truth["uniform"]
+    logged = (work / "fidelity-0.3.jsonl").read_text().splitlines()
+    assert len(logged) == len(rows) + sum(1 for n, r in again.items() if "truth_test_replicates" in r)
 
     # RL against random at equal cost over the same supernet: every search gets the same trials
     _run("rl_equal_cost.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
