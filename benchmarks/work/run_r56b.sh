@@ -6,6 +6,7 @@
 # has the best chance to beat uniform. Afterwards the results are rewritten in budget order (0.3, 0.2).
 # Fidelity: 16 pool candidates (as for VGG-small) plus the six searches' winners; uniform and winners first.
 # Also the supernet scored with the search re-scoring's calibration (40 train batches) and with 160 train batches.
+# --replicates 3: uniform and the searches' candidates finetuned 3 times each (after every candidate once).
 cd /work/main
 W=benchmarks/work/resnet56
 S=benchmarks/spaces/resnet56_low_streams.yaml
@@ -16,5 +17,5 @@ P=${PRECISION:-fp32}
     --precision $P --threads 2 --only-finished > /dev/null || exit 1
 for t in 0.2 0.3; do
   .venv/bin/python benchmarks/supernet_fidelity.py --model resnet56 --space $S --work $W --target $t \
-      --candidates 16 --also-calibration train:40 train:160 --precision $P --threads 2 || exit 1
+      --candidates 16 --also-calibration train:40 train:160 --replicates 3 --precision $P --threads 2 || exit 1
 done
