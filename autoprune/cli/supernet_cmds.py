@@ -77,6 +77,12 @@ def supernet_cmd(
                           "learns them too, beside the labels).")
     ] = "largest",
     criterion: Annotated[str, typer.Option("--criterion", help="Channel ranking criterion.")] = "l1",
+    init_supernet: Annotated[
+        Path | None, typer.Option("--init-supernet", help="Start from this trained supernet (its weights and its "
+                                  "channel ranking) instead of a dense --checkpoint, e.g. to specialise it to a "
+                                  "budget with --sample-near and a lower --lr. --teacher dense then distils from "
+                                  "its full model.")
+    ] = None,
     train_epochs: opt.DenseEpochs = 10,
     batch_size: opt.BatchSize = 128,
     bn_batches: BnBatches = 10,
@@ -104,7 +110,10 @@ def supernet_cmd(
     at_least(1, supernet_epochs=epochs, batch_size=batch_size)
     above_zero(lr=lr)
     at_least(0, num_random=num_random, bn_batches=bn_batches)
-    if run.checkpoint is None:
+    if run.checkpoint is not None and init_supernet is not None:
+        raise AutoPruneError(f"--checkpoint {run.checkpoint} and --init-supernet {init_supernet} both given: a "
+                             "supernet starts from one of them; drop one")
+    if run.checkpoint is None and init_supernet is None:
         at_least(1, train_epochs=train_epochs)
     if teacher not in TEACHERS:
         raise AutoPruneError(f"--teacher {teacher!r}: use one of {', '.join(TEACHERS)}")
@@ -114,7 +123,7 @@ def supernet_cmd(
     from autoprune.envs import parse_target_range
 
     near = None if sample_near is None else parse_target_range(sample_near)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and run.checkpoint is None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and run.checkpoint is None and init_supernet is None:
         raise AutoPruneError("under torchrun pass --checkpoint (a trained dense model), so that every process "
                              "ranks channels of the same weights; train it first with `autoprune train`")
     rank, world = _init_distributed(run.device)
@@ -126,15 +135,23 @@ def supernet_cmd(
         dist.barrier()
     report = s.report("supernet", run.model, run.dataset, run.seed)
     ckpt = s.out / "supernet.pt"
-    dense_file = run.checkpoint if run.checkpoint is not None else train_dense_once(s, run.model, run.dataset,
-                                                                                    train_epochs, batch_size,
-                                                                            run.seed, run.progress, report)
+    scores = None
+    if init_supernet is not None:
+        dense_file, scores = load_init_supernet(init_supernet, s)
+    elif run.checkpoint is not None:
+        dense_file = run.checkpoint
+    else:
+        dense_file = train_dense_once(s, run.model, run.dataset, train_epochs, batch_size, run.seed, run.progress,
+                                      report)
     from autoprune.engine.structure import ModelStructure
 
     search_space = with_budget(resolve_space(ModelStructure(s.model, s.input_shape), run.model, space, None), budget,
                                target)
     test_loader = s.splits.test_loader()
-    dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
+    reference = s.model
+    if init_supernet is not None:  # the report's dense model is the one the first supernet started from
+        reference = dense_model_of({"dense_checkpoint": str(dense_file)}, run.model, s) or s.model
+    dense = model_metrics(reference, s.input_shape, test_loader=test_loader, device=s.device)
     if ckpt.exists():
         console.print(f"resuming the supernet in {ckpt}")
     if world > 1:
@@ -148,9 +165,10 @@ def supernet_cmd(
         criterion=criterion, calibration=s.splits.calibration_loader(seed=run.seed), checkpoint=ckpt,
         meta={"model": run.model, "dataset": run.dataset, "num_classes": s.splits.num_classes,
               "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size),
-              "dense_checkpoint": str(Path(dense_file).resolve())},
+              "dense_checkpoint": str(Path(dense_file).resolve()),
+              **({"init_supernet": str(init_supernet.resolve())} if init_supernet is not None else {})},
         device=s.device, progress=run.progress and rank == 0,
-        on_epoch=None if run.progress else _epoch_line(config.epochs), sample_near=near,
+        on_epoch=None if run.progress else _epoch_line(config.epochs), sample_near=near, scores=scores,
     )
     if world > 1:
         dist.barrier()
@@ -355,6 +373,27 @@ def train_dense_once(s: Setup, model: str, dataset: str, epochs: int, batch_size
                                     "in_channels": s.splits.in_channels, "image_size": list(s.splits.image_size)})
     partial.unlink(missing_ok=True)
     return path
+
+
+def load_init_supernet(path: Path, s: Setup) -> tuple[Path, dict[str, Any]]:
+    """Load a trained supernet's weights into ``s.model``; its dense checkpoint's path and channel scores."""
+    import torch
+
+    from autoprune.errors import CheckpointError
+    from autoprune.models.checkpoint import check_fits, read_checkpoint
+
+    if not path.is_file():
+        raise AutoPruneError(f"--init-supernet {path}: no such file; give the supernet.pt of an `autoprune "
+                             "supernet` run")
+    state, meta = read_checkpoint(path)
+    if meta.get("kind") != "autoprune-supernet" or "scores" not in meta:
+        raise CheckpointError(f"--init-supernet {path} is not a supernet (written by `autoprune supernet`); pass a "
+                              "dense model as --checkpoint instead")
+    check_fits(s.model, state, meta, path)
+    s.model.load_state_dict(state)
+    console.print(f"starting from the supernet {path} (its weights and channel ranking)")
+    scores = {k: torch.tensor(v) for k, v in meta["scores"].items()}
+    return Path(str(meta.get("dense_checkpoint", path))), scores
 
 
 def _init_distributed(device: str) -> tuple[int, int]:

@@ -105,15 +105,17 @@ def build_supernet(
     progress: bool = True,
     on_epoch: Callable[[int, SupernetHistory], None] | None = None,
     sample_near: tuple[float, float] | None = None,
+    scores: dict[str, torch.Tensor] | None = None,
 ) -> SupernetRun:
     """Rank channels of the trained ``model`` and sandwich-train it into a supernet (in place).
 
     With ``checkpoint`` set, an existing checkpoint there is resumed (its ranking is reused so the
     sub-networks stay the same), and a new one is written after every epoch (``on_epoch`` is called then).
     ``sample_near``: draw the random sub-networks near these budgets (:class:`SpaceSampler`).
+    ``scores``: the channel ranking to use instead of ranking ``model`` (a trained supernet's, when ``model``
+    holds its weights: training continues it with the same sub-networks).
     """
     sampler = SpaceSampler(space, near=sample_near)  # checks the range before any work
-    scores = None
     if checkpoint is not None and checkpoint.exists():
         from autoprune.models.checkpoint import read_checkpoint
 

@@ -65,6 +65,40 @@ def test_supernet_trains_resumes_and_extracts(run_ok: Invoke, invoke: Invoke, tr
     assert bad.exit_code == 2 and "not an autoprune supernet" in bad.output
 
 
+def test_supernet_continues_from_a_trained_supernet(run_ok: Invoke, invoke: Invoke, trained: Path, tmp_path: Path,
+                                                     fast: tuple[str, ...]) -> None:
+    """--init-supernet starts from a supernet's weights *and* its channel ranking (a fresh ranking of the
+    trained shared weights would shuffle which channels every sub-network keeps)."""
+    first = tmp_path / "first"
+    run_ok(["supernet", "--checkpoint", str(trained / "model.pt"), "--epochs", "1", "--lr", "0.5", "--out",
+            str(first), *fast])
+    base, _ = Supernet.load(first / "supernet.pt", build_model("resnet20", num_classes=10, in_channels=1))
+    again = tmp_path / "again"
+    run_ok(["supernet", "--init-supernet", str(first / "supernet.pt"), "--epochs", "1", "--lr", "1e-12",
+            "--sample-near", "0.3:0.5", "--out", str(again), *fast])
+    net, meta = Supernet.load(again / "supernet.pt", build_model("resnet20", num_classes=10, in_channels=1))
+    assert meta["init_supernet"] == str((first / "supernet.pt").resolve())
+    assert meta["dense_checkpoint"] == str((trained / "model.pt").resolve())
+    for name, scores in base.scores.items():  # the first supernet's ranking, not one of its trained weights
+        assert torch.equal(net.scores[name], scores)
+    fresh = Supernet(net.model, net.input_shape)
+    assert any(not torch.equal(fresh.scores[n], s) for n, s in base.scores.items())
+    # a learning rate of 1e-12 leaves the conv weights where the first supernet left them
+    for (name, a), (_, b) in zip(base.model.state_dict().items(), net.model.state_dict().items(), strict=True):
+        if name.endswith("conv1.weight") or name.endswith("conv2.weight"):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # the report's dense model is still the one the first supernet started from
+    dense = json.loads((first / "report.json").read_text())["dense"]
+    assert json.loads((again / "report.json").read_text())["dense"]["accuracy"] == dense["accuracy"]
+
+    both = invoke(["supernet", "--init-supernet", str(first / "supernet.pt"), "--checkpoint",
+                   str(trained / "model.pt"), "--out", str(tmp_path / "both"), *fast])
+    assert both.exit_code == 2 and "drop one" in both.output and not (tmp_path / "both").exists()
+    dense_file = invoke(["supernet", "--init-supernet", str(trained / "model.pt"), "--out", str(tmp_path / "d"),
+                         *fast])
+    assert dense_file.exit_code == 2 and "is not a supernet" in dense_file.output
+
+
 def test_supernet_under_torchrun_with_two_cpu_processes(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
