@@ -99,13 +99,15 @@ def render(r: dict[str, Any]) -> str:
     for kind, g in r.get("gains_over_uniform", {}).items():
         lines.append(f"- {labels[kind]} ({g['n']}), mean ground truth minus uniform's: "
                      f"**{100 * g['mean_minus_uniform']:+.2f} ± {100 * g['se']:.2f} points**")
-    lines += ["", "| candidate | MACs ratio | supernet score (val) | cut score (val) | cut + finetune (test ± SE) |",
-              "|---|---|---|---|---|"]
+    nets = [o for o in r.get("also", []) if not o.startswith("calib-")]  # other supernets: a column each
+    lines += ["", "| candidate | MACs ratio | supernet score (val) | " + "".join(f"`{o}` score (val) | " for o in nets)
+              + "cut score (val) | cut + finetune (test ± SE) |", "|---|---|---|---|" + "---|" * (len(nets) + 1)]
     for row in sorted(r["rows"], key=lambda x: -x["truth_test"]):
         reps = row.get("truth_test_replicates")
         more = f" (mean of {len(reps)} finetunes: {', '.join(f'{v:.4f}' for v in reps)})" if reps else ""
         also = "".join(f" = {n}" for n in row.get("same_as", []))
         lines.append(f"| {row['name']}{also} | {row['macs_ratio']:.3f} | {row['supernet_val']:.4f} | "
-                     f"{row['cut_val']:.4f} | {row['truth_test']:.4f} ± {row['truth_test_se']:.4f}{more} |")
+                     + "".join(f"{row[f'{o}_val']:.4f} | " for o in nets)
+                     + f"{row['cut_val']:.4f} | {row['truth_test']:.4f} ± {row['truth_test_se']:.4f}{more} |")
     lines += ["", f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
     return "\n".join(lines) + "\n"

@@ -63,6 +63,11 @@ def main() -> None:
     p.add_argument("--supernet-epochs", type=int, default=6)
     p.add_argument("--supernet-args", default="",
                    help="more `autoprune supernet` options, one quoted string (e.g. \"--teacher dense --lr 0.005\")")
+    p.add_argument("--supernet-stage", default="supernet",
+                   help="the supernet the searches run over: 'supernet' (trained here from the dense model) or "
+                        "another finished stage in WORK that continued it (`autoprune supernet --init-supernet "
+                        "WORK/supernet/supernet.pt ...`, e.g. specialised to a budget with --sample-near); searches "
+                        "over another stage are named STAGE-search-..., its epochs add to the supernet's")
     p.add_argument("--finetune-epochs", type=int, default=None, help="baselines' finetuning (default: supernet epochs)")
     p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.2])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -79,7 +84,7 @@ def main() -> None:
         a.targets, a.seeds = a.targets[:1], a.seeds[:2]
     ft_epochs = a.supernet_epochs if a.finetune_epochs is None else a.finetune_epochs
     a.work.mkdir(parents=True, exist_ok=True)
-    name = a.name or a.model
+    name = a.name or (a.model if a.supernet_stage == "supernet" else f"{a.model}_{a.supernet_stage}")
     data = ["--model", a.model, "--dataset", a.dataset, "--threads", str(a.threads)]
     if a.dataset != "digits":
         data += ["--data-dir", str(a.data_dir)]
@@ -143,14 +148,28 @@ def main() -> None:
     result["supernet"] = {"epochs": a.supernet_epochs, "seconds": sn["wall_time_s"], "args": a.supernet_args,
                           "passes_per_step": 2 + int(sn.get("config", {}).get("supernet", {}).get("num_random", 2)),
                           "precision": _precision(sn)}
+    prefix = ""
+    if a.supernet_stage != "supernet":
+        more = json.loads((a.work / a.supernet_stage / "report.json").read_text()) if (
+            a.work / a.supernet_stage / "report.json").exists() else None
+        if more is None or more.get("config", {}).get("cli", {}).get("init_supernet") is None:
+            raise SystemExit(f"--supernet-stage {a.supernet_stage}: no finished `autoprune supernet --init-supernet` "
+                             f"run in {a.work / a.supernet_stage}; train it first (see benchmarks/results/README.md)")
+        cfg = more["config"]["supernet"]
+        result["supernet"]["continued"] = {
+            "stage": a.supernet_stage, "epochs": cfg["epochs"], "lr": cfg["lr"], "seconds": more["wall_time_s"],
+            "sample_near": more["config"].get("sample_near"), "passes_per_step": 2 + int(cfg["num_random"]),
+            "precision": _precision(more)}
+        prefix = f"{a.supernet_stage}-"
     save()
-    supernet = str(a.work / "supernet" / "supernet.pt")
+    supernet = str(a.work / a.supernet_stage / "supernet.pt")
     result["targets"] = {}
     for target in a.targets:
         row: dict[str, Any] = {"searches": {}, "baselines": {}}
         result["targets"][str(target)] = row
         for seed in a.seeds:
-            stage = f"search-{target}-s{seed}" if a.holdout == 0 else f"search-h{a.holdout:g}-{target}-s{seed}"
+            stage = prefix + (f"search-{target}-s{seed}" if a.holdout == 0 else
+                              f"search-h{a.holdout:g}-{target}-s{seed}")
             holdout = [] if a.holdout == DEFAULT_HOLDOUT else ["--holdout", str(a.holdout)]
             rep = _run(a.work, stage, ["search", *data, *space, "--checkpoint", ckpt, "--supernet", supernet,
                                        "--target-macs", str(target), "--trials", str(a.trials), "--seed", str(seed),
@@ -234,8 +253,16 @@ def render(r: dict[str, Any]) -> str:
     if "supernet" in r:
         n = r["supernet"]
         recipe = f" with `{n['args']}`" if n.get("args") else ""
+        c = n.get("continued")
+        more = ""
+        if c is not None:
+            near = (f", random sub-networks near {c['sample_near'][0]:g}-{c['sample_near'][1]:g} of the MACs"
+                    if c.get("sample_near") else "")
+            more = (f", then continued (stage `{c['stage']}`) for {c['epochs']} more sandwich epoch(s) × "
+                    f"{c['passes_per_step']} passes, lr {c['lr']:g}{near} ({c['seconds']:.0f} s, {c['precision']})")
         lines.append(f"Supernet: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes per step"
-                     f"{recipe} ({n['seconds']:.0f} s), trained once for every budget. Searches: default searcher, "
+                     f"{recipe} ({n['seconds']:.0f} s){more}, trained once for every budget. Searches: "
+                     "default searcher, "
                      f"{s['trials']} trials, seeds {s['seeds']}, winner fixed on validation, "
                      f"hold-out {s.get('holdout', 0):g} of validation, **no finetuning**. "
                      f"Baselines: L1 + {s['finetune_epochs']} finetune epochs.")

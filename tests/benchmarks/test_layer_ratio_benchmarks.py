@@ -64,6 +64,24 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert partial["missing"] == ["search-h0.3-0.2-s0", "search-h0.3-0.2-s1", "l1-local-0.2", "l1-global-0.2"]
     assert "Not finished yet" in (out / "layer_ratios_resnet20.md").read_text()
 
+    # the supernet continued near the budget (a stage of its own), searched over by --supernet-stage
+    subprocess.run([sys.executable, "-m", "autoprune", "supernet", "--model", "resnet20", "--init-supernet",
+                    str(work / "supernet" / "supernet.pt"), "--supernet-epochs", "1", "--sample-near", "0.25:0.35",
+                    "--lr", "0.005", "--target-macs", "0.3", "--out", str(work / "near"), "--no-progress",
+                    "--threads", "1"], check=True, cwd=BENCH.parent, capture_output=True)
+    _run("layer_ratios.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--targets", "0.3",
+         "--supernet-stage", "near")
+    near = json.loads((out / "layer_ratios_resnet20_near.json").read_text())
+    assert near["supernet"]["continued"]["epochs"] == 1 and near["supernet"]["continued"]["sample_near"] == [0.25, 0.35]
+    assert set(near["targets"]["0.3"]["searches"]) == {"0", "1"}
+    assert sorted(p.name for p in work.glob("near-search-*") if p.is_dir()) == ["near-search-h0.3-0.3-s0",
+                                                                                "near-search-h0.3-0.3-s1"]
+    for seed in ("0", "1"):
+        rep = json.loads((work / f"near-search-h0.3-0.3-s{seed}" / "report.json").read_text())
+        assert rep["config"]["cli"]["supernet"] == str(work / "near" / "supernet.pt")
+    assert json.loads((out / "layer_ratios_resnet20.json").read_text())["dense"] == result["dense"]  # not replaced
+    assert "then continued (stage `near`) for 1 more" in (out / "layer_ratios_resnet20_near.md").read_text()
+
     _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
          "--also", f"same={work / 'supernet' / 'supernet.pt'}", "--also-calibration", "val:4", "train:4")
     fidelity = json.loads((out / "fidelity_resnet20_0.3.json").read_text())
