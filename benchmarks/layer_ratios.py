@@ -150,16 +150,7 @@ def main() -> None:
                           "precision": _precision(sn)}
     prefix = ""
     if a.supernet_stage != "supernet":
-        more = json.loads((a.work / a.supernet_stage / "report.json").read_text()) if (
-            a.work / a.supernet_stage / "report.json").exists() else None
-        if more is None or more.get("config", {}).get("cli", {}).get("init_supernet") is None:
-            raise SystemExit(f"--supernet-stage {a.supernet_stage}: no finished `autoprune supernet --init-supernet` "
-                             f"run in {a.work / a.supernet_stage}; train it first (see benchmarks/results/README.md)")
-        cfg = more["config"]["supernet"]
-        result["supernet"]["continued"] = {
-            "stage": a.supernet_stage, "epochs": cfg["epochs"], "lr": cfg["lr"], "seconds": more["wall_time_s"],
-            "sample_near": more["config"].get("sample_near"), "passes_per_step": 2 + int(cfg["num_random"]),
-            "precision": _precision(more)}
+        result["supernet"]["continued"] = _continued(a.work, a.supernet_stage)
         prefix = f"{a.supernet_stage}-"
     save()
     supernet = str(a.work / a.supernet_stage / "supernet.pt")
@@ -200,6 +191,27 @@ def main() -> None:
             save()
     save()
     print(render(result))
+
+
+def _continued(work: Path, stage: str) -> list[dict[str, Any]]:
+    """The chain of `autoprune supernet --init-supernet` stages from WORK/supernet to ``stage``, oldest first."""
+    chain: list[dict[str, Any]] = []
+    while stage != "supernet":
+        path = work / stage / "report.json"
+        more = json.loads(path.read_text()) if path.exists() else None
+        init = None if more is None else more.get("config", {}).get("cli", {}).get("init_supernet")
+        if more is None or init is None or len(chain) > 20:
+            raise SystemExit(f"--supernet-stage: {work / stage} holds no finished `autoprune supernet --init-supernet` "
+                             "run continuing WORK/supernet; train it first (see benchmarks/results/README.md)")
+        cfg = more["config"]["supernet"]
+        chain.insert(0, {"stage": stage, "epochs": cfg["epochs"], "lr": cfg["lr"], "seconds": more["wall_time_s"],
+                         "sample_near": more["config"].get("sample_near"),
+                         "passes_per_step": 2 + int(cfg["num_random"]), "precision": _precision(more)})
+        parent = (ROOT / init).parent  # the stages' commands run in the repository root
+        stage = parent.name
+        if parent.resolve() != (work / stage).resolve():
+            raise SystemExit(f"--supernet-stage: {path} continues {init}, which is not a stage of {work}")
+    return chain
 
 
 def _precision(report: dict[str, Any]) -> str:
@@ -253,13 +265,12 @@ def render(r: dict[str, Any]) -> str:
     if "supernet" in r:
         n = r["supernet"]
         recipe = f" with `{n['args']}`" if n.get("args") else ""
-        c = n.get("continued")
         more = ""
-        if c is not None:
+        for c in n.get("continued", []):
             near = (f", random sub-networks near {c['sample_near'][0]:g}-{c['sample_near'][1]:g} of the MACs"
                     if c.get("sample_near") else "")
-            more = (f", then continued (stage `{c['stage']}`) for {c['epochs']} more sandwich epoch(s) × "
-                    f"{c['passes_per_step']} passes, lr {c['lr']:g}{near} ({c['seconds']:.0f} s, {c['precision']})")
+            more += (f", then continued (stage `{c['stage']}`) for {c['epochs']} more sandwich epoch(s) × "
+                     f"{c['passes_per_step']} passes, lr {c['lr']:g}{near} ({c['seconds']:.0f} s, {c['precision']})")
         lines.append(f"Supernet: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes per step"
                      f"{recipe} ({n['seconds']:.0f} s){more}, trained once for every budget. Searches: "
                      "default searcher, "
