@@ -19,7 +19,7 @@ import platform
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,7 @@ def compare_latency(
     max_time_s: float | None = 10.0,
     pruned_onnx: Path | None = None,
     dense_onnx: Path | None = None,
+    others: Mapping[str, nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Dense and pruned latency by the interleaved protocol: one run per batch size holds every form.
 
@@ -154,14 +155,21 @@ def compare_latency(
         max_time_s: Fewer rounds (at least 3) where a run's timed passes would take longer than this.
         pruned_onnx: The exported ``model.onnx`` (None: no ONNX Runtime figures).
         dense_onnx: The dense model as ONNX (None: ONNX Runtime times the pruned model alone).
+        others: More models timed in the same runs (eager and deploy form), e.g. a search's uniform
+            candidate beside its winner; each row holds them under their names.
 
     Returns:
         ``{"latency": ...}`` and, with ``pruned_onnx``, ``{"onnxruntime": ...}`` (see ``docs/report_schema.md``).
     """
     torch_forms = {"eager": (dense, pruned), "deploy": (None if dense is None else _deploy(dense), _deploy(pruned))}
+    extra = dict(others or {})
+    clash = {"dense", "pruned"} & set(extra)
+    if clash:
+        raise ValueError(f"others={sorted(clash)}: 'dense' and 'pruned' are taken; name the extra models otherwise")
     models: dict[str, Any] = {}
     for form, (d, p) in torch_forms.items():
         models.update({f"{form}/pruned": p, **({} if d is None else {f"{form}/dense": d})})
+        models.update({f"{form}/{name}": (m if form == "eager" else _deploy(m)) for name, m in extra.items()})
     if pruned_onnx is not None:
         models["onnxruntime/pruned"] = onnxruntime_runner(pruned_onnx, threads=threads)
         if dense_onnx is not None:
@@ -176,7 +184,7 @@ def compare_latency(
             if f"{form}/pruned" not in stats:
                 continue
             row: dict[str, Any] = {"batch_size": batch, "rounds": stats[f"{form}/pruned"].rounds}
-            for who in ("dense", "pruned"):
+            for who in ("dense", "pruned", *extra):
                 if f"{form}/{who}" in stats:
                     row[who] = {k: v for k, v in stats[f"{form}/{who}"].to_dict().items() if k in _SHOWN}
             if f"{form}/dense" in stats:
@@ -219,6 +227,7 @@ class RunReport:
         batch_sizes: Sequence[int] = (1, THROUGHPUT_BATCH),
         rounds: int = 20,
         threads: int | None = None,
+        others: Mapping[str, nn.Module] | None = None,
     ) -> None:
         """Time ``dense`` and ``pruned`` together (:func:`compare_latency`) into ``latency`` and ``onnxruntime``.
 
@@ -226,7 +235,9 @@ class RunReport:
         by the medians of the first batch size's run, so ``latency_ratio`` and ``deploy_latency_ratio`` come
         from one run; ``latency`` holds every run's quartiles and per-round ratios. ``onnx``: the exported
         ``model.onnx``; the dense model is exported to a temporary file, so ONNX Runtime's ratio comes from
-        one run too (if that export fails, ONNX Runtime times the pruned model alone).
+        one run too (if that export fails, ONNX Runtime times the pruned model alone). ``others``: more
+        models timed in the same runs; the metrics object of the same name (e.g. ``uniform``) takes their
+        figures like ``pruned`` does.
         """
         with tempfile.TemporaryDirectory() as tmp:
             dense_onnx = None
@@ -239,10 +250,11 @@ class RunReport:
                 except Exception:
                     dense_onnx = None
             block = compare_latency(dense, pruned, input_shape, batch_sizes=batch_sizes, rounds=rounds,
-                                    threads=threads, pruned_onnx=onnx, dense_onnx=dense_onnx)  # fmt: skip
+                                    threads=threads, pruned_onnx=onnx, dense_onnx=dense_onnx,
+                                    others=others)  # fmt: skip
         self.data.update(block)
         first = {form: block["latency"][form][0] for form in ("eager", "deploy")}
-        for who in ("dense", "pruned"):
+        for who in ("dense", "pruned", *(others or {})):
             metrics = self.data.get(who)
             if metrics is not None and who in first["eager"]:
                 metrics.update(latency_ms=first["eager"][who]["median_ms"],

@@ -81,8 +81,9 @@ FIELDS: dict[str, Field] = {
                   "order rotated every round, after warm-up): `protocol`, `warmup`, `threads`, `device`, and per "
                   "form (`eager`, `deploy`) one entry per batch size (1 and the throughput batch 64), each one "
                   "interleaved run: `batch_size`, `rounds`, `dense` and `pruned` (`median_ms`, `q1_ms`, `q3_ms`, "
-                  "`iqr_ms` over rounds; `dense` only where the dense model was given) and `ratio` (pruned / "
-                  "dense per round: `median`, `q1`, `q3`, `iqr`, `noise` = iqr / 2, `rounds`)", EXPORTS),
+                  "`iqr_ms` over rounds; `dense` only where the dense model was given; `search` also times its "
+                  "`uniform` candidate in the same runs, and the `uniform` metrics take its medians) and `ratio` "
+                  "(pruned / dense per round: `median`, `q1`, `q3`, `iqr`, `noise` = iqr / 2, `rounds`)", EXPORTS),
     "onnxruntime": _f("the exported model.onnx timed in ONNX Runtime (CPU, the same threads) in the same runs as "
                       "`latency`: `providers`, `threads`, `dense` (whether the dense model, exported to a temporary "
                       "file, was timed beside it) and `runs` (per batch size as in `latency`)", EXPORTS),

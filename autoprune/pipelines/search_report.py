@@ -171,8 +171,11 @@ def write_search_report(
     pruned = model_metrics(model.to(device), shape, test_loader=test_loader, device=device)
     uniform = model_metrics(uniform_model.to(device), shape, test_loader=test_loader, device=device)
     files = write_export(out, model, supernet.plan(counts), shape, report, onnx=request.onnx)
-    report.set(dense=dense, pruned=pruned)
-    report.measure_latency(request.dense_model, model, shape, onnx=out / "model.onnx" if "onnx" in files else None)
+    report.set(dense=dense, pruned=pruned, uniform=uniform)
+    # the uniform candidate is timed in the same interleaved runs as the winner and the dense model, so the
+    # table's latencies compare (timed apart on a busy machine, one structure read 7.5 and 12.4 ms)
+    report.measure_latency(request.dense_model, model, shape, onnx=out / "model.onnx" if "onnx" in files else None,
+                           others={"uniform": uniform_model})
     if winner.latency_check is not None:
         report.set(latency_check=winner.latency_check)
     front = pareto_front(trials)

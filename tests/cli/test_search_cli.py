@@ -51,6 +51,10 @@ def test_search_exports_a_feasible_winner_and_reports_it(searched: Path) -> None
     assert report["vs_uniform"]["se"] >= 0 and isinstance(report["vs_uniform"]["beats_uniform"], bool)
     assert report["counts"] == winner["counts"]
     assert 0 < report["uniform"]["accuracy"] <= 1 and report["pruned"]["accuracy_se"] > 0
+    # the uniform candidate's latency comes from the same interleaved run as the winner's and the dense model's
+    first = report["latency"]["eager"][0]
+    assert report["uniform"]["latency_ms"] == first["uniform"]["median_ms"]
+    assert report["pruned"]["latency_ms"] == first["pruned"]["median_ms"]
     assert report["budget_use"]["saturated"] and report["budget_use"]["evaluated"]["saturated_fraction"] == 1.0
     # the exported model is rebuilt without pickle and has exactly the MACs the space predicted
     model = load_pruned(build_model("resnet20", num_classes=10, in_channels=1), searched / "plan.json",

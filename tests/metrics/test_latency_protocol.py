@@ -157,6 +157,31 @@ def test_the_report_times_dense_and_pruned_together(tmp_path: Path, monkeypatch:
     assert onnx["dense"] is True and [r["batch_size"] for r in onnx["runs"]] == [1, 4]
 
 
+def test_other_models_are_timed_in_the_same_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search's uniform candidate is timed beside its winner, and its metrics take that run's medians."""
+    import autoprune.report as report_module
+
+    runs: list[list[str]] = []
+    real = report_module.measure_interleaved
+
+    def spy(models: Any, shape: Any, **kwargs: Any) -> Any:
+        runs.append(list(models))
+        return real(models, shape, **{**kwargs, "rounds": 3})
+
+    monkeypatch.setattr(report_module, "measure_interleaved", spy)
+    report = RunReport("search", "net", "none", 0, tmp_path)
+    report.set(dense={"macs": 2}, pruned={"macs": 1}, uniform={"macs": 1, "latency_ms": 99.0})
+    report.measure_latency(_net(16), _net(4), SHAPE, batch_sizes=(1,), others={"uniform": _net(6)})
+    assert runs == [["eager/pruned", "eager/dense", "eager/uniform", "deploy/pruned", "deploy/dense",
+                     "deploy/uniform"]]  # fmt: skip
+    data = report.to_dict()
+    first = data["latency"]["eager"][0]
+    assert data["uniform"]["latency_ms"] == first["uniform"]["median_ms"] != 99.0
+    assert data["uniform"]["deploy_latency_ms"] == data["latency"]["deploy"][0]["uniform"]["median_ms"]
+    with pytest.raises(ValueError, match="'dense' and 'pruned' are taken"):
+        compare_latency(_net(16), _net(4), SHAPE, batch_sizes=(1,), rounds=2, others={"dense": _net(6)})
+
+
 def test_without_a_dense_model_the_pruned_one_is_timed_alone() -> None:
     out = compare_latency(None, _net(4), SHAPE, batch_sizes=(2,), rounds=2)
     (row,) = out["latency"]["eager"]
