@@ -30,6 +30,20 @@ def gains_over_uniform(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]
     return out
 
 
+def spreads(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, dict[str, float]]:
+    """Per score (``KEY_val``) and the ground truth (``truth_test``): the standard deviation over the candidates
+    and the best candidate's value minus the uniform one's. A score whose spread is much smaller than the
+    truth's compresses the differences between structures that a search must find."""
+    uniform = next((r for r in rows if r["name"] == "uniform"), None)
+    out: dict[str, dict[str, float]] = {}
+    for key in [*(f"{k}_val" for k in keys), "truth_test"]:
+        values = [r[key] for r in rows if key in r]
+        if len(values) < 2 or uniform is None or key not in uniform:
+            continue
+        out[key] = {"std": float(np.std(values, ddof=1)), "best_minus_uniform": max(values) - uniform[key]}
+    return out
+
+
 def rank_stats(x: list[float], y: list[float], seed: int, reps: int = 2000) -> dict[str, Any]:
     """Kendall's tau and Spearman's rho of ``x`` vs ``y`` with percentile bootstrap 95% intervals."""
     xa, ya = np.asarray(x), np.asarray(y)
@@ -54,6 +68,7 @@ def rerender(path: Path) -> None:
     result = json.loads(path.read_text())
     if any(r["name"] == "uniform" for r in result["rows"]):
         result["gains_over_uniform"] = gains_over_uniform(result["rows"])
+        result["spread"] = spreads(result["rows"], ["supernet", "cut", *result.get("also", [])])
     path.write_text(json.dumps(result, indent=1))
     path.with_suffix(".md").write_text(render(result))
 
@@ -100,6 +115,12 @@ def render(r: dict[str, Any]) -> str:
         lines.append(f"- {labels[kind]} ({g['n']}), mean ground truth minus uniform's: "
                      f"**{100 * g['mean_minus_uniform']:+.2f} ± {100 * g['se']:.2f} points**")
     nets = [o for o in r.get("also", []) if not o.startswith("calib-")]  # other supernets: a column each
+    if r.get("spread"):
+        parts = [f"{'ground truth' if k == 'truth_test' else '`' + k[:-4] + '`'} {100 * v['std']:.2f} (best − uniform "
+                 f"{100 * v['best_minus_uniform']:+.2f})" for k, v in r["spread"].items()]
+        lines.append("- spread over the candidates, standard deviation in points: " + ", ".join(parts) + ". A score "
+                     "that spreads the structures much less than the ground truth compresses the differences a "
+                     "search must find.")
     lines += ["", "| candidate | MACs ratio | supernet score (val) | " + "".join(f"`{o}` score (val) | " for o in nets)
               + "cut score (val) | cut + finetune (test ± SE) |", "|---|---|---|---|" + "---|" * (len(nets) + 1)]
     for row in sorted(r["rows"], key=lambda x: -x["truth_test"]):

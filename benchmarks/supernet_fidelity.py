@@ -39,7 +39,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fidelity_report import gains_over_uniform, rank_stats, render, rerender  # noqa: E402
+from _fidelity_report import gains_over_uniform, rank_stats, render, rerender, spreads  # noqa: E402
 from _supernet_options import add_stage_options  # noqa: E402
 
 
@@ -300,6 +300,7 @@ def write(a: argparse.Namespace, stem: str, pool: dict[str, Any], done: dict[str
                               "range": best["truth_test"] - min(r["truth_test"] for r in rows),
                               "above_uniform": sum(r["truth_test"] > uniform["truth_test"] for r in rows)}
         result["gains_over_uniform"] = gains_over_uniform(rows)
+        result["spread"] = spreads(rows, ["supernet", "cut", *(others or {})])
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (a.out / f"{stem}.md").write_text(render(result))

@@ -171,6 +171,18 @@ def test_fidelity_gains_over_uniform_by_kind_of_candidate_by_hand() -> None:
     assert "winner" not in gains  # one winner: no spread to estimate an SE from
 
 
+def test_fidelity_spread_of_each_score_by_hand() -> None:
+    rows = [{"name": "uniform", "supernet_val": 0.90, "near_val": 0.92, "truth_test": 0.90},
+            {"name": "random-1", "supernet_val": 0.92, "near_val": 0.92, "truth_test": 0.94},
+            {"name": "random-2", "supernet_val": 0.94, "near_val": 0.92, "truth_test": 0.86}]
+    out = _fidelity_module().spreads(rows, ["supernet", "near", "cut"])
+    # supernet: 0.90, 0.92, 0.94 -> SD 0.02, best - uniform 0.04; near: all equal; truth: SD 0.04, +0.04
+    assert out["supernet_val"] == pytest.approx({"std": 0.02, "best_minus_uniform": 0.04})
+    assert out["near_val"] == pytest.approx({"std": 0.0, "best_minus_uniform": 0.0})
+    assert out["truth_test"] == pytest.approx({"std": 0.04, "best_minus_uniform": 0.04})
+    assert "cut_val" not in out  # no such score in the rows
+
+
 def test_fidelity_merges_a_structure_finetuned_twice_into_the_mean_of_its_ground_truths() -> None:
     supernet_fidelity = _fidelity_module()
     row = {"counts": {"a": 4, "b": 8}, "ft_epochs": 2, "supernet_val": 0.9}
