@@ -49,7 +49,8 @@ from autoprune.cli.search_support import (
     wait_workers,
     worker_threads,
 )
-from autoprune.cli.supernet_cmds import BnBatches, Space, dense_model_of, train_dense_once
+from autoprune.cli.supernet_cmds import BnBatches, Space
+from autoprune.cli.supernet_start import dense_model_of, train_dense_once
 from autoprune.defaults import DEFAULT_HOLDOUT, DEFAULT_TOP_K
 from autoprune.errors import AutoPruneError
 

@@ -125,17 +125,23 @@ def test_onnxruntime_runs_in_the_same_interleaved_run(tmp_path: Path) -> None:
     assert ratio(stats, "onnxruntime", "torch").rounds == 3
 
 
-def test_the_report_times_dense_and_pruned_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The models of every interleaved run the report starts (each run cut to 3 rounds)."""
     import autoprune.report as report_module
 
-    runs: list[list[str]] = []
+    seen: list[list[str]] = []
     real = report_module.measure_interleaved
 
     def spy(models: Any, shape: Any, **kwargs: Any) -> Any:
-        runs.append(list(models))
+        seen.append(list(models))
         return real(models, shape, **{**kwargs, "rounds": 3})
 
     monkeypatch.setattr(report_module, "measure_interleaved", spy)
+    return seen
+
+
+def test_the_report_times_dense_and_pruned_together(tmp_path: Path, runs: list[list[str]]) -> None:
     dense, pruned = _net(16), _net(4)
     export_onnx(pruned, SHAPE, tmp_path / "model.onnx")
     report = RunReport("prune", "net", "none", 0, tmp_path)
@@ -157,18 +163,8 @@ def test_the_report_times_dense_and_pruned_together(tmp_path: Path, monkeypatch:
     assert onnx["dense"] is True and [r["batch_size"] for r in onnx["runs"]] == [1, 4]
 
 
-def test_other_models_are_timed_in_the_same_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_other_models_are_timed_in_the_same_runs(tmp_path: Path, runs: list[list[str]]) -> None:
     """A search's uniform candidate is timed beside its winner, and its metrics take that run's medians."""
-    import autoprune.report as report_module
-
-    runs: list[list[str]] = []
-    real = report_module.measure_interleaved
-
-    def spy(models: Any, shape: Any, **kwargs: Any) -> Any:
-        runs.append(list(models))
-        return real(models, shape, **{**kwargs, "rounds": 3})
-
-    monkeypatch.setattr(report_module, "measure_interleaved", spy)
     report = RunReport("search", "net", "none", 0, tmp_path)
     report.set(dense={"macs": 2}, pruned={"macs": 1}, uniform={"macs": 1, "latency_ms": 99.0})
     report.measure_latency(_net(16), _net(4), SHAPE, batch_sizes=(1,), others={"uniform": _net(6)})
