@@ -77,6 +77,10 @@ def _also_label(name: str) -> str:
     if name.startswith("calib-"):  # calib-SPLIT-BATCHES: the same supernet, another calibration
         _, split, count = name.split("-")
         return f"supernet score, adaptive BN on {count} batches from the {split} split (`{name}`)"
+    if name.startswith("ft-"):  # ft-SOURCE-STEPS[-lrX]: a short finetune before the score
+        source, steps = name.split("-")[1:3]
+        origin = "the supernet's shared weights" if source == "supernet" else "cut from the dense model"
+        return f"{origin} + {steps} finetune steps, then scored (`{name}`)"
     return f"supernet `{name}` score"
 
 

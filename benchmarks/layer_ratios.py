@@ -90,7 +90,8 @@ def main() -> None:
         data += ["--data-dir", str(a.data_dir)]
     space = ["--space", a.space] if a.space else []
     trains = ["--precision", a.precision] if a.precision != "fp32" else []  # the stages that train
-    command = shlex.join(["python", "benchmarks/layer_ratios.py", *sys.argv[1:]])
+    # the command that produces this result: --only-finished only re-reads the stages, so it is left out
+    command = shlex.join(["python", "benchmarks/layer_ratios.py", *(x for x in sys.argv[1:] if x != "--only-finished")])
     result: dict[str, Any] = {"settings": {**vars(a), "finetune_epochs": ft_epochs}, "command": command,
                               "machine": platform.platform(), "cpus": os.cpu_count()}
     for k in ("data_dir", "work", "out"):

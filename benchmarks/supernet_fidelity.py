@@ -31,6 +31,7 @@ import os
 import platform
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fidelity_report import gains_over_uniform, rank_stats, render, rerender, spreads  # noqa: E402
+from _short_finetune import ShortFinetuneScorer  # noqa: E402
 from _supernet_options import add_stage_options  # noqa: E402
 
 
@@ -105,6 +107,15 @@ def calibration_spec(spec: str) -> tuple[str, int]:
     return where, int(count)
 
 
+def finetune_spec(spec: str) -> tuple[str, int]:
+    """``SOURCE:STEPS`` of ``--also-finetune`` (checked at parsing, before anything is loaded)."""
+    where, _, count = spec.partition(":")
+    if where not in ("supernet", "cut") or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{spec!r}: give SOURCE:STEPS with SOURCE supernet or cut and STEPS >= 1 "
+                                         "(e.g. supernet:200, the shared weights finetuned 200 steps)")
+    return where, int(count)
+
+
 def _key(counts: dict[str, int]) -> str:
     return json.dumps(sorted(counts.items()))
 
@@ -159,6 +170,11 @@ def main() -> None:
                    help="the supernet scored again with adaptive BN on BATCHES batches of 64 from SPLIT (train: "
                         "the search's re-scoring draws its calibration there; val: as the main score), named "
                         "calib-SPLIT-BATCHES; e.g. train:40 train:160 measures a larger calibration")
+    p.add_argument("--also-finetune", nargs="*", default=[], metavar="SOURCE:STEPS", type=finetune_spec,
+                   help="each candidate taken from SOURCE (supernet: its shared weights; cut: cut from the dense "
+                        "model), finetuned STEPS steps on the same training batches for every candidate, then scored "
+                        "on validation, named ft-SOURCE-STEPS: does a short finetune rank better than no finetune?")
+    p.add_argument("--also-finetune-lr", type=float, default=0.01, help="peak lr of --also-finetune's cosine schedule")
     p.add_argument("--replicates", type=int, default=1,
                    help="finetune the uniform structure and the searches' candidates this many times in all (other "
                         "seeds, after every candidate has been finetuned once); their ground truth is the mean")
@@ -215,6 +231,15 @@ def main() -> None:
         batches = (rescore_calibration(splits, count, a.seed) if where == "train"
                    else list(splits.calibration_loader(64, count, seed=a.seed)))
         extra[f"calib-{where}-{count}"] = SupernetEvaluator(supernet, val, batches, bn_batches=len(batches))
+    for where, steps in a.also_finetune:
+        batches = list(islice(splits.train_loader(128, seed=a.seed), steps))
+        if len(batches) < steps:
+            raise SystemExit(f"--also-finetune {where}:{steps}: the training split has only {len(batches)} batches "
+                             "of 128; give fewer steps")
+        lr_tag = "" if a.also_finetune_lr == 0.01 else f"-lr{a.also_finetune_lr:g}"  # another lr, another log
+        source = supernet if where == "supernet" else cut
+        extra[f"ft-{where}-{steps}{lr_tag}"] = ShortFinetuneScorer(source, batches, val, calib, lr=a.also_finetune_lr,
+                                                                   seed=a.seed, precision=a.precision)
     others = {name: extra_scores(scorer, pool, a.work / f"fidelity-{a.target}-{name}.jsonl")
               for name, scorer in extra.items()}
     log_path = a.work / f"fidelity-{a.target}.jsonl"

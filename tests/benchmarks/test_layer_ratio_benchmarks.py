@@ -61,6 +61,7 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert sorted(p.name for p in work.iterdir()) == folders
     partial = json.loads((out / "layer_ratios_resnet20.json").read_text())
     assert partial["dense"]["accuracy"] == result["dense"]["accuracy"]
+    assert "--only-finished" not in partial["command"]  # the command that produces the result, not the re-read
     assert partial["missing"] == ["search-h0.3-0.2-s0", "search-h0.3-0.2-s1", "l1-local-0.2", "l1-global-0.2"]
     assert "Not finished yet" in (out / "layer_ratios_resnet20.md").read_text()
 
@@ -84,7 +85,8 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert "then continued (stage `near`) for 1 more" in (out / "layer_ratios_resnet20_near.md").read_text()
 
     _run("supernet_fidelity.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
-         "--also", f"same={work / 'supernet' / 'supernet.pt'}", "--also-calibration", "val:4", "train:4")
+         "--also", f"same={work / 'supernet' / 'supernet.pt'}", "--also-calibration", "val:4", "train:4",
+         "--also-finetune", "supernet:2")
     fidelity = json.loads((out / "fidelity_resnet20_0.3.json").read_text())
     names = [r["name"] for r in fidelity["rows"]]
     named = names + [n for r in fidelity["rows"] for n in r.get("same_as", [])]  # a structure counts once
@@ -99,15 +101,23 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert fidelity["same_vs_truth"]["kendall_tau"] == fidelity["supernet_vs_truth"]["kendall_tau"]
     # the same supernet with another calibration: val:4 is the main score's own (--quick: 4 batches from val)
     # and reproduces it; train:4 is the search's re-scoring calibration, a different reading
-    assert fidelity["also"] == ["same", "calib-val-4", "calib-train-4"]
+    assert fidelity["also"] == ["same", "calib-val-4", "calib-train-4", "ft-supernet-2"]
     assert all(r["calib-val-4_val"] == r["supernet_val"] for r in fidelity["rows"])
     assert any(r["calib-train-4_val"] != r["supernet_val"] for r in fidelity["rows"])
     assert (work / "fidelity-0.3-calib-train-4.jsonl").exists()
     assert "from the train split (`calib-train-4`)" in (out / "fidelity_resnet20_0.3.md").read_text()
+    # the shared weights finetuned 2 steps before the score: another reading, logged to resume from
+    assert any(r["ft-supernet-2_val"] != r["supernet_val"] for r in fidelity["rows"])
+    assert len((work / "fidelity-0.3-ft-supernet-2.jsonl").read_text().splitlines()) == len(named)
+    assert "+ 2 finetune steps, then scored (`ft-supernet-2`)" in (out / "fidelity_resnet20_0.3.md").read_text()
     bad = subprocess.run([sys.executable, str(BENCH / "supernet_fidelity.py"), "--model", "resnet20", "--work",
                           str(work), "--out", str(out), "--quick", "--also-calibration", "test:4"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--also-calibration: 'test:4'" in bad.stderr
+    bad = subprocess.run([sys.executable, str(BENCH / "supernet_fidelity.py"), "--model", "resnet20", "--work",
+                          str(work), "--out", str(out), "--quick", "--also-finetune", "dense:4"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--also-finetune: 'dense:4'" in bad.stderr
     # the noise reference: the finetuned models' validation accuracy ranked against their test accuracy
     rows = fidelity["rows"]
     assert fidelity["noise_reference"]["kendall_tau"] == pytest.approx(
