@@ -96,6 +96,11 @@ def sample_cmd(
     finetune_batches: Annotated[
         int | None, typer.Option("--finetune-batches", help="Training batches per finetuning epoch (default: all).")
     ] = None,
+    final_epochs: Annotated[
+        int, typer.Option("--final-epochs", help="Then finetune the chosen best this many more epochs on the whole "
+                          "training set (default 0: export it as the top-k finetuning left it). With a large --top-k "
+                          "and a small --finetune-batches, every candidate is screened by a short finetune first.")
+    ] = 0,
     val_batches: ValBatches = None,
     val_batch_size: opt.ValBatchSize = None,
     train_epochs: TrainEpochs = 10,
@@ -120,16 +125,17 @@ def sample_cmd(
     at_least(1, samples=samples, top_k=top_k, val_batches=val_batches, val_batch_size=val_batch_size,
              finetune_batches=finetune_batches,
              batch_size=batch_size)
-    at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs)
+    at_least(0, bn_batches=bn_batches, finetune_epochs=finetune_epochs, final_epochs=final_epochs)
     above_zero(finetune_lr=finetune_lr)
     if run.checkpoint is None:
         at_least(1, train_epochs=train_epochs)
-    precision = precision_used(run, trains=run.checkpoint is None or (finetune_epochs > 0 and top_k > 0),
-                               why_not="--checkpoint given and --finetune-epochs 0")
+    precision = precision_used(run, trains=run.checkpoint is None or finetune_epochs > 0 or final_epochs > 0,
+                               why_not="--checkpoint given, --finetune-epochs 0 and --final-epochs 0")
     config = SamplingConfig(
         samples=samples, top_k=top_k, strategy=strategy, criterion=criterion, bn_batches=bn_batches,
         score_without_bn=score_without_bn, finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr,
-        batch_size=batch_size, precision=precision), finetune_batches=finetune_batches, seed=run.seed,
+        batch_size=batch_size, precision=precision), finetune_batches=finetune_batches, final_epochs=final_epochs,
+        seed=run.seed,
     )  # fmt: skip
     s, report, search_space, val = _begin("sample", run, settings, started, space, budget, target, train_epochs,
                                           batch_size, val_batch_size, val_batches)
@@ -145,6 +151,8 @@ def sample_cmd(
         )  # fmt: skip
         if tb is not None:
             tb.log_history(_history(result.best.finetune_history), prefix="finetune_best")
+            if result.final_history:
+                tb.log_history(_history(result.final_history), prefix="finetune_final")
             tb.log_scalars({f"sampling/spearman_{k}": v for k, v in result.correlation.items()
                             if isinstance(v, float)})  # fmt: skip
     pruned = model_metrics(result.model, s.input_shape, test_loader=test_loader, device=s.device)
@@ -155,7 +163,8 @@ def sample_cmd(
     if tensorboard:
         files["tensorboard"] = "tensorboard"
     report.set(
-        dense=dense, pruned={**pruned, "val_accuracy": result.best.finetuned_val_accuracy},
+        dense=dense, pruned={**pruned, "val_accuracy": result.best.finetuned_val_accuracy if result.final_val_accuracy
+                             is None else result.final_val_accuracy},
         counts=result.best.counts, keep_ratios=search_space.ratios(result.best.counts), space=search_space.to_dict(),
         reference={"uniform": {"val_accuracy": result.uniform.accuracy, "macs_ratio": result.uniform.macs_ratio,
                                "note": "adaptive-BN score, not finetuned"}},

@@ -54,6 +54,10 @@ class SamplingConfig:
         sensitivity_ratios: Keep ratios probed per group by the ``sensitivity`` strategy.
         finetune: Finetuning of each of the top k.
         finetune_batches: Limit each finetuning epoch to this many training batches (None: all).
+        final_epochs: Then finetune the chosen best this many more epochs on the whole training set (EagleEye's
+            final finetuning, with ``finetune``'s settings); 0 exports it as the top-k finetuning left it. With
+            ``top_k`` large and ``finetune_batches`` small, the top-k finetuning is a screening of every
+            candidate by a short finetune and this the real finetuning of the one it chose.
         include_uniform: Make the uniform network (one keep ratio everywhere, widest within the budget)
             one of the ``samples`` candidates, scored and ranked like the others (it replaces the last
             draw when the draws missed it).
@@ -70,6 +74,7 @@ class SamplingConfig:
     sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
     finetune_batches: int | None = None
+    final_epochs: int = 0
     include_uniform: bool = True
     seed: int = 0
 
@@ -87,6 +92,8 @@ class SamplingConfig:
             raise AutoPruneError(f"bn_batches={self.bn_batches} must be >= 0 (0 disables adaptive BN)")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise AutoPruneError(f"temperature={self.temperature} must be a positive number")
+        if not isinstance(self.final_epochs, int) or self.final_epochs < 0:
+            raise AutoPruneError(f"final_epochs={self.final_epochs!r} must be an integer >= 0 (0: no final finetuning)")
         if self.finetune_batches is not None and self.finetune_batches < 1:
             raise AutoPruneError(f"finetune_batches={self.finetune_batches} must be >= 1 or None (all)")
 
@@ -126,6 +133,8 @@ class SamplingResult:
     correlation: dict[str, Any]
     seconds: dict[str, float]
     sensitivity: Any = None  # a SensitivityTable for the ``sensitivity`` strategy
+    final_val_accuracy: float | None = None  # after ``final_epochs`` more epochs of the best (None: none)
+    final_history: dict[str, list[float]] | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary for ``report.json``."""
@@ -134,6 +143,7 @@ class SamplingResult:
             "top_k": [self.candidates[i].to_dict() for i in self.top],
             "best_index": self.best.index,
             "correlation": self.correlation,
+            "final_val_accuracy": self.final_val_accuracy,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -281,6 +291,16 @@ def run_sampling(
         log(f"candidate {i}: score {cand.result.accuracy:.4f} -> finetuned val accuracy {acc:.4f}")
     finetune_s = time.perf_counter() - t_ft
     best = max((by_index[i] for i in top), key=lambda c: (c.finetuned_val_accuracy or 0.0, -c.result.macs, -c.index))
+    final_val, final_history, t_final = None, None, time.perf_counter()
+    if config.final_epochs > 0:  # the real finetuning of the one candidate chosen
+        log(f"candidate {best.index}: {config.final_epochs} more finetuning epochs on the whole training set")
+        torch.manual_seed(config.seed + len(top))
+        more = dataclasses.replace(config.finetune, epochs=config.final_epochs)
+        final = train(finetuned[best.index], train_loader, more, val_loader=val, device=device, progress=progress,
+                      description="finetune the best")
+        final_val, final_history = final.val_accuracy[-1], final.to_dict()
+        finetuned[best.index].eval()
+        log(f"candidate {best.index}: val accuracy {best.finetuned_val_accuracy:.4f} -> {final_val:.4f}")
     if out is not None:  # the log again, its trials' info now with the no-BN scores and the finetuned accuracies
         trial_log = TrialLog(out)
         trial_log.reset()
@@ -291,7 +311,9 @@ def run_sampling(
     return SamplingResult(
         candidates=candidates, top=top, best=best, model=finetuned[best.index], plan=supernet.plan(best.counts),
         uniform=uniform, correlation=_correlations(candidates, top), sensitivity=table,
-        seconds={"scoring": scoring_s, "finetuning": finetune_s, "total": time.perf_counter() - started},
+        final_val_accuracy=final_val, final_history=final_history,
+        seconds={"scoring": scoring_s, "finetuning": finetune_s, "final_finetuning": time.perf_counter() - t_final,
+                 "total": time.perf_counter() - started},
     )  # fmt: skip
 
 

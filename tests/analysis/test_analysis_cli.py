@@ -45,7 +45,8 @@ def sample_dir(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("sample")
     try:
         _ok("sample", "--checkpoint", str(checkpoint), "--samples", "4", "--top-k", "2", "--bn-batches", "2",
-            "--finetune-batches", "2", "--val-batches", "3", "--tensorboard", "--out", str(out), *FAST)  # fmt: skip
+            "--finetune-batches", "2", "--final-epochs", "1", "--val-batches", "3", "--tensorboard", "--out", str(out),
+            *FAST)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     return out
@@ -64,6 +65,9 @@ def test_sample_writes_a_budgeted_model_and_its_record(sample_dir: Path, digits_
     assert set(report["reference"]["uniform"]) >= {"val_accuracy", "macs_ratio"}
     assert report["sampling"]["candidates"] == 4 and len(report["sampling"]["top_k"]) == 2
     assert "adaptive_bn_score_vs_finetuned" in report["sampling"]["correlation"]
+    # --final-epochs: the chosen best finetuned one more epoch; the report's validation accuracy is that model's
+    assert report["config"]["sampling"]["final_epochs"] == 1
+    assert report["pruned"]["val_accuracy"] == report["sampling"]["final_val_accuracy"] is not None
     assert report["onnx_max_abs_diff"] <= 1e-4
 
 

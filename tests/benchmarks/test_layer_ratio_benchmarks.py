@@ -145,6 +145,20 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     logged = (work / "fidelity-0.3.jsonl").read_text().splitlines()
     assert len(logged) == len(rows) + sum(1 for n, r in again.items() if "truth_test_replicates" in r)
 
+    # the sampling pipeline screened by a short finetune, then finetuned as long as the L1 baselines (--quick: 1
+    # epoch), against those baselines from the same work folder
+    _run("sampling_route.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3")
+    route = json.loads((out / "sampling_route_resnet20_0.3.json").read_text())
+    assert set(route["runs"]) == {"0"} and set(route["baselines"]) == {"uniform-l1+ft", "global-l1+ft"}
+    sampled = json.loads((work / "sample-3-2-0.3-s0" / "report.json").read_text())
+    assert sampled["config"]["sampling"]["final_epochs"] == 1 and sampled["config"]["sampling"]["top_k"] == 3
+    assert all(c["finetuned_val_accuracy"] is not None for c in sampled["sampling"]["top_k"])  # all screened
+    run = route["runs"]["0"]
+    assert run["accuracy"] == sampled["pruned"]["accuracy"] and run["macs_ratio"] <= 0.3 + 1e-9
+    base = route["baselines"]["uniform-l1+ft"]["accuracy"]
+    assert route["summary"]["minus_uniform-l1+ft"][0] == pytest.approx(run["accuracy"] - base)
+    assert "Returned − uniform-l1+ft" in (out / "sampling_route_resnet20_0.3.md").read_text()
+
     # RL against random at equal cost over the same supernet: every search gets the same trials
     _run("rl_equal_cost.py", "--model", "resnet20", "--work", str(work), "--out", str(out), "--target", "0.3",
          "--searchers", "ddpg", "random", "--seeds", "0")

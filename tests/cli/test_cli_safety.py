@@ -253,6 +253,7 @@ def test_a_supernet_of_another_model_names_its_model(invoke: Invoke, searched: P
         ("prune", ["--batch-size", "0"], "--batch-size 0 must be >= 1"),
         ("supernet", ["--lr", "0"], "--lr 0.0 must be > 0"),
         ("sample", ["--finetune-lr", "-0.1"], "--finetune-lr -0.1 must be > 0"),
+        ("sample", ["--final-epochs", "-1"], "--final-epochs -1 must be >= 0"),
         ("prune", ["--finetune-epochs", "-1"], "--finetune-epochs -1 must be >= 0"),
         ("train", ["--image-size", "0"], "--image-size 0 must be >= 1"),
         # refused before the dense model and the supernet are trained, not after

@@ -140,11 +140,32 @@ def test_spearman_matches_scipy() -> None:
     assert spearman([1.0, 1.0], [1.0, 2.0]) is None
 
 
+def test_final_epochs_finetune_the_chosen_best_further(uniform_run, digits_supernet) -> None:  # type: ignore[no-untyped-def]
+    from autoprune.metrics import evaluate_accuracy
+
+    first, _ = uniform_run
+    assert first.final_val_accuracy is None and first.final_history is None
+    result = _run(digits_supernet, final_epochs=2)
+    # the same draws, scores and top-k finetuning choose the same best; then it trains two more epochs
+    assert result.best.counts == first.best.counts
+    assert result.best.finetuned_val_accuracy == first.best.finetuned_val_accuracy
+    assert len(result.final_history["val_accuracy"]) == 2  # type: ignore[index]
+    # the model returned is the one finetuned further: its validation accuracy is the one reported
+    val = list(digits_supernet.splits.val_loader(64))
+    assert evaluate_accuracy(result.model, val).top1 == pytest.approx(result.final_val_accuracy)
+    changed = [not torch.equal(a, b) for a, b in zip(result.model.state_dict().values(),
+                                                    first.model.state_dict().values(), strict=True)]
+    assert any(changed)
+    assert result.summary()["final_val_accuracy"] == result.final_val_accuracy
+
+
 def test_bad_settings_are_user_errors() -> None:
     with pytest.raises(AutoPruneError, match="Did you mean 'uniform'"):
         SamplingConfig(strategy="unifrom")
     with pytest.raises(AutoPruneError, match="top_k=5"):
         SamplingConfig(samples=3, top_k=5)
+    with pytest.raises(AutoPruneError, match="final_epochs=-1"):
+        SamplingConfig(final_epochs=-1)
 
 
 def test_same_seed_same_candidates(digits_supernet) -> None:  # type: ignore[no-untyped-def]
