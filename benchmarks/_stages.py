@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_stage(work: Path, name: str, argv: list[str], *, progress: bool = True) -> dict[str, Any]:
     """Run ``autoprune ARGV --out WORK/NAME`` unless that folder already holds a finished report.
 
-    A started stage continues: ``train`` and ``supernet`` resume when rerun on their folder, ``search`` with
-    ``--resume``; other commands (``prune``) start over (``--overwrite``). ``progress=False``: a command
+    A started stage continues: ``train``, ``supernet`` and ``sample`` resume when rerun on their folder,
+    ``search`` with ``--resume``; other commands (``prune``) start over (``--overwrite``). ``progress=False``: a command
     without progress bars (``groups``), so no ``--no-progress`` is passed.
     """
     out = work / name
@@ -29,7 +29,7 @@ def run_stage(work: Path, name: str, argv: list[str], *, progress: bool = True) 
     again: list[str] = []
     if (out / ".autoprune-run.json").exists() and argv[0] == "search":
         again = ["--resume"]
-    elif out.exists() and not ((out / ".autoprune-run.json").exists() and argv[0] in ("train", "supernet")):
+    elif out.exists() and not ((out / ".autoprune-run.json").exists() and argv[0] in ("train", "supernet", "sample")):
         again = ["--overwrite"]
     quiet = ["--no-progress"] if progress else []
     cmd = [sys.executable, "-m", "autoprune", *argv, "--out", str(out), *quiet, *again]

@@ -30,8 +30,12 @@ if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not 
     from autoprune.report import RunReport
     from autoprune.search_spaces import SearchSpace
 
+from autoprune.cli.runfolder import HOW_NOT_WHAT
 from autoprune.defaults import DEFAULT_ROUND_TO
-from autoprune.errors import AutoPruneError
+from autoprune.errors import AutoPruneError, RunFolderError
+
+#: ``sample`` without ``--checkpoint``: the dense training's state after every finished epoch (for a rerun).
+DENSE_PARTIAL = "dense.partial.pt"
 
 Space = opt.Space
 Criterion = Annotated[str, typer.Option("--criterion", help="Channel ranking: which channels a pruned group keeps.")]
@@ -46,19 +50,31 @@ TensorBoard = Annotated[
 
 def _begin(command: str, run: opt.RunOptions, settings: dict[str, Any], started: float, space: str | None,
            budget: str, target: float, train_epochs: int, batch_size: int, val_batch_size: int | None,
-           val_batches: int | None) -> tuple[Setup, RunReport, SearchSpace, list[Any]]:  # fmt: skip
+           val_batches: int | None, *, resumable: bool = False,
+           ) -> tuple[Setup, RunReport, SearchSpace, list[Any]]:  # fmt: skip
     """What ``sample`` and ``sensitivity`` start from: the run, its report, the space at the budget, the
-    trained (or loaded) dense model in eval mode and the validation batches on the device."""
+    trained (or loaded) dense model in eval mode and the validation batches on the device.
+
+    ``resumable``: a rerun of the same command on its unfinished folder continues it (same settings, except
+    how it computes); the dense training (without ``--checkpoint``) then continues from ``dense.partial.pt``.
+    """
     from autoprune.engine.structure import ModelStructure
     from autoprune.pipelines.oneshot import resolve_space
 
-    s = start(command, run, settings)
+    if resumable:
+        s = start(command, run, settings, mode="continue", defining=tuple(k for k in settings if k not in HOW_NOT_WHAT))
+        if (s.out / "report.json").is_file():
+            raise RunFolderError(f"--out {s.out} holds a finished {command} run: pass a new --out, or --overwrite to "
+                                 "run it again from scratch")
+    else:
+        s = start(command, run, settings)
     report = s.report(command, run.model, run.dataset, run.seed, started)
     structure = ModelStructure(s.model, s.input_shape)
     search_space = with_budget(resolve_space(structure, run.model, space, None), budget, target)
     if run.checkpoint is None:
         console.print(f"no --checkpoint: training the model for {train_epochs} epochs first")
-        report.set(training=_train(s, train_epochs, 0.05, batch_size, run.seed, run.progress))
+        report.set(training=_train(s, train_epochs, 0.05, batch_size, run.seed, run.progress,
+                                   checkpoint=s.out / DENSE_PARTIAL if resumable else None))
     s.model.eval()
     size = limit_validation(s, val_batch_size, val_batches)
     val = [(x.to(s.device), y.to(s.device)) for x, y in s.splits.val_loader(size)]
@@ -109,7 +125,10 @@ def sample_cmd(
     tensorboard: TensorBoard = False,
 ) -> None:
     """Sub-model sampling (EagleEye): sample candidates at the budget, score them with adaptive BN on the
-    original weights, finetune the top k briefly and export the best."""
+    original weights, finetune the top k briefly and export the best.
+
+    Rerun the same command on an unfinished --out to continue it: scored candidates, finished finetunings
+    and finished epochs of the final finetuning are kept."""
     settings = opt.settings_of(run, locals())  # the options as given, before anything else is bound
     from autoprune.engine.importance import IMPORTANCES
     from autoprune.metrics.accuracy import evaluate_accuracy
@@ -138,7 +157,10 @@ def sample_cmd(
         seed=run.seed,
     )  # fmt: skip
     s, report, search_space, val = _begin("sample", run, settings, started, space, budget, target, train_epochs,
-                                          batch_size, val_batch_size, val_batches)
+                                          batch_size, val_batch_size, val_batches, resumable=True)
+    resume = (s.out / "trials.jsonl").is_file()  # a rerun of an unfinished run: continue it
+    if resume:
+        console.print(f"continuing the unfinished sample run in {s.out} (scored and finetuned candidates are kept)")
     test_loader = s.splits.test_loader()
     dense = model_metrics(s.model, s.input_shape, test_loader=test_loader, device=s.device)
     dense["val_accuracy"] = evaluate_accuracy(s.model, val, device=s.device).top1
@@ -146,7 +168,7 @@ def sample_cmd(
         result = run_sampling(
             s.model, s.input_shape, search_space, train_loader=s.splits.train_loader(batch_size, seed=run.seed),
             val_batches=val, calibration=s.splits.calibration_loader(seed=run.seed), config=config, device=s.device,
-            out=s.out, progress=run.progress, on_trial=None if tb is None else tb.on_trial,
+            out=s.out, resume=resume, progress=run.progress, on_trial=None if tb is None else tb.on_trial,
             log=lambda msg: console.print(msg),
         )  # fmt: skip
         if tb is not None:
@@ -171,10 +193,11 @@ def sample_cmd(
         sampling=result.summary(), config={"sampling": config.to_dict(), "device": str(s.device),
                                            "checkpoint": None if run.checkpoint is None else str(run.checkpoint),
                                            "val_batches": len(val)},
-        files=files, finetuned=True,
+        files=files, finetuned=True, resumed=resume,
     )  # fmt: skip
     time_side_by_side(s, report, s.model, result.model, files)
     path = report.write()
+    (s.out / DENSE_PARTIAL).unlink(missing_ok=True)
     out_console.print(_metrics_table(f"{run.model}: best of {len(result.candidates)} sampled ({strategy}), finetuned",
                                      {"dense": dense, "pruned": pruned}))  # fmt: skip
     corr = result.correlation.get("adaptive_bn_score_vs_finetuned")

@@ -5,16 +5,16 @@ vectors (weighted by :mod:`autoprune.pipelines.sampling_strategies`) and :func:`
 scores them like any search (trial log, resume, failed evaluations): each is cut from the original weights,
 its BatchNorm statistics re-estimated on a few calibration batches and scored on validation batches (the
 cached :class:`~autoprune.evaluate.SupernetEvaluator` over ``Supernet(model)``). This module finetunes the
-``top_k`` best
-briefly and keep the one with the best validation accuracy after finetuning. The rank correlation between
-the cheap score and the finetuned accuracy says whether the cheap score was worth trusting; the same
-correlation for the score *without* BN recalibration shows what adaptive BN adds.
+``top_k`` best briefly and keeps the one with the best validation accuracy after finetuning. The rank
+correlation between the cheap score and the finetuned accuracy says whether the cheap score was worth
+trusting; the same correlation for the score *without* BN recalibration shows what adaptive BN adds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +37,9 @@ from autoprune.search import SearchConfig, Trial, TrialLog, make_searcher, run_s
 from autoprune.search_spaces import SearchSpace
 from autoprune.supernet import Supernet
 from autoprune.training import TrainConfig, train
+
+#: The folder under ``out`` that keeps finished finetunings until the run returns (what a resume reads back).
+PARTIAL_DIR = "partial"
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,10 @@ def run_sampling(
         device: Where to score and finetune.
         out: If given, ``trials.jsonl`` / ``trials.csv`` of every scored candidate are written there
             (``info`` holds ``score_without_bn`` and, for the top k, ``finetuned_val_accuracy``).
-        resume: Continue the scoring recorded in ``out`` (the same draws; scored candidates are not scored again).
+        resume: Continue the run recorded in ``out``: the same draws, scored candidates are not scored again,
+            finetuned ones are read back from ``out/partial`` (written after each finetuning, removed when the
+            run returns; with a seeded ``DataLoader`` the rest see the batches an uninterrupted run would) and
+            the final finetuning continues after its last finished epoch.
         progress: Progress bars while finetuning.
         on_trial: Called with every scored candidate as a :class:`Trial` (TensorBoard, progress).
         log: Receives one line per stage.
@@ -277,17 +283,28 @@ def run_sampling(
     top = [c.index for c in ranked[: config.top_k]]
     by_index = {c.index: c for c in candidates}
     t_ft = time.perf_counter()
+    partial = None if out is None else out / PARTIAL_DIR
+    if partial is not None and not resume:
+        shutil.rmtree(partial, ignore_errors=True)  # an earlier run's finetunings are not this run's
     finetuned: dict[int, nn.Module] = {}
     for rank, i in enumerate(top):
         cand = by_index[i]
         sub = supernet.extract(cand.counts, calibration=calib if config.bn_batches > 0 else None,
                                bn_batches=config.bn_batches).to(device)  # fmt: skip
+        saved = None if partial is None else partial / f"candidate-{i}.pt"
+        if saved is not None and saved.is_file():
+            cand.finetuned_val_accuracy, cand.finetune_history = _restore_finetuned(sub, saved, cand, train_loader)
+            finetuned[i] = sub.eval()
+            log(f"candidate {i}: finetuned val accuracy {cand.finetuned_val_accuracy:.4f} (finished earlier)")
+            continue
         torch.manual_seed(config.seed + rank)
         history = train(sub, LimitedLoader(train_loader, config.finetune_batches), config.finetune, val_loader=val,
                         device=device, progress=progress, description=f"finetune {rank + 1}/{len(top)}")  # fmt: skip
         acc = history.val_accuracy[-1] if history.val_accuracy else evaluate_accuracy(sub, val, device=device).top1
         cand.finetuned_val_accuracy, cand.finetune_history = acc, history.to_dict()
         finetuned[i] = sub.eval()
+        if saved is not None:
+            _save_finetuned(sub, saved, cand, train_loader)
         log(f"candidate {i}: score {cand.result.accuracy:.4f} -> finetuned val accuracy {acc:.4f}")
     finetune_s = time.perf_counter() - t_ft
     best = max((by_index[i] for i in top), key=lambda c: (c.finetuned_val_accuracy or 0.0, -c.result.macs, -c.index))
@@ -297,7 +314,7 @@ def run_sampling(
         torch.manual_seed(config.seed + len(top))
         more = dataclasses.replace(config.finetune, epochs=config.final_epochs)
         final = train(finetuned[best.index], train_loader, more, val_loader=val, device=device, progress=progress,
-                      description="finetune the best")
+                      description="finetune the best", checkpoint=None if partial is None else partial / "final.pt")
         final_val, final_history = final.val_accuracy[-1], final.to_dict()
         finetuned[best.index].eval()
         log(f"candidate {best.index}: val accuracy {best.finetuned_val_accuracy:.4f} -> {final_val:.4f}")
@@ -308,6 +325,8 @@ def run_sampling(
             done = by_index.get(trial.number)
             tuned = None if done is None else done.finetuned_val_accuracy
             trial_log.append(_with_info(trial, config.strategy, no_bn.get(trial.number), tuned))
+    if partial is not None:  # finished: nothing is left to resume
+        shutil.rmtree(partial, ignore_errors=True)
     return SamplingResult(
         candidates=candidates, top=top, best=best, model=finetuned[best.index], plan=supernet.plan(best.counts),
         uniform=uniform, correlation=_correlations(candidates, top), sensitivity=table,
@@ -315,6 +334,31 @@ def run_sampling(
         seconds={"scoring": scoring_s, "finetuning": finetune_s, "final_finetuning": time.perf_counter() - t_final,
                  "total": time.perf_counter() - started},
     )  # fmt: skip
+
+
+def _save_finetuned(sub: nn.Module, path: Path, cand: SampledCandidate, loader: Iterable[Batch]) -> None:
+    """Keep a finished top-k finetuning (weights, accuracy, history, the loader's shuffling state) for a resume."""
+    gen = getattr(loader, "generator", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"counts": dict(cand.counts), "model": sub.state_dict(), "val_accuracy": cand.finetuned_val_accuracy,
+                "history": cand.finetune_history,
+                "generator": gen.get_state() if isinstance(gen, torch.Generator) else None}, tmp)  # fmt: skip
+    tmp.replace(path)  # never a half-written file
+
+
+def _restore_finetuned(sub: nn.Module, path: Path, cand: SampledCandidate,
+                       loader: Iterable[Batch]) -> tuple[float, dict[str, list[float]]]:  # fmt: skip
+    """Load a finetuning kept by :func:`_save_finetuned` into ``sub``; its accuracy and history."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if dict(state["counts"]) != dict(cand.counts):
+        raise AutoPruneError(f"{path} holds another candidate's finetuning, not candidate {cand.index}'s: the run "
+                             "changed since it was kept; start it again with --overwrite")
+    sub.load_state_dict(state["model"])
+    gen = getattr(loader, "generator", None)
+    if isinstance(gen, torch.Generator) and state["generator"] is not None:
+        gen.set_state(state["generator"])
+    return float(state["val_accuracy"]), dict(state["history"])
 
 
 def _copy_to(model: nn.Module, device: torch.device | str) -> nn.Module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,14 +40,16 @@ def checkpoint(digits_supernet, tmp_path_factory) -> Path:  # type: ignore[no-un
     return save_checkpoint(digits_supernet.dense, tmp_path_factory.mktemp("dense") / "model.pt", {"model": "resnet20"})
 
 
+SAMPLE = ("--samples", "4", "--top-k", "2", "--bn-batches", "2", "--finetune-batches", "2", "--final-epochs", "1",
+          "--val-batches", "3", "--tensorboard")  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def sample_dir(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("sample")
     try:
-        _ok("sample", "--checkpoint", str(checkpoint), "--samples", "4", "--top-k", "2", "--bn-batches", "2",
-            "--finetune-batches", "2", "--final-epochs", "1", "--val-batches", "3", "--tensorboard", "--out", str(out),
-            *FAST)  # fmt: skip
+        _ok("sample", "--checkpoint", str(checkpoint), *SAMPLE, "--out", str(out), *FAST)
     finally:
         torch.set_num_threads(threads)
     return out
@@ -69,6 +72,25 @@ def test_sample_writes_a_budgeted_model_and_its_record(sample_dir: Path, digits_
     assert report["config"]["sampling"]["final_epochs"] == 1
     assert report["pruned"]["val_accuracy"] == report["sampling"]["final_val_accuracy"] is not None
     assert report["onnx_max_abs_diff"] <= 1e-4
+
+
+def test_sample_rerun_refuses_a_finished_run_and_continues_an_unfinished_one(sample_dir: Path, checkpoint: Path,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    files = {p.name: p.read_bytes() for p in sample_dir.iterdir() if p.is_file()}
+    again = ("sample", "--checkpoint", str(checkpoint), *SAMPLE)
+    result = _invoke(*again, "--out", str(sample_dir), *FAST)
+    assert result.exit_code == 2 and "holds a finished sample run" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in sample_dir.iterdir() if p.is_file()} == files  # nothing touched
+    out = Path(shutil.copytree(sample_dir, tmp_path / "unfinished"))
+    (out / "report.json").unlink()  # as if stopped before the end
+    result = _invoke(*again, "--criterion", "l2", "--out", str(out), *FAST)
+    assert result.exit_code == 2 and "criterion" in result.output, result.output
+    result = _ok(*again, "--out", str(out), *FAST)
+    assert "continuing the unfinished sample run" in result.output
+    report, first = (json.loads((d / "report.json").read_text()) for d in (out, sample_dir))
+    assert report["resumed"] is True
+    assert report["counts"] == first["counts"]
+    assert report["pruned"]["val_accuracy"] == first["pruned"]["val_accuracy"]
 
 
 def test_sample_tensorboard_has_one_point_per_candidate(sample_dir: Path) -> None:
