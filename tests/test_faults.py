@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,3 +178,36 @@ def test_train_killed_then_rerun_resumes_after_its_finished_epochs(tmp_path: Pat
     assert not partial.exists()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and "finished train run" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_sample_killed_then_rerun_keeps_its_finished_finetunings(digits_supernet: Any, tmp_path: Path) -> None:
+    """`autoprune sample` keeps every finished top-k finetuning (OUT/partial): the same command again scores and
+    finetunes none of them again, and once finished the folder is not sampled over."""
+    from autoprune.models import save_checkpoint
+
+    dense = save_checkpoint(digits_supernet.dense, tmp_path / "dense.pt", {"model": "resnet20"})
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "autoprune", "sample", "--checkpoint", str(dense), "--samples", "6", "--top-k", "6",
+           "--finetune-batches", "10", "--final-epochs", "1", "--val-batches", "3", "--out", str(out), *FAST]
+    proc = _start(cmd)
+    deadline = time.monotonic() + 240
+    while len(kept := sorted((out / "partial").glob("candidate-*.pt"))) < 2:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no two finished finetunings within 240 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (out / "report.json").exists()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = " ".join((resumed.stdout + resumed.stderr).split())
+    assert "continuing the unfinished sample run" in said
+    for path in kept:  # read back, not finetuned again
+        index = path.stem.removeprefix("candidate-")
+        assert re.search(rf"candidate {index}: finetuned val accuracy [0-9.]+ \(finished earlier\)", said), said
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed"] is True and len(report["sampling"]["top_k"]) == 6
+    assert not (out / "partial").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 2 and "finished sample run" in again.stderr and "Traceback" not in again.stderr
