@@ -98,22 +98,25 @@ def extra_scores(scorer: Any, pool: dict[str, dict[str, int]], log: Path) -> dic
     return scores
 
 
-def calibration_spec(spec: str) -> tuple[str, int]:
-    """``SPLIT:BATCHES`` of ``--also-calibration`` (checked at parsing, before anything is loaded)."""
+def _where_count(spec: str, names: tuple[str, str], form: str, example: str) -> tuple[str, int]:
+    """``WHERE:COUNT`` with WHERE one of ``names`` and COUNT >= 1 (checked at parsing, before anything is loaded)."""
     where, _, count = spec.partition(":")
-    if where not in ("train", "val") or not count.isdigit() or int(count) < 1:
-        raise argparse.ArgumentTypeError(f"{spec!r}: give SPLIT:BATCHES with SPLIT train or val and BATCHES >= 1 "
-                                         "(e.g. train:40, the search's re-scoring)")
+    if where not in names or not count.isdigit() or int(count) < 1:
+        what, number = form.split(":")
+        raise argparse.ArgumentTypeError(f"{spec!r}: give {form} with {what} {names[0]} or {names[1]} and {number} "
+                                         f">= 1 (e.g. {example})")
     return where, int(count)
+
+
+def calibration_spec(spec: str) -> tuple[str, int]:
+    """``SPLIT:BATCHES`` of ``--also-calibration``."""
+    return _where_count(spec, ("train", "val"), "SPLIT:BATCHES", "train:40, the search's re-scoring")
 
 
 def finetune_spec(spec: str) -> tuple[str, int]:
-    """``SOURCE:STEPS`` of ``--also-finetune`` (checked at parsing, before anything is loaded)."""
-    where, _, count = spec.partition(":")
-    if where not in ("supernet", "cut") or not count.isdigit() or int(count) < 1:
-        raise argparse.ArgumentTypeError(f"{spec!r}: give SOURCE:STEPS with SOURCE supernet or cut and STEPS >= 1 "
-                                         "(e.g. supernet:200, the shared weights finetuned 200 steps)")
-    return where, int(count)
+    """``SOURCE:STEPS`` of ``--also-finetune``."""
+    return _where_count(spec, ("supernet", "cut"), "SOURCE:STEPS",
+                        "supernet:200, the shared weights finetuned 200 steps")
 
 
 def _key(counts: dict[str, int]) -> str:
