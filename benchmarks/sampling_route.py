@@ -9,7 +9,8 @@ own `autoprune sample` that way, per seed: ``--samples N --top-k N --finetune-ba
 uniform and global L1 + E finetune epochs baselines that ``benchmarks/layer_ratios.py`` ran in the same work folder
 (same dense model, same E), and with the uniform candidate's own screening score.
 
-Stages ``sample-N-STEPS-TARGET-sS`` in ``--work`` (a finished one is read back, a stopped one starts over).
+Stages ``sample-N-STEPS-TARGET-sS`` in ``--work`` (a finished one is read back; a stopped one continues: its
+scored candidates, finished finetunings and final epochs are kept).
 
     .venv/bin/python benchmarks/sampling_route.py --model resnet56 \\
         --space benchmarks/spaces/resnet56_low_streams.yaml --work benchmarks/work/resnet56 --target 0.2 \\
