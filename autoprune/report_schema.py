@@ -23,7 +23,7 @@ CHANGES = {
     "`num_classes`, `in_channels` and `image_size` added; search's `dense` has `val_accuracy`. Added since, "
     "without a version change: `onnx_error` and the status `onnx_check_failed`; `latency`, `onnxruntime` and "
     "`latency_check` (issue 18: one interleaved timing protocol); search's `holdout` and `vs_uniform.on` (the winner "
-    "judged on validation samples the search never read).",
+    "judged on validation samples the search never read); sample's `resumed`.",
 }
 
 METRICS_DOC = (
@@ -142,6 +142,9 @@ FIELDS: dict[str, Field] = {
     "finetune_epochs": _f("`search --finetune-epochs N`: N", ("search",)),
     "sampling": _f("`sample`: candidates, their adaptive-BN scores, the finetuned top k and correlations",
                    ("sample",), True),
+    "resumed": _f("`sample`: whether the run continued a stopped one in the same folder (kept candidates, "
+                  "finetunings and epochs were read back; `wall_time_s` counts the continuation only)",
+                  ("sample",), True),
     "lower_bounds": _f("`sensitivity`: `max_drop` and per-group `keep_ratio` lower bounds", ("sensitivity",), True),
     "seed_ratios": _f("`sensitivity`: sensitivity-guided seed candidates at the budget", ("sensitivity",), True),
     "history": _f("`supernet`: loss per epoch of the sandwich training", ("supernet",), True),
