@@ -21,6 +21,7 @@ from autoprune.cli.common import (
     one_budget,
     precision_used,
     start,
+    start_or_continue,
     time_side_by_side,
     user_errors,
     with_budget,
@@ -30,9 +31,8 @@ if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not 
     from autoprune.report import RunReport
     from autoprune.search_spaces import SearchSpace
 
-from autoprune.cli.runfolder import HOW_NOT_WHAT
 from autoprune.defaults import DEFAULT_ROUND_TO
-from autoprune.errors import AutoPruneError, RunFolderError
+from autoprune.errors import AutoPruneError
 
 #: ``sample`` without ``--checkpoint``: the dense training's state after every finished epoch (for a rerun).
 DENSE_PARTIAL = "dense.partial.pt"
@@ -61,13 +61,7 @@ def _begin(command: str, run: opt.RunOptions, settings: dict[str, Any], started:
     from autoprune.engine.structure import ModelStructure
     from autoprune.pipelines.oneshot import resolve_space
 
-    if resumable:
-        s = start(command, run, settings, mode="continue", defining=tuple(k for k in settings if k not in HOW_NOT_WHAT))
-        if (s.out / "report.json").is_file():
-            raise RunFolderError(f"--out {s.out} holds a finished {command} run: pass a new --out, or --overwrite to "
-                                 "run it again from scratch")
-    else:
-        s = start(command, run, settings)
+    s = start_or_continue(command, run, settings) if resumable else start(command, run, settings)
     report = s.report(command, run.model, run.dataset, run.seed, started)
     structure = ModelStructure(s.model, s.input_shape)
     search_space = with_budget(resolve_space(structure, run.model, space, None), budget, target)

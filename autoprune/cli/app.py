@@ -21,12 +21,12 @@ from autoprune.cli.common import (
     parse_keep_ratios,
     precision_used,
     start,
+    start_or_continue,
     time_side_by_side,
     user_errors,
 )
-from autoprune.cli.runfolder import HOW_NOT_WHAT
 from autoprune.defaults import DEFAULT_ROUND_TO, STRUCTURED
-from autoprune.errors import AutoPruneError, RunFolderError
+from autoprune.errors import AutoPruneError
 
 app = typer.Typer(
     name="autoprune",
@@ -114,11 +114,7 @@ def train_cmd(
     above_zero(lr=lr)
     at_least(1, batch_size=batch_size)
     # a rerun continues an unfinished run: same settings, except those that do not change what is trained
-    s = start("train", run, settings, mode="continue",
-              defining=tuple(k for k in settings if k not in HOW_NOT_WHAT))
-    if (s.out / "report.json").is_file():
-        raise RunFolderError(f"--out {s.out} holds a finished train run: pass a new --out, or --overwrite to "
-                             "train again from scratch")
+    s = start_or_continue("train", run, settings, verb="train")
     report = s.report("train", run.model, run.dataset, run.seed, started)
     partial = s.out / "model.partial.pt"  # after every finished epoch: rerun the same command to resume there
     if partial.is_file():

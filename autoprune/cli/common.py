@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from autoprune.cli.runfolder import MARKER, Mode, claim_run_folder
-from autoprune.errors import AutoPruneError
+from autoprune.cli.runfolder import HOW_NOT_WHAT, MARKER, Mode, claim_run_folder
+from autoprune.errors import AutoPruneError, RunFolderError
 
 if TYPE_CHECKING:  # the heavy libraries are imported where a command runs, not for --help
     import torch
@@ -254,6 +254,17 @@ def start(command: str, run: RunOptions, settings: dict[str, Any], *, mode: Mode
                  image_size=run.image_size, checkpoint=run.checkpoint if checkpoint is True else None, seed=run.seed,
                  device=run.device, out=run.out, threads=run.threads, settings=settings, mode=mode,
                  overwrite=run.overwrite, defining=defining, precision=run.precision)  # fmt: skip
+
+
+def start_or_continue(command: str, run: RunOptions, settings: dict[str, Any], *,
+                      verb: str = "run it") -> Setup:  # fmt: skip
+    """:func:`start` for a command whose rerun on its unfinished folder continues it (the same settings, except
+    how it computes); a finished run (``report.json`` present) is refused, naming ``--overwrite``."""
+    s = start(command, run, settings, mode="continue", defining=tuple(k for k in settings if k not in HOW_NOT_WHAT))
+    if (s.out / "report.json").is_file():
+        raise RunFolderError(f"--out {s.out} holds a finished {command} run: pass a new --out, or --overwrite to "
+                             f"{verb} again from scratch")
+    return s
 
 
 def check_precision_name(precision: str) -> None:
