@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from autoprune.engine.export import load_pruned
@@ -99,6 +100,7 @@ def test_supernet_continues_from_a_trained_supernet(run_ok: Invoke, invoke: Invo
     assert dense_file.exit_code == 2 and "is not a supernet" in dense_file.output
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 def test_supernet_under_torchrun_with_two_cpu_processes(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -78,6 +78,7 @@ def test_structure_supernet_and_evaluator_copies_agree(digits_supernet) -> None:
         torch.testing.assert_close(extracted, original)
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 def test_subproc_vec_env_default_start_method(digits_supernet, supernet_file) -> None:  # type: ignore[no-untyped-def]
     """SB3's SubprocVecEnv with its default start method (forkserver on Linux) pickles each env factory:
     one captures the space and evaluator objects, the other builds the env from the supernet file."""

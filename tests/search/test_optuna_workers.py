@@ -52,6 +52,7 @@ def _run_workers(storage: str, tmp_path: Path, workers: int = 2) -> None:
     assert sum(bool(t.user_attrs.get("seeded")) for t in trials) == 1  # the uniform seed, enqueued once
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 def test_two_workers_on_one_sqlite_study(tmp_path: Path) -> None:
     _run_workers(f"sqlite:///{tmp_path / 'study.db'}", tmp_path)
 

@@ -47,6 +47,7 @@ def supernet_file(digits_supernet: Any, tmp_path_factory: pytest.TempPathFactory
     return path
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 def test_two_workers_run_exactly_the_requested_episodes_all_logged_within_budget(
     digits_supernet: Any, supernet_file: Path, tmp_path: Path
 ) -> None:
@@ -71,6 +72,7 @@ def test_two_workers_run_exactly_the_requested_episodes_all_logged_within_budget
         assert t.result.loss == pytest.approx(mine.loss, rel=1e-4)
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 def test_proposals_do_not_depend_on_which_worker_finishes_first(helpers: Any, tmp_path: Path) -> None:
     space, total = helpers.tiny_space(), 16
     runs = []
@@ -91,6 +93,7 @@ def test_proposals_do_not_depend_on_which_worker_finishes_first(helpers: Any, tm
     assert {t.result.params for r in runs for t in r.trials if t.result is not None} == {1}  # threads per worker
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 @pytest.mark.parametrize("name", ["ppo", "sac"])
 def test_ppo_and_sac_learn_from_episodes_asked_ahead(helpers: Any, name: str) -> None:
     space, total = helpers.tiny_space(), 8
@@ -126,6 +129,7 @@ def test_searchers_that_need_each_result_first_are_refused(helpers: Any) -> None
                        progress=False, parallel=ParallelConfig(2, helpers.JitteryFactory(0.0)))  # fmt: skip
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 @pytest.mark.parametrize("ignore_sigterm", [False, True], ids=["terminated", "killed"])
 def test_a_closed_pool_ends_its_busy_workers_at_once(helpers: Any, tmp_path: Path, ignore_sigterm: bool) -> None:
     factory = helpers.JitteryFactory(max_sleep_s=0.0, started=str(tmp_path), ignore_sigterm=ignore_sigterm)

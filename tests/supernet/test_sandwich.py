@@ -29,6 +29,7 @@ def dense() -> tuple[torch.nn.Module, object]:
     return model, splits
 
 
+@pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 def test_supernet_subnet_beats_cut_and_nears_finetuned(dense: tuple[torch.nn.Module, object]) -> None:
     model, splits = dense
     shape = splits.input_shape()  # type: ignore[attr-defined]
