@@ -46,7 +46,7 @@ def main() -> None:
     base = {k: json.loads((WORK / k / "report.json").read_text())["pruned"] for k in ("l1-local-0.2", "l1-global-0.2")}
     result = {"truth_2ep": truth2, "ft6": ft6, "paired_seeds": seeds, "diff_2ep": diff2, "diff_6ep": diff6,
               "baselines": {k: {"test": b["accuracy"], "test_se": b["accuracy_se"]} for k, b in base.items()}}
-    OUT.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    (OUT.parent / (OUT.name + ".json")).write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# Does a structure's lead after 2 finetune epochs survive 6? ResNet-56, Fashion-MNIST, 20% of the MACs",
              "",
              "Two structures of `benchmarks/spaces/resnet56_low_streams.yaml`: `winner-h0.3-s0` (the best of the 19 "
@@ -69,7 +69,7 @@ def main() -> None:
               "Command: `bash benchmarks/work/run_r56_long_ft_all.sh` (`run_r56_long_ft.sh NAME SEED THREADS` "
               "per run, two 1-thread runs side by side on 2 cores), then "
               "`.venv/bin/python benchmarks/work/summarize_r56_long_ft.py`."]
-    OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    (OUT.parent / (OUT.name + ".md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
