@@ -6,8 +6,9 @@ supernet's shared weights reach 0.33 and the cut model's adaptive-BN score 0.11.
 own `autoprune sample` that way, per seed: ``--samples N --top-k N --finetune-batches STEPS --finetune-epochs 1``
 (every candidate, the uniform one included, screened by a STEPS-step finetune and scored on validation), then
 ``--final-epochs E`` (the chosen one finetuned E more epochs). It compares the returned model, on test, with the
-uniform and global L1 + E finetune epochs baselines that ``benchmarks/layer_ratios.py`` ran in the same work folder
-(same dense model, same E), and with the uniform candidate's own screening score.
+uniform and global L1 + E finetune epochs baselines from the same dense model with the same seeds (seed 0's is the
+one ``benchmarks/layer_ratios.py`` ran in the same work folder; others run here as ``l1-SCOPE-TARGET-sS``), and with
+the uniform candidate's own screening score.
 
 Stages ``sample-N-STEPS-TARGET-sS`` in ``--work`` (a finished one is read back; a stopped one continues: its
 scored candidates, finished finetunings and final epochs are kept).
@@ -39,12 +40,20 @@ def _pts(pair: tuple[float, float]) -> str:
 
 
 def summarize(runs: dict[str, dict[str, Any]], baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± SE over seeds of the returned model's test accuracy, and of its difference to each baseline."""
+    """Mean ± SE over seeds of the returned model's test accuracy, and of its difference to each baseline.
+
+    A baseline finetuned with several seeds enters with its mean, and its own SE over seeds is added in quadrature
+    (the runs and the baselines are independent draws, not pairs); with one baseline seed the SE is the runs' only.
+    """
     out: dict[str, Any] = {"test": mean_se([r["accuracy"] for r in runs.values()]),
                            "screen_best_minus_uniform_val": mean_se([r["screen_best_minus_uniform_val"]
                                                                     for r in runs.values()])}
+    run_mean, run_se = out["test"]
     for key, base in baselines.items():
-        out[f"minus_{key}"] = mean_se([r["accuracy"] - base["accuracy"] for r in runs.values()])
+        base_mean, base_se = mean_se([b["accuracy"] for b in base["seeds"].values()])
+        se = run_se if len(base["seeds"]) < 2 else (run_se ** 2 + base_se ** 2) ** 0.5
+        out[f"minus_{key}"] = (run_mean - base_mean, se)
+        out[key] = (base_mean, base_se)
     return out
 
 
@@ -65,16 +74,20 @@ def render(r: dict[str, Any]) -> str:
                      f"{run['macs_ratio']:.3f} | {'uniform' if run['chose_uniform'] else 'searched'} | "
                      f"{100 * run['screen_best_minus_uniform_val']:+.2f} |")
     for key, base in r["baselines"].items():
-        lines.append(f"| {key} | - | {base['accuracy']:.4f} ± {base['accuracy_se']:.4f} | {base['macs_ratio']:.3f} | "
-                     "- | - |")
+        for seed, b in base["seeds"].items():
+            lines.append(f"| {key} | {seed} | {b['accuracy']:.4f} ± {b['accuracy_se']:.4f} | {b['macs_ratio']:.3f} | "
+                         "- | - |")
     lines.append("")
     if r["runs"]:
         sm = r["summary"]
         lines.append(f"- Returned model, mean ± SE over {len(r['runs'])} seed(s): test {sm['test'][0]:.4f}"
                      + ("" if sm["test"][1] != sm["test"][1] else f" ± {sm['test'][1]:.4f}") + ".")
-        for key in r["baselines"]:
-            lines.append(f"- Returned − {key}: **{_pts(sm[f'minus_{key}'])} points on test** (SE over seeds; each "
-                         "accuracy also has its own test-set SE, in its row).")
+        for key, base in r["baselines"].items():
+            n = len(base["seeds"])
+            lines.append(f"- Returned − {key}: **{_pts(sm[f'minus_{key}'])} points on test** (means over seeds; "
+                         + (f"SE over seeds of both, in quadrature, the baseline over {n} seeds" if n > 1 else
+                            "SE over the returned models' seeds only: the baseline has one seed")
+                         + "; each accuracy also has its own test-set SE, in its row).")
         lines.append(f"- Screening, best − uniform candidate on validation after the same {s['steps']} steps: "
                      f"{_pts(sm['screen_best_minus_uniform_val'])} points (the samples it was chosen on: biased up).")
     lines += ["", f"Command: `{r['command']}`; {r['machine']}, {r['cpus']} CPUs."]
@@ -109,12 +122,6 @@ def main() -> None:
         "command": shlex.join(["python", "benchmarks/sampling_route.py", *sys.argv[1:]]),
         "machine": platform.platform(), "cpus": os.cpu_count(), "train_size": train_size,
         "runs": {}, "baselines": {}}
-    for scope, key in (("local", "uniform-l1+ft"), ("global", "global-l1+ft")):
-        report = a.work / f"l1-{scope}-{a.target}" / "report.json"
-        if report.exists():
-            rep = json.loads(report.read_text())
-            if rep["config"]["finetune"]["epochs"] == a.final_epochs:  # equal extra training only
-                result["baselines"][key] = {**rep["pruned"], "macs_ratio": rep["macs_ratio"]}
     name = a.name or f"sampling_route_{a.model}_{a.target}"
 
     def save() -> None:
@@ -139,6 +146,20 @@ def main() -> None:
             "screen_best_minus_uniform_val": chosen["finetuned_val_accuracy"] - uniform["finetuned_val_accuracy"],
             "seconds": rep["wall_time_s"]}
         save()
+    # the L1 baselines with the same finetuning seeds: seed 0's stage is layer_ratios.py's own
+    for scope, key in (("local", "uniform-l1+ft"), ("global", "global-l1+ft")):
+        for seed in a.seeds:
+            stage = f"l1-{scope}-{a.target}" + (f"-s{seed}" if seed else "")
+            rep = run_stage(a.work, stage, ["prune", *data, *trains, "--checkpoint", ckpt, "--target-macs",
+                                            str(a.target), "--criterion", "l1", "--scope", scope,
+                                            "--finetune-epochs", str(a.final_epochs), "--seed", str(seed)])
+            if rep["config"]["finetune"]["epochs"] != a.final_epochs:  # equal extra training only
+                raise SystemExit(f"{a.work / stage} was finetuned {rep['config']['finetune']['epochs']} epochs, "
+                                 f"not --final-epochs {a.final_epochs}: use another --work or --final-epochs")
+            base = result["baselines"].setdefault(key, {"seeds": {}})
+            base["seeds"][str(seed)] = {**rep["pruned"], "macs_ratio": rep["macs_ratio"],
+                                        "seconds": rep["wall_time_s"]}
+            save()
     save()
     print(render(result))
 

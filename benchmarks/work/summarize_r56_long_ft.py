@@ -14,6 +14,7 @@ from pathlib import Path
 WORK = Path("benchmarks/work/resnet56")
 OUT = Path("benchmarks/results/structure_long_ft_resnet56_0.2")
 NAMES = ("winner-h0.3-s0", "uniform")
+BASELINES = ("l1-local-0.2", "l1-global-0.2")
 
 
 def mean_se(xs: list[float]) -> tuple[float, float]:
@@ -43,9 +44,17 @@ def main() -> None:
     diff6 = [ft6[NAMES[0]][s]["test"] - ft6[NAMES[1]][s]["test"] for s in seeds]
     (m_w, se_w), (m_u, se_u) = (mean_se(truth2[n]) for n in NAMES)
     diff2 = (m_w - m_u, (se_w ** 2 + se_u ** 2) ** 0.5)  # replicates had different seeds: unpaired
-    base = {k: json.loads((WORK / k / "report.json").read_text())["pruned"] for k in ("l1-local-0.2", "l1-global-0.2")}
+    base: dict[str, dict[int, dict]] = {k: {} for k in BASELINES}
+    for k in BASELINES:
+        for rep_path in [WORK / k / "report.json", *sorted(WORK.glob(f"{k}-s*/report.json"))]:
+            rep = json.loads(rep_path.read_text()) if rep_path.exists() else {}
+            if rep.get("status") == "ok":  # seed 0 ran as layer_ratios.py's baseline, later seeds as KEY-sS
+                base[k][rep["seed"]] = {"test": rep["pruned"]["accuracy"], "test_se": rep["pruned"]["accuracy_se"],
+                                        "macs_ratio": rep["macs_ratio"], "seconds": rep["wall_time_s"]}
+    vs_local = {n: [ft6[n][s]["test"] - base["l1-local-0.2"][s]["test"]
+                    for s in sorted(set(ft6[n]) & set(base["l1-local-0.2"]))] for n in NAMES}
     result = {"truth_2ep": truth2, "ft6": ft6, "paired_seeds": seeds, "diff_2ep": diff2, "diff_6ep": diff6,
-              "baselines": {k: {"test": b["accuracy"], "test_se": b["accuracy_se"]} for k, b in base.items()}}
+              "baselines": base, "minus_l1_local_6ep": vs_local}
     (OUT.parent / (OUT.name + ".json")).write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# Does a structure's lead after 2 finetune epochs survive 6? ResNet-56, Fashion-MNIST, 20% of the MACs",
              "",
@@ -60,14 +69,19 @@ def main() -> None:
         six = ", ".join(f"s{s}: {r['test']:.4f} ± {r['test_se']:.4f}" for s, r in sorted(ft6[name].items()))
         macs = next(iter(ft6[name].values()))["macs_ratio"] if ft6[name] else float("nan")
         lines.append(f"| {name} | {', '.join(f'{x:.4f}' for x in truth2[name])} | {six or '-'} | {macs:.3f} |")
-    for k, b in result["baselines"].items():
-        lines.append(f"| {k} (budget 0.2, round to 8) | - | s0: {b['test']:.4f} ± {b['test_se']:.4f} | - |")
+    for k, runs in base.items():
+        six = ", ".join(f"s{s}: {r['test']:.4f} ± {r['test_se']:.4f}" for s, r in sorted(runs.items()))
+        macs = next(iter(runs.values()))["macs_ratio"] if runs else float("nan")
+        lines.append(f"| {k} (`--target-macs 0.2`, round to 8) | - | {six} | {macs:.3f} |")
     lines += ["", f"- winner − uniform after 2 epochs: **{pts(diff2)} points** (difference of the replicates' means, "
               f"SE from the replicates' spread, {len(truth2[NAMES[0]])} and {len(truth2[NAMES[1]])} replicates).",
               f"- winner − uniform after 6 epochs: **{pts(mean_se(diff6)) if diff6 else 'n/a'} points** "
-              f"(paired seeds {seeds}; each accuracy also has its own test-set SE of ~0.25 points).", "",
+              f"(paired seeds {seeds}; each accuracy also has its own test-set SE of ~0.25 points).",
+              *(f"- {n} − l1-local-0.2 after 6 epochs: **{pts(mean_se(d)) if d else 'n/a'} points** "
+                f"({len(d)} paired seeds)" for n, d in vs_local.items()), "",
               "Command: `bash benchmarks/work/run_r56_long_ft_all.sh` (`run_r56_long_ft.sh NAME SEED THREADS` "
-              "per run, two 1-thread runs side by side on 2 cores), then "
+              "per run, two 1-thread runs side by side on 2 cores; L1 baselines of seed 1: "
+              "`run_r56_l1_seed.sh SCOPE 1 1`), then "
               "`.venv/bin/python benchmarks/work/summarize_r56_long_ft.py`."]
     (OUT.parent / (OUT.name + ".md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -30,6 +30,15 @@ def _fidelity_module() -> Any:
     return supernet_fidelity
 
 
+def _sampling_route_module() -> Any:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import sampling_route
+    finally:
+        sys.path.remove(str(BENCH))
+    return sampling_route
+
+
 @pytest.mark.slow
 def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     work, out = tmp_path / "work", tmp_path / "results"
@@ -155,7 +164,8 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
     assert all(c["finetuned_val_accuracy"] is not None for c in sampled["sampling"]["top_k"])  # all screened
     run = route["runs"]["0"]
     assert run["accuracy"] == sampled["pruned"]["accuracy"] and run["macs_ratio"] <= 0.3 + 1e-9
-    base = route["baselines"]["uniform-l1+ft"]["accuracy"]
+    base = json.loads((work / "l1-local-0.3" / "report.json").read_text())["pruned"]["accuracy"]
+    assert route["baselines"]["uniform-l1+ft"]["seeds"]["0"]["accuracy"] == base  # layer_ratios.py's seed-0 stage
     assert route["summary"]["minus_uniform-l1+ft"][0] == pytest.approx(run["accuracy"] - base)
     assert "Returned − uniform-l1+ft" in (out / "sampling_route_resnet20_0.3.md").read_text()
 
@@ -240,3 +250,15 @@ def test_fidelity_finetunes_uniform_and_winners_first_but_keeps_each_candidates_
     assert [n for _, n in order] == ["uniform", "winner-s0", "winner-h0.3-s1", "starve-first", "starve-last",
                                      "random-3", "random-4"]
     assert all(names[i] == n for i, n in order)  # the pool index (the finetuning seed) travels with the name
+
+
+def test_sampling_route_subtracts_the_baselines_mean_over_seeds_with_both_spreads_by_hand() -> None:
+    route = _sampling_route_module()
+    runs = {s: {"accuracy": a, "screen_best_minus_uniform_val": 0.03} for s, a in (("0", 0.93), ("1", 0.94))}
+    two = {"seeds": {"0": {"accuracy": 0.92}, "1": {"accuracy": 0.90}}}
+    one = {"seeds": {"0": {"accuracy": 0.92}}}
+    sm = route.summarize(runs, {"two": two, "one": one})
+    # runs: mean 0.935, SD 0.00707, SE 0.005; two-seed baseline: mean 0.91, SD 0.01414, SE 0.01
+    assert sm["minus_two"][0] == pytest.approx(0.025) and sm["minus_two"][1] == pytest.approx(math.hypot(0.005, 0.01))
+    assert sm["minus_one"][0] == pytest.approx(0.015) and sm["minus_one"][1] == pytest.approx(0.005)
+    assert sm["two"][0] == pytest.approx(0.91) and sm["two"][1] == pytest.approx(0.01)
