@@ -66,7 +66,8 @@ def render(r: dict[str, Any]) -> str:
              f"is finetuned {s['final_epochs']} more epochs and returned. Extra training of the returned model: "
              f"{s['steps']} steps + {s['final_epochs']} epochs; the screening costs {s['samples']} × {s['steps']} "
              f"steps (≈ {s['samples'] * s['steps'] * 128 / r['train_size']:.1f} epochs) more. Baselines: L1 + "
-             f"{s['final_epochs']} finetune epochs from the same dense model (`benchmarks/layer_ratios.py`).", "",
+             f"{s['final_epochs']} finetune epochs from the same dense model with the same seeds (seed 0: "
+             "`benchmarks/layer_ratios.py`'s).", "",
              "| model | seed | test acc ± SE | MACs ratio | chosen | screening: best − uniform (val, points) |",
              "|---|---|---|---|---|---|"]
     for seed, run in r["runs"].items():
