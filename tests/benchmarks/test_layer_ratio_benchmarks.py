@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import subprocess
@@ -20,23 +21,13 @@ def _run(script: str, *args: str) -> None:
                    capture_output=True, text=True, timeout=600)
 
 
-def _fidelity_module() -> Any:
-    """benchmarks/supernet_fidelity.py as a module (the benchmarks are scripts, not a package)."""
+def _bench_module(name: str) -> Any:
+    """A script of benchmarks/ (e.g. supernet_fidelity.py) as a module: the benchmarks are scripts, not a package."""
     sys.path.insert(0, str(BENCH))
     try:
-        import supernet_fidelity
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
-    return supernet_fidelity
-
-
-def _sampling_route_module() -> Any:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import sampling_route
-    finally:
-        sys.path.remove(str(BENCH))
-    return sampling_route
 
 
 @pytest.mark.slow
@@ -189,7 +180,7 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
 
 
 def supernet_fidelity_gains(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return json.loads(json.dumps(_fidelity_module().gains_over_uniform(rows)))
+    return json.loads(json.dumps(_bench_module("supernet_fidelity").gains_over_uniform(rows)))
 
 
 def test_fidelity_gains_over_uniform_by_kind_of_candidate_by_hand() -> None:
@@ -198,7 +189,7 @@ def test_fidelity_gains_over_uniform_by_kind_of_candidate_by_hand() -> None:
             {"name": "random-2", "truth_test": 0.93, "truth_test_se": 0.003},
             {"name": "winner-s0", "truth_test": 0.89, "truth_test_se": 0.003, "same_as": ["random-3"]},
             {"name": "starve-first", "truth_test": 0.80, "truth_test_se": 0.003}]
-    gains = _fidelity_module().gains_over_uniform(rows)
+    gains = _bench_module("supernet_fidelity").gains_over_uniform(rows)
     # random: 0.91, 0.93 and (under another name) 0.89 -> mean 0.91, +0.01 over uniform; SD 0.02 over 3
     assert gains["random"]["n"] == 3 and gains["random"]["mean_minus_uniform"] == pytest.approx(0.01)
     assert gains["random"]["se"] == pytest.approx(math.sqrt(0.02**2 / 3 + 0.003**2))
@@ -209,7 +200,7 @@ def test_fidelity_spread_of_each_score_by_hand() -> None:
     rows = [{"name": "uniform", "supernet_val": 0.90, "near_val": 0.92, "truth_test": 0.90},
             {"name": "random-1", "supernet_val": 0.92, "near_val": 0.92, "truth_test": 0.94},
             {"name": "random-2", "supernet_val": 0.94, "near_val": 0.92, "truth_test": 0.86}]
-    out = _fidelity_module().spreads(rows, ["supernet", "near", "cut"])
+    out = _bench_module("supernet_fidelity").spreads(rows, ["supernet", "near", "cut"])
     # supernet: 0.90, 0.92, 0.94 -> SD 0.02, best - uniform 0.04; near: all equal; truth: SD 0.04, +0.04
     assert out["supernet_val"] == pytest.approx({"std": 0.02, "best_minus_uniform": 0.04})
     assert out["near_val"] == pytest.approx({"std": 0.0, "best_minus_uniform": 0.0})
@@ -218,7 +209,7 @@ def test_fidelity_spread_of_each_score_by_hand() -> None:
 
 
 def test_fidelity_merges_a_structure_finetuned_twice_into_the_mean_of_its_ground_truths() -> None:
-    supernet_fidelity = _fidelity_module()
+    supernet_fidelity = _bench_module("supernet_fidelity")
     row = {"counts": {"a": 4, "b": 8}, "ft_epochs": 2, "supernet_val": 0.9}
     logged = [{**row, "name": "uniform", "truth_test": 0.93, "truth_val": 0.94},
               {**row, "name": "starve-last", "truth_test": 0.92, "truth_val": 0.95},
@@ -233,7 +224,7 @@ def test_fidelity_merges_a_structure_finetuned_twice_into_the_mean_of_its_ground
 
 
 def test_fidelity_counts_a_structure_found_under_two_names_once() -> None:
-    supernet_fidelity = _fidelity_module()
+    supernet_fidelity = _bench_module("supernet_fidelity")
     pool = {"uniform": {"a": 4}, "random-1": {"a": 8}, "winner-s0": {"a": 8}, "winner-h0.3-s0": {"a": 8},
             "winner-s1": {"a": 2}}
     done = {n: {"name": n, "counts": c, "truth_test": 0.9} for n, c in pool.items() if n != "winner-s1"}
@@ -243,7 +234,7 @@ def test_fidelity_counts_a_structure_found_under_two_names_once() -> None:
 
 
 def test_fidelity_finetunes_uniform_and_winners_first_but_keeps_each_candidates_seed() -> None:
-    supernet_fidelity = _fidelity_module()
+    supernet_fidelity = _bench_module("supernet_fidelity")
     names = ["uniform", "starve-first", "starve-last", "random-3", "random-4", "winner-s0", "winner-h0.3-s1"]
     pool = {name: {"a": k} for k, name in enumerate(names)}
     order = supernet_fidelity.evaluation_order(pool)
@@ -253,7 +244,7 @@ def test_fidelity_finetunes_uniform_and_winners_first_but_keeps_each_candidates_
 
 
 def test_sampling_route_subtracts_the_baselines_mean_over_seeds_with_both_spreads_by_hand() -> None:
-    route = _sampling_route_module()
+    route = _bench_module("sampling_route")
     runs = {s: {"accuracy": a, "screen_best_minus_uniform_val": 0.03} for s, a in (("0", 0.93), ("1", 0.94))}
     two = {"seeds": {"0": {"accuracy": 0.92}, "1": {"accuracy": 0.90}}}
     one = {"seeds": {"0": {"accuracy": 0.92}}}
