@@ -66,8 +66,9 @@ def main() -> None:
     p.add_argument("--supernet-stage", default="supernet",
                    help="the supernet the searches run over: 'supernet' (trained here from the dense model) or "
                         "another finished stage in WORK that continued it (`autoprune supernet --init-supernet "
-                        "WORK/supernet/supernet.pt ...`, e.g. specialised to a budget with --sample-near); searches "
-                        "over another stage are named STAGE-search-..., its epochs add to the supernet's")
+                        "WORK/supernet/supernet.pt ...`, e.g. specialised to a budget with --sample-near; its epochs "
+                        "add to the supernet's) or was trained from the same dense model (e.g. more epochs); searches "
+                        "over another stage are named STAGE-search-...")
     p.add_argument("--finetune-epochs", type=int, default=None, help="baselines' finetuning (default: supernet epochs)")
     p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.2])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -151,7 +152,11 @@ def main() -> None:
                           "precision": _precision(sn)}
     prefix = ""
     if a.supernet_stage != "supernet":
-        result["supernet"]["continued"] = _continued(a.work, a.supernet_stage)
+        own = _sibling(a.work, a.supernet_stage, ckpt)
+        if own is not None:  # another supernet trained from the same dense model (e.g. more epochs)
+            result["supernet"] = own
+        else:
+            result["supernet"]["continued"] = _continued(a.work, a.supernet_stage)
         prefix = f"{a.supernet_stage}-"
     save()
     supernet = str(a.work / a.supernet_stage / "supernet.pt")
@@ -192,6 +197,22 @@ def main() -> None:
             save()
     save()
     print(render(result))
+
+
+def _sibling(work: Path, stage: str, checkpoint: str) -> dict[str, Any] | None:
+    """``stage`` described as ``result["supernet"]`` when it is a finished supernet trained from ``checkpoint``
+    (the dense model every row prunes) rather than continued from WORK/supernet; None otherwise."""
+    path = work / stage / "report.json"
+    rep = json.loads(path.read_text()) if path.exists() else None
+    cli = {} if rep is None else rep.get("config", {}).get("cli", {})
+    if rep is None or cli.get("init_supernet") or not cli.get("checkpoint"):
+        return None
+    if (ROOT / cli["checkpoint"]).resolve() != (ROOT / checkpoint).resolve():
+        raise SystemExit(f"--supernet-stage: {path} was trained from {cli['checkpoint']}, not from the dense model "
+                         f"every row prunes ({checkpoint}); train it from that one")
+    cfg = rep["config"]["supernet"]
+    return {"stage": stage, "epochs": cfg["epochs"], "seconds": rep["wall_time_s"], "lr": cfg["lr"],
+            "args": "", "passes_per_step": 2 + int(cfg["num_random"]), "precision": _precision(rep)}
 
 
 def _continued(work: Path, stage: str) -> list[dict[str, Any]]:
@@ -272,8 +293,9 @@ def render(r: dict[str, Any]) -> str:
                     if c.get("sample_near") else "")
             more += (f", then continued (stage `{c['stage']}`) for {c['epochs']} more sandwich epoch(s) × "
                      f"{c['passes_per_step']} passes, lr {c['lr']:g}{near} ({c['seconds']:.0f} s, {c['precision']})")
-        lines.append(f"Supernet: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes per step"
-                     f"{recipe} ({n['seconds']:.0f} s){more}, trained once for every budget. Searches: "
+        stage = f" (stage `{n['stage']}`, from the dense model, lr {n['lr']:g})" if n.get("stage") else ""
+        lines.append(f"Supernet{stage}: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes "
+                     f"per step{recipe} ({n['seconds']:.0f} s){more}, trained once for every budget. Searches: "
                      "default searcher, "
                      f"{s['trials']} trials, seeds {s['seeds']}, winner fixed on validation, "
                      f"hold-out {s.get('holdout', 0):g} of validation, **no finetuning**. "

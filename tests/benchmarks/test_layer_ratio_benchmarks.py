@@ -253,3 +253,29 @@ def test_sampling_route_subtracts_the_baselines_mean_over_seeds_with_both_spread
     assert sm["minus_two"][0] == pytest.approx(0.025) and sm["minus_two"][1] == pytest.approx(math.hypot(0.005, 0.01))
     assert sm["minus_one"][0] == pytest.approx(0.015) and sm["minus_one"][1] == pytest.approx(0.005)
     assert sm["two"][0] == pytest.approx(0.91) and sm["two"][1] == pytest.approx(0.01)
+
+
+def _supernet_report(folder: Path, **cli: Any) -> None:
+    folder.mkdir(parents=True)
+    report = {"wall_time_s": 100.0, "config": {"supernet": {"epochs": 10, "lr": 0.02, "num_random": 2},
+                                               "sample_near": None, "cli": {"precision": "bf16", **cli}}}
+    (folder / "report.json").write_text(json.dumps(report))
+
+
+def test_layer_ratios_takes_a_supernet_trained_from_the_same_dense_model_as_its_own_stage(tmp_path: Path) -> None:
+    layer_ratios = _bench_module("layer_ratios")
+    dense = str(tmp_path / "dense-check2" / "model.pt")
+    _supernet_report(tmp_path / "supernet-e10", checkpoint=dense)
+    _supernet_report(tmp_path / "supernet-other", checkpoint=str(tmp_path / "dense" / "model.pt"))
+    _supernet_report(tmp_path / "supernet-near", init_supernet=str(tmp_path / "supernet" / "supernet.pt"))
+    own = layer_ratios._sibling(tmp_path, "supernet-e10", dense)
+    assert own == {"stage": "supernet-e10", "epochs": 10, "seconds": 100.0, "lr": 0.02, "args": "",
+                   "passes_per_step": 4, "precision": "bf16"}
+    assert layer_ratios._sibling(tmp_path, "supernet-near", dense) is None  # a continued stage: _continued's job
+    assert layer_ratios._sibling(tmp_path, "missing", dense) is None
+    with pytest.raises(SystemExit, match="not from the dense model every row prunes"):
+        layer_ratios._sibling(tmp_path, "supernet-other", dense)
+    text = layer_ratios.render({"settings": {"model": "resnet56", "dataset": "fashion-mnist", "trials": 40,
+                                             "seeds": [0], "finetune_epochs": 6}, "supernet": own,
+                                "command": "python benchmarks/layer_ratios.py", "machine": "x", "cpus": 2})
+    assert "Supernet (stage `supernet-e10`, from the dense model, lr 0.02): 10 sandwich epochs × 4" in text
