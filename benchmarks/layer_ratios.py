@@ -69,7 +69,8 @@ def main() -> None:
                         "WORK/supernet/supernet.pt ...`, e.g. specialised to a budget with --sample-near; its epochs "
                         "add to the supernet's) or was trained from the same dense model (e.g. more epochs); searches "
                         "over another stage are named STAGE-search-...")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="baselines' finetuning (default: supernet epochs)")
+    p.add_argument("--finetune-epochs", type=int, default=None,
+                   help="baselines' finetuning (default: --supernet-epochs, also with another --supernet-stage)")
     p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.2])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--trials", type=int, default=40)
