@@ -55,6 +55,8 @@ class ChannelGates:
                 self._maps.setdefault(module, []).append((gi, idxs, roots))
                 self._width[module] = _out_width(module)
         self._masks: dict[nn.Module, torch.Tensor] = {}
+        # the masks on the device and in the dtype of the outputs they multiply, moved there in one copy
+        self._placed: dict[tuple[torch.device, torch.dtype], dict[nn.Module, torch.Tensor]] = {}
         self._handles: list[RemovableHandle] = [m.register_forward_hook(self._hook) for m in self._maps]
         _warn_channel_norms(structure)
 
@@ -64,6 +66,7 @@ class ChannelGates:
         ``None`` (or a group missing from ``kept``) means the whole group is active.
         """
         self._masks.clear()
+        self._placed.clear()
         if not kept:
             return
         groups = self.structure.groups
@@ -80,13 +83,23 @@ class ChannelGates:
                 self._masks[module] = mask
 
     def _hook(self, module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-        mask = self._masks.get(module)
-        if mask is None:
+        if module not in self._masks:
             return output
-        m = mask.to(device=output.device, dtype=output.dtype)
+        m = self._placed_masks(output.device, output.dtype)[module]
         if isinstance(module, nn.Linear):
             return output * m
         return output * m.view(1, -1, *([1] * (output.dim() - 2)))
+
+    def _placed_masks(self, device: torch.device, dtype: torch.dtype) -> dict[nn.Module, torch.Tensor]:
+        """All active masks on ``device`` in ``dtype``: one host-to-device copy per sub-network, not per layer
+        (a copy from host memory waits for the GPU, so one per layer would serialise every forward pass)."""
+        placed = self._placed.get((device, dtype))
+        if placed is None:
+            modules = list(self._masks)
+            flat = torch.cat([self._masks[m] for m in modules]).to(device=device, dtype=dtype)
+            placed = dict(zip(modules, flat.split([self._masks[m].numel() for m in modules]), strict=True))
+            self._placed[(device, dtype)] = placed
+        return placed
 
     @contextmanager
     def detached(self) -> Iterator[None]:
@@ -104,6 +117,7 @@ class ChannelGates:
             h.remove()
         self._handles.clear()
         self._masks.clear()
+        self._placed.clear()
 
 
 def _warn_channel_norms(structure: ModelStructure) -> None:

@@ -46,6 +46,23 @@ def test_gated_supernet_equals_extracted_subnetwork(name: str, randomize_bn: Cal
         net.model.load_state_dict(state)
 
 
+def test_gates_follow_the_dtype_of_each_output_within_one_subnetwork() -> None:
+    # the masks are placed once per sub-network and per (device, dtype) of the outputs they multiply
+    torch.manual_seed(0)
+    net = Supernet(build_model("resnet20", num_classes=10, in_channels=3), SHAPE).eval()
+    counts = _random_counts(net, np.random.default_rng(1))
+    extracted = net.extract(counts).double()
+    x = torch.randn(2, *SHAPE[1:])
+    with torch.no_grad(), net.active(counts):
+        out32 = net(x)
+        net.model.double()
+        out64 = net(x.double())
+    assert out32.dtype == torch.float32 and out64.dtype == torch.float64
+    expected = extracted(x.double())
+    torch.testing.assert_close(out64, expected)
+    torch.testing.assert_close(out32.double(), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_gates_leave_shared_weights_alone_and_block_gradients() -> None:
     torch.manual_seed(0)
     net = Supernet(build_model("resnet20", num_classes=10, in_channels=3), SHAPE)
