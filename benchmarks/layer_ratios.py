@@ -148,7 +148,7 @@ def main() -> None:
     save()
     sn = _needed(a.work, "supernet", ["supernet", *data, *space, *trains, "--checkpoint", ckpt,
                                     "--supernet-epochs", str(a.supernet_epochs), *shlex.split(a.supernet_args)])
-    result["supernet"] = {"epochs": a.supernet_epochs, "seconds": sn["wall_time_s"], "args": a.supernet_args,
+    result["supernet"] = {"epochs": a.supernet_epochs, **_training_seconds(sn), "args": a.supernet_args,
                           "passes_per_step": 2 + int(sn.get("config", {}).get("supernet", {}).get("num_random", 2)),
                           "precision": _precision(sn)}
     prefix = ""
@@ -212,7 +212,7 @@ def _sibling(work: Path, stage: str, checkpoint: str) -> dict[str, Any] | None:
         raise SystemExit(f"--supernet-stage: {path} was trained from {cli['checkpoint']}, not from the dense model "
                          f"every row prunes ({checkpoint}); train it from that one")
     cfg = rep["config"]["supernet"]
-    return {"stage": stage, "epochs": cfg["epochs"], "seconds": rep["wall_time_s"], "lr": cfg["lr"],
+    return {"stage": stage, "epochs": cfg["epochs"], **_training_seconds(rep), "lr": cfg["lr"],
             "args": "", "passes_per_step": 2 + int(cfg["num_random"]), "precision": _precision(rep)}
 
 
@@ -227,7 +227,7 @@ def _continued(work: Path, stage: str) -> list[dict[str, Any]]:
             raise SystemExit(f"--supernet-stage: {work / stage} holds no finished `autoprune supernet --init-supernet` "
                              "run continuing WORK/supernet; train it first (see benchmarks/results/README.md)")
         cfg = more["config"]["supernet"]
-        chain.insert(0, {"stage": stage, "epochs": cfg["epochs"], "lr": cfg["lr"], "seconds": more["wall_time_s"],
+        chain.insert(0, {"stage": stage, "epochs": cfg["epochs"], "lr": cfg["lr"], **_training_seconds(more),
                          "sample_near": more["config"].get("sample_near"),
                          "passes_per_step": 2 + int(cfg["num_random"]), "precision": _precision(more)})
         parent = (ROOT / init).parent  # the stages' commands run in the repository root
@@ -235,6 +235,22 @@ def _continued(work: Path, stage: str) -> list[dict[str, Any]]:
         if parent.resolve() != (work / stage).resolve():
             raise SystemExit(f"--supernet-stage: {path} continues {init}, which is not a stage of {work}")
     return chain
+
+
+def _training_seconds(report: dict[str, Any]) -> dict[str, Any]:
+    """A supernet run's training time: the sum of its epochs' times where every epoch recorded one (also
+    across resumed runs), else the wall time of the run that finished it (``partial``: earlier runs of a
+    resumed training are not in it)."""
+    history = report.get("history", {})
+    epochs = history.get("epoch_seconds", [])
+    if epochs and len(epochs) == len(history.get("largest_loss", [])):
+        return {"seconds": float(sum(epochs)), "seconds_partial": False}
+    return {"seconds": report["wall_time_s"], "seconds_partial": True}
+
+
+def _seconds(stage: dict[str, Any]) -> str:
+    partial = ", the wall time of the run that finished it" if stage.get("seconds_partial") else ""
+    return f"{stage['seconds']:.0f} s{partial}"
 
 
 def _precision(report: dict[str, Any]) -> str:
@@ -293,10 +309,10 @@ def render(r: dict[str, Any]) -> str:
             near = (f", random sub-networks near {c['sample_near'][0]:g}-{c['sample_near'][1]:g} of the MACs"
                     if c.get("sample_near") else "")
             more += (f", then continued (stage `{c['stage']}`) for {c['epochs']} more sandwich epoch(s) × "
-                     f"{c['passes_per_step']} passes, lr {c['lr']:g}{near} ({c['seconds']:.0f} s, {c['precision']})")
+                     f"{c['passes_per_step']} passes, lr {c['lr']:g}{near} ({_seconds(c)}, {c['precision']})")
         stage = f" (stage `{n['stage']}`, from the dense model, lr {n['lr']:g})" if n.get("stage") else ""
         lines.append(f"Supernet{stage}: {n['epochs']} sandwich epochs × {n['passes_per_step']} sub-network passes "
-                     f"per step{recipe} ({n['seconds']:.0f} s){more}, trained once for every budget. Searches: "
+                     f"per step{recipe} ({_seconds(n)}){more}, trained once for every budget. Searches: "
                      "default searcher, "
                      f"{s['trials']} trials, seeds {s['seeds']}, winner fixed on validation, "
                      f"hold-out {s.get('holdout', 0):g} of validation, **no finetuning**. "

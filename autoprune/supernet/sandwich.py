@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,10 +81,16 @@ class SupernetConfig:
 
 @dataclass
 class SupernetHistory:
-    """Per-epoch mean loss of the largest sub-network and of the distilled ones."""
+    """Per epoch: mean loss of the largest sub-network and of the distilled ones, and the epoch's training time.
+
+    ``epoch_seconds`` is kept across resumed runs (so its sum is the whole training's time, where a report's
+    wall time covers only the last run); a checkpoint written before it was recorded leaves it shorter than
+    the losses.
+    """
 
     largest_loss: list[float] = field(default_factory=list)
     distill_loss: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
 
 
 def _soft_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -149,6 +156,7 @@ def train_supernet(
                             status="")
         for epoch in range(start_epoch, config.epochs):
             good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            started = time.perf_counter()
             model.train()
             big_sum = small_sum = 0.0
             n = 0
@@ -191,6 +199,7 @@ def train_supernet(
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{config.epochs} loss {loss.item():.3f}")
             history.largest_loss.append(big_sum / max(1, n))
             history.distill_loss.append(small_sum / max(1, n))
+            history.epoch_seconds.append(round(time.perf_counter() - started, 3))
             if ckpt_path is not None and is_main:
                 _save(ckpt_path, supernet, optimizer, scheduler, epoch + 1, history, config, meta)
             if on_epoch is not None and is_main:
@@ -268,5 +277,6 @@ def _resume(
                                   "learning-rate schedule from the saved weights") from None
     hist = meta.get("history", {})
     return int(meta.get("epochs_done", 0)), SupernetHistory(
-        largest_loss=list(hist.get("largest_loss", [])), distill_loss=list(hist.get("distill_loss", []))
+        largest_loss=list(hist.get("largest_loss", [])), distill_loss=list(hist.get("distill_loss", [])),
+        epoch_seconds=list(hist.get("epoch_seconds", [])),
     )

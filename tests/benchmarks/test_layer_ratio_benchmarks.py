@@ -255,10 +255,11 @@ def test_sampling_route_subtracts_the_baselines_mean_over_seeds_with_both_spread
     assert sm["two"][0] == pytest.approx(0.91) and sm["two"][1] == pytest.approx(0.01)
 
 
-def _supernet_report(folder: Path, **cli: Any) -> None:
+def _supernet_report(folder: Path, history: dict[str, list[float]] | None = None, **cli: Any) -> None:
     folder.mkdir(parents=True)
     report = {"wall_time_s": 100.0, "config": {"supernet": {"epochs": 10, "lr": 0.02, "num_random": 2},
-                                               "sample_near": None, "cli": {"precision": "bf16", **cli}}}
+                                               "sample_near": None, "cli": {"precision": "bf16", **cli}},
+              "history": history or {}}
     (folder / "report.json").write_text(json.dumps(report))
 
 
@@ -269,8 +270,14 @@ def test_layer_ratios_takes_a_supernet_trained_from_the_same_dense_model_as_its_
     _supernet_report(tmp_path / "supernet-other", checkpoint=str(tmp_path / "dense" / "model.pt"))
     _supernet_report(tmp_path / "supernet-near", init_supernet=str(tmp_path / "supernet" / "supernet.pt"))
     own = layer_ratios._sibling(tmp_path, "supernet-e10", dense)
-    assert own == {"stage": "supernet-e10", "epochs": 10, "seconds": 100.0, "lr": 0.02, "args": "",
-                   "passes_per_step": 4, "precision": "bf16"}
+    # no per-epoch times recorded (an older run): the wall time of its last run, said to be only that
+    assert own == {"stage": "supernet-e10", "epochs": 10, "seconds": 100.0, "seconds_partial": True, "lr": 0.02,
+                   "args": "", "passes_per_step": 4, "precision": "bf16"}
+    # every epoch's time recorded (kept across resumed runs): their sum, the whole training's
+    _supernet_report(tmp_path / "supernet-timed", checkpoint=dense,
+                     history={"largest_loss": [0.3, 0.2], "epoch_seconds": [400.0, 450.0]})
+    timed = layer_ratios._sibling(tmp_path, "supernet-timed", dense)
+    assert timed is not None and timed["seconds"] == 850.0 and timed["seconds_partial"] is False
     assert layer_ratios._sibling(tmp_path, "supernet-near", dense) is None  # a continued stage: _continued's job
     assert layer_ratios._sibling(tmp_path, "missing", dense) is None
     with pytest.raises(SystemExit, match="not from the dense model every row prunes"):
@@ -279,3 +286,4 @@ def test_layer_ratios_takes_a_supernet_trained_from_the_same_dense_model_as_its_
                                              "seeds": [0], "finetune_epochs": 6}, "supernet": own,
                                 "command": "python benchmarks/layer_ratios.py", "machine": "x", "cpus": 2})
     assert "Supernet (stage `supernet-e10`, from the dense model, lr 0.02): 10 sandwich epochs × 4" in text
+    assert "(100 s, the wall time of the run that finished it)" in text

@@ -34,6 +34,9 @@ def test_supernet_trains_resumes_and_extracts(run_ok: Invoke, invoke: Invoke, tr
     resumed = json.loads((out / "report.json").read_text())
     assert len(resumed["history"]["largest_loss"]) == 2
     assert resumed["history"]["largest_loss"][0] == report["history"]["largest_loss"][0]
+    # each epoch's training time survives the resume: their sum is the whole training's, not the last run's
+    seconds = resumed["history"]["epoch_seconds"]
+    assert len(seconds) == 2 and seconds[0] == report["history"]["epoch_seconds"][0] and min(seconds) > 0
     # random sub-networks near the search budgets: recorded; a continued run cannot change the range
     near = tmp_path / "near"
     run_ok(["supernet", "--checkpoint", str(trained / "model.pt"), "--epochs", "1", "--sample-near", "0.3:0.5",
