@@ -74,8 +74,9 @@ def supernet_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD, cosine).")] = 0.02,
     teacher: Annotated[
         str, typer.Option("--teacher", help="Soft predictions the smaller sub-networks learn: 'largest' (in-place "
-                          "distillation) or 'dense' (a frozen copy of the dense model; the largest sub-network "
-                          "learns them too, beside the labels).")
+                          "distillation), 'dense' (a frozen copy of the dense model; the largest sub-network "
+                          "learns them too, beside the labels) or 'none' (no distillation: every sub-network "
+                          "learns the labels).")
     ] = "largest",
     criterion: Annotated[str, typer.Option("--criterion", help="Channel ranking criterion.")] = "l1",
     init_supernet: Annotated[
@@ -116,10 +117,11 @@ def supernet_cmd(
                              "supernet starts from one of them; drop one")
     if run.checkpoint is None and init_supernet is None:
         at_least(1, train_epochs=train_epochs)
-    if teacher not in TEACHERS:
-        raise AutoPruneError(f"--teacher {teacher!r}: use one of {', '.join(TEACHERS)}")
+    if teacher not in (*TEACHERS, "none"):
+        raise AutoPruneError(f"--teacher {teacher!r}: use one of {', '.join((*TEACHERS, 'none'))}")
     precision = precision_used(run, trains=True, why_not="")
-    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed, teacher=teacher,
+    config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed,
+                            teacher="largest" if teacher == "none" else teacher, distill=teacher != "none",
                             precision=precision)
     from autoprune.envs import parse_target_range
 
@@ -169,7 +171,8 @@ def supernet_cmd(
               "dense_checkpoint": str(Path(dense_file).resolve()),
               **({"init_supernet": str(init_supernet.resolve())} if init_supernet is not None else {})},
         device=s.device, progress=run.progress and rank == 0,
-        on_epoch=None if run.progress else _epoch_line(config.epochs), sample_near=near, scores=scores,
+        on_epoch=None if run.progress else _epoch_line(config.epochs, config.distill), sample_near=near,
+        scores=scores,
     )
     if world > 1:
         dist.barrier()
@@ -325,13 +328,14 @@ def _trial_counts(run: Path, number: int | None) -> dict[str, int]:
     return dict(chosen.result.counts)
 
 
-def _epoch_line(epochs: int) -> Callable[[int, Any], None]:
+def _epoch_line(epochs: int, distill: bool = True) -> Callable[[int, Any], None]:
     """Without progress bars, one line per finished supernet epoch (logs of long runs show where they are)."""
     started = time.perf_counter()
+    smaller = "distilled" if distill else "smaller (labels)"
 
     def line(epoch: int, history: Any) -> None:
         console.print(f"supernet: epoch {epoch + 1}/{epochs} finished ({time.perf_counter() - started:.0f} s; "
-                      f"loss largest {history.largest_loss[-1]:.3f}, distilled {history.distill_loss[-1]:.3f})",
+                      f"loss largest {history.largest_loss[-1]:.3f}, {smaller} {history.distill_loss[-1]:.3f})",
                       highlight=False)
 
     return line

@@ -103,6 +103,21 @@ def test_supernet_continues_from_a_trained_supernet(run_ok: Invoke, invoke: Invo
     assert dense_file.exit_code == 2 and "is not a supernet" in dense_file.output
 
 
+def test_supernet_without_distillation(run_ok: Invoke, invoke: Invoke, trained: Path, tmp_path: Path,
+                                       fast: tuple[str, ...]) -> None:
+    """--teacher none: every sub-network learns the labels (recorded as distill false); a bad teacher is named."""
+    out = tmp_path / "labels"
+    result = run_ok(["supernet", "--checkpoint", str(trained / "model.pt"), "--epochs", "1", "--teacher", "none",
+                     "--out", str(out), *fast])
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["supernet"]["distill"] is False and report["config"]["cli"]["teacher"] == "none"
+    assert "loss largest" in result.output and "smaller (labels)" in result.output  # the per-epoch line
+    bad = invoke(["supernet", "--checkpoint", str(trained / "model.pt"), "--teacher", "nobody",
+                  "--out", str(tmp_path / "bad"), *fast])
+    assert bad.exit_code == 2 and "--teacher 'nobody'" in bad.output and "none" in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.slow  # multi-process or many epochs: kept out of the ~10 min fast suite
 def test_supernet_under_torchrun_with_two_cpu_processes(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"

@@ -167,3 +167,31 @@ def test_dense_teacher_is_the_frozen_starting_model_also_after_a_resume(
     assert not torch.allclose(seen[0], expected)  # in place: the largest sub-network's training-mode logits
     with pytest.raises(ValueError, match="teacher='teacher'"):
         SupernetConfig(teacher="teacher")
+
+
+def test_without_distillation_every_subnetwork_learns_the_labels(
+    dense: tuple[torch.nn.Module, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """distill=False: no soft loss at all; the sub-networks' loss is the cross-entropy with the labels."""
+    from autoprune.supernet import sandwich
+
+    model, splits = dense
+    shape = splits.input_shape()  # type: ignore[attr-defined]
+    loader = list(splits.train_loader(128, seed=0))[:2]  # type: ignore[attr-defined]
+    space = auto_space(Supernet(copy.deepcopy(model), shape).structure, target=0.5)
+    soft: list[int] = []
+    real = sandwich._soft_loss
+    monkeypatch.setattr(sandwich, "_soft_loss", lambda out, teacher, t: soft.append(1) or real(out, teacher, t))
+
+    def run(config: SupernetConfig) -> object:
+        net = Supernet(copy.deepcopy(model), shape)
+        return train_supernet(net, SpaceSampler(space), loader, config, progress=False)
+
+    labels = run(SupernetConfig(epochs=1, distill=False))
+    assert soft == []
+    distilled = run(SupernetConfig(epochs=1))
+    assert len(soft) == 2 * 3  # per step: the smallest and 2 random sub-networks
+    # on the labels the smaller sub-networks' loss is a cross-entropy (~ln 10 for an untrained head at most),
+    # far above the KL divergence from a teacher they start out close to
+    assert labels.distill_loss[0] > distilled.distill_loss[0]  # type: ignore[attr-defined]
+
