@@ -239,8 +239,8 @@ def _continued(work: Path, stage: str) -> list[dict[str, Any]]:
 
 def _training_seconds(report: dict[str, Any]) -> dict[str, Any]:
     """A supernet run's training time: the sum of its epochs' times where every epoch recorded one (also
-    across resumed runs), else the wall time of the run that finished it (``partial``: earlier runs of a
-    resumed training are not in it)."""
+    across resumed runs), else the wall time of the run that finished it (``seconds_partial``: earlier runs
+    of a resumed training are not in it)."""
     history = report.get("history", {})
     epochs = history.get("epoch_seconds", [])
     if epochs and len(epochs) == len(history.get("largest_loss", [])):

@@ -117,8 +117,9 @@ def supernet_cmd(
                              "supernet starts from one of them; drop one")
     if run.checkpoint is None and init_supernet is None:
         at_least(1, train_epochs=train_epochs)
-    if teacher not in (*TEACHERS, "none"):
-        raise AutoPruneError(f"--teacher {teacher!r}: use one of {', '.join((*TEACHERS, 'none'))}")
+    choices = (*TEACHERS, "none")  # none: SupernetConfig(distill=False)
+    if teacher not in choices:
+        raise AutoPruneError(f"--teacher {teacher!r}: use one of {', '.join(choices)}")
     precision = precision_used(run, trains=True, why_not="")
     config = SupernetConfig(epochs=epochs, lr=lr, num_random=num_random, seed=run.seed,
                             teacher="largest" if teacher == "none" else teacher, distill=teacher != "none",
