@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from autoprune._types import Batch
 from autoprune.engine.deploy import check_form, in_form
-from autoprune.metrics import count_params, measure_latency
+from autoprune.metrics import count_params, measure_latency, paired_mean_se
 from autoprune.supernet.supernet import Supernet
 
 Key = tuple[int, ...]
@@ -112,9 +112,7 @@ def paired_difference(a: FullScore, b: FullScore) -> tuple[float, float]:
     """
     if a.samples != b.samples:
         raise ValueError(f"scores on {a.samples} and {b.samples} samples cannot be paired")
-    d = a.correct.astype(np.float64) - b.correct.astype(np.float64)
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.inf
-    return float(d.mean()), se
+    return paired_mean_se(a.correct, b.correct)
 
 
 def binomial_se(p: float, n: int) -> float:

@@ -31,7 +31,15 @@ from autoprune._device import model_device
 from autoprune._jsonfile import write_json_atomic
 from autoprune.engine.deploy import DeployWarning, optimize_for_inference
 from autoprune.errors import ExportError
-from autoprune.metrics import PROTOCOL, count_cost, evaluate_accuracy, measure_interleaved, onnxruntime_runner, ratio
+from autoprune.metrics import (
+    PROTOCOL,
+    Accuracy,
+    count_cost,
+    evaluate_accuracy,
+    measure_interleaved,
+    onnxruntime_runner,
+    ratio,
+)
 from autoprune.report_schema import SCHEMA_VERSION
 
 #: The throughput batch every report times beside batch 1.
@@ -96,8 +104,12 @@ def model_metrics(
     latency_batch_size: int = 1,
     latency_repeats: int = 30,
     effective: bool = False,
+    accuracy: Accuracy | None = None,
 ) -> dict[str, Any]:
     """The metrics object of a report: accuracy (if a test loader is given), MACs, params, latency.
+
+    ``accuracy``: the test accuracy already measured on ``test_loader`` (e.g. per sample, for a paired
+    comparison), used instead of evaluating the model again.
 
     Latency: the model in eager and deploy form, interleaved (one model alone; a dense/pruned pair is
     timed together by :meth:`RunReport.measure_latency`, which replaces these figures).
@@ -105,7 +117,7 @@ def model_metrics(
     cost = count_cost(model, input_shape)
     out: dict[str, Any] = {}
     if test_loader is not None:
-        acc = evaluate_accuracy(model, test_loader, device=device)
+        acc = accuracy or evaluate_accuracy(model, test_loader, device=device)
         n = len(test_loader.dataset) if hasattr(test_loader, "dataset") else 0
         out.update(accuracy=acc.top1, top5=acc.top5)
         if n:

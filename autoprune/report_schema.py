@@ -23,7 +23,8 @@ CHANGES = {
     "`num_classes`, `in_channels` and `image_size` added; search's `dense` has `val_accuracy`. Added since, "
     "without a version change: `onnx_error` and the status `onnx_check_failed`; `latency`, `onnxruntime` and "
     "`latency_check` (issue 18: one interleaved timing protocol); search's `holdout` and `vs_uniform.on` (the winner "
-    "judged on validation samples the search never read); sample's `resumed`.",
+    "judged on validation samples the search never read); sample's `resumed`; search's `vs_uniform_test` (the "
+    "exported model against the uniform candidate on test, paired per sample).",
 }
 
 METRICS_DOC = (
@@ -118,6 +119,9 @@ FIELDS: dict[str, Field] = {
     "vs_uniform": _f("`search`: exported candidate minus uniform val accuracy (paired) with its SE, `beats_uniform` "
                      "(by more than 2 SE), `on` (`holdout`: measured on the hold-out, else on the validation the "
                      "winner was chosen on) and a one-line `statement`", ("search",), True),
+    "vs_uniform_test": _f("`search`: exported model minus uniform candidate on the test split, paired per sample: "
+                          "`difference` +- `se`, `samples`, a one-line `statement` (reported only: the test split "
+                          "never chooses)", ("search",)),
     "holdout": _f("`search`: the re-scoring's winner against the uniform candidate on the validation samples set "
                   "aside before the search (`--holdout`): `samples`, both accuracies, `difference` +- `se`, the "
                   "same on the samples it was chosen on (`selection_difference`), `kept` (else the uniform "

@@ -180,7 +180,7 @@ def main() -> None:
                 "vs_uniform_val": rep["vs_uniform"], "holdout": rep.get("holdout"),
                 # the uniform candidate may also be a trial of the search (TPE tries it first): judge by counts
                 "exported": "uniform" if rep["counts"] == rep["uniform_rescored"]["counts"] else "search",
-                "macs_ratio": rep["macs_ratio"],
+                "macs_ratio": rep["macs_ratio"], "vs_uniform_test": _paired_test(a.work / stage, rep),
                 "keep_ratios": rep["keep_ratios"], "seconds": rep["wall_time_s"],
                 "evaluations": rep["search"]["evaluations"]}
             summarize(row)
@@ -258,6 +258,23 @@ def _precision(report: dict[str, Any]) -> str:
     return str(report.get("config", {}).get("cli", {}).get("precision", "fp32"))
 
 
+def _paired_test(folder: Path, report: dict[str, Any]) -> dict[str, Any] | None:
+    """Returned − uniform on test, paired per sample: the report's, else ``benchmarks/paired_test.py``'s file."""
+    if report.get("vs_uniform_test") is not None:
+        return dict(report["vs_uniform_test"], exact=True)
+    side = folder / "vs_uniform_test.json"
+    return json.loads(side.read_text()) if side.is_file() else None
+
+
+def _test_difference(run: dict[str, Any]) -> str:
+    """The table's returned − uniform on test, with its paired SE where measured (* : SE from a twin)."""
+    paired = run.get("vs_uniform_test")
+    text = f"{100 * run['winner_minus_uniform_test']:+.2f}"
+    if paired is None:
+        return text
+    return f"{text} ± {100 * paired['se']:.2f}" + ("" if paired.get("exact", True) else "*")
+
+
 def _verdict(run: dict[str, Any]) -> str:
     """The search's own verdict: on the hold-out when it had one (kept or not), else on its validation."""
     h, v = run.get("holdout"), run["vs_uniform_val"]
@@ -327,7 +344,7 @@ def render(r: dict[str, Any]) -> str:
         for seed, run in row["searches"].items():
             lines.append(f"| {run['searcher']} returned ({run.get('exported', 'search')}) | {seed} | "
                          f"{_acc(run['winner'])} | {run['macs_ratio']:.3f} | supernet | "
-                         f"{100 * run['winner_minus_uniform_test']:+.2f} | {_verdict(run)} |")
+                         f"{_test_difference(run)} | {_verdict(run)} |")
         if row["searches"]:
             first = next(iter(row["searches"].values()))
             lines.append(f"| supernet uniform candidate | - | {_acc(first['uniform'])} | "
@@ -343,7 +360,13 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"- Returned model − uniform candidate (same supernet), mean ± SE over {len(row['searches'])} "
                          f"seeds: **{_pts(m, se)} points on test**, {_pts(mv, sev)} on validation (" +
                          ("the hold-out's difference for the exported model" if kept else "the samples the winner "
-                          "was chosen on") + ").")
+                          "was chosen on") + "). The SE is seed to seed: every seed is read on the same test set "
+                         "against the same uniform candidate.")
+            if any(run.get("vs_uniform_test") for run in row["searches"].values()):
+                lines.append("- Each seed's ± on test is the paired SE of that difference over the test samples "
+                             "(`vs_uniform_test` in the search's report, or `benchmarks/paired_test.py` for older "
+                             "runs; * : the uniform candidate rebuilt with another augmentation draw of its "
+                             "calibration batches, so that SE is a twin's).")
             if kept:
                 held = [r["holdout"]["difference"] for r in kept]
                 hm, hse = _mean_se(held)

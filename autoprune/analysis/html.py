@@ -297,6 +297,9 @@ def render_html(run: RunData, images: Mapping[str, bytes]) -> str:
     statement = report_get(report, "vs_uniform", "statement")
     if isinstance(statement, str):
         parts.append(f"<p class='verdict' id='vs-uniform'>{html.escape(statement)}</p>")
+    test_statement = report_get(report, "vs_uniform_test", "statement")
+    if isinstance(test_statement, str):
+        parts.append(f"<p class='verdict' id='vs-uniform-test'>{html.escape(test_statement)}</p>")
     facts = _facts(report)
     if facts:
         parts.append(_table(None, facts))

@@ -283,7 +283,14 @@ def _finish(outcome: Any, request: Any, procs: list[Any], out: Path, model: str,
                       f"{out / 'policy.zip'} --target-macs T)", highlight=False)
     print(side_by_side(model, final.data["search"]["trials"], searcher, final.dense, final.uniform, final.pruned,
                        choice, space))
-    print(f"{choice.statement}\nreport: {final.path}  (HTML page and figures: autoprune report {out})")
+    print(f"{choice.statement}\n{_test_statement(final.data)}report: {final.path}  (HTML page and figures: "
+          f"autoprune report {out})")
+
+
+def _test_statement(report: dict[str, Any]) -> str:
+    """The exported model against the uniform candidate on test (a line), or nothing for an older report."""
+    statement = (report.get("vs_uniform_test") or {}).get("statement")
+    return f"{statement}\n" if statement else ""
 
 
 def _answer_from_policy(
@@ -321,7 +328,7 @@ def _answer_from_policy(
     for a in answers:
         print(side_by_side(run.model, 1, f"policy {saved.info.searcher}", a.report.dense, a.report.uniform,
                            a.report.pruned, a.winner.choice, dataclasses.replace(answer_space, target=a.target)))
-        print(f"{a.winner.choice.statement}\nreport: {a.report.path}")
+        print(f"{a.winner.choice.statement}\n{_test_statement(a.report.data)}report: {a.report.path}")
 
 
 def _supernet_and_space(

@@ -1,6 +1,6 @@
 """Honest metrics: conv/linear MACs, parameters, measured latency and accuracy."""
 
-from autoprune.metrics.accuracy import Accuracy, evaluate_accuracy
+from autoprune.metrics.accuracy import Accuracy, evaluate_accuracy, paired_mean_se
 from autoprune.metrics.latency import (
     PROTOCOL,
     Latency,
@@ -31,5 +31,6 @@ __all__ = [
     "measure_latency",
     "num_threads",
     "onnxruntime_runner",
+    "paired_mean_se",
     "ratio",
 ]

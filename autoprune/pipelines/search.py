@@ -106,11 +106,18 @@ class Winner:
 
 
 def rescore_calibration(splits: DataSplits, batches: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``batches`` calibration batches of 64 from the *training* split (seeded), for the final re-scoring."""
+    """``batches`` calibration batches of 64 from the *training* split, for the final re-scoring.
+
+    The same batches for the same ``seed`` whatever ran before: the order and the train-time augmentation
+    are both drawn from ``seed`` (augmentation from a forked global generator, left as it was), so the
+    exported model's BatchNorm statistics do not depend on how many trials ran or whether a search resumed.
+    """
     if batches < 1:
         raise AutoPruneError(f"rescore_bn_batches={batches} must be >= 1")
-    loader = splits.train_loader(64, seed=seed + 1)
-    return [(x, y) for (x, y), _ in zip(loader, range(batches), strict=False)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        loader = splits.train_loader(64, seed=seed + 1)
+        return [(x, y) for (x, y), _ in zip(loader, range(batches), strict=False)]
 
 
 def pick_winner(

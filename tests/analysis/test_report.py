@@ -87,6 +87,7 @@ UNIFORM: dict[str, Any] = {"source": "search", "trial": 1, "search_val_accuracy"
            "val_accuracy_se": 0.0154, "macs_ratio": 0.4987, "params": 130_000,
            "counts": {"layer1.0.conv1": 12, "conv1": 12, "fc_in": 24}}  # fmt: skip
 STATEMENT = "the searched winner is +2.77 ± 1.20 points over the uniform candidate on validation (360 samples)"
+TEST_STATEMENT = "On the 400 test samples (read once, never used to choose): +3.77 ± 1.10 points (paired) against ..."
 #: A search report as `autoprune search` writes it (the fields the page and the figures read).
 FULL_REPORT = {
     "command": "search", "model": "resnet20", "dataset": "digits", "seed": 0, "wall_time_s": 12.5,
@@ -102,6 +103,7 @@ FULL_REPORT = {
     "search": {"searcher": "tpe", "wall_time_s": 10.0, "evaluations": 40},
     "winner": WINNER, "uniform_rescored": UNIFORM, "rescored": [WINNER, UNIFORM],
     "vs_uniform": {"difference": 0.0277, "se": 0.012, "beats_uniform": True, "statement": STATEMENT},
+    "vs_uniform_test": {"difference": 0.0377, "se": 0.011, "samples": 400, "statement": TEST_STATEMENT},
 }  # fmt: skip
 #: An older search report: no re-scoring, no standard errors, no deploy latency, no space.
 OLD_REPORT = {
@@ -276,7 +278,7 @@ def test_html_summary_has_test_and_validation_accuracy_latency_and_verdict(tmp_p
     assert cells["MACs (fraction of dense)"] == ["2.500M (1.000)", "1.247M (0.499)", "1.240M (0.496)"]
     assert cells["deploy-form latency (ms)"] == ["0.812", "0.523", "0.456"]
     assert cells["latency (ms, batch 1, threads 2)"] == ["1.100", "0.750", "0.700"]
-    assert html.escape(STATEMENT) in page
+    assert html.escape(STATEMENT) in page and html.escape(TEST_STATEMENT) in page
     trials = _table(page, "trials-0")
     assert trials[0][:3] == ["trial", "validation accuracy (trial score)", "re-scored validation accuracy"]
     by_trial = {r[0]: r for r in trials[1:]}

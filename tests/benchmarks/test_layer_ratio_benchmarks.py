@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,20 @@ def test_layer_ratios_then_fidelity_quick(tmp_path: Path) -> None:
         if run["holdout"] is not None and not run["holdout"]["kept"]:  # the hold-out returned the uniform candidate
             assert run["exported"] == "uniform" and run["winner_minus_uniform_test"] == 0.0
     assert sorted(p.name for p in work.glob("search-*") if p.is_dir()) == ["search-h0.3-0.3-s0", "search-h0.3-0.3-s1"]
+    for run in row["searches"].values():  # the same difference, paired per test sample (the search reports it)
+        assert run["vs_uniform_test"]["difference"] == pytest.approx(run["winner_minus_uniform_test"])
+    # benchmarks/paired_test.py rebuilds both models of a run whose report predates `vs_uniform_test`: the
+    # re-scoring's calibration depends on the seed only, so the uniform candidate is rebuilt exactly
+    old = tmp_path / "old-search"
+    shutil.copytree(work / "search-h0.3-0.3-s0", old)
+    report = json.loads((old / "report.json").read_text())
+    given = report.pop("vs_uniform_test")
+    (old / "report.json").write_text(json.dumps(report))
+    subprocess.run([sys.executable, str(BENCH / "paired_test.py"), str(old), "--threads", "1"], check=True,
+                   cwd=BENCH.parent, capture_output=True, timeout=600)
+    rebuilt = json.loads((old / "vs_uniform_test.json").read_text())
+    assert rebuilt["exact"] is True and rebuilt["uniform_test_rebuilt"] == report["uniform"]["accuracy"]
+    assert (rebuilt["difference"], rebuilt["se"]) == pytest.approx((given["difference"], given["se"]))
     mean, _ = row["winner_minus_uniform_test"]
     assert mean == pytest.approx(sum(r["winner_minus_uniform_test"] for r in row["searches"].values()) / 2)
     checks = result["convergence"]  # each failed check extends the dense training; the last base is pruned

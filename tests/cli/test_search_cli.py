@@ -54,6 +54,12 @@ def test_search_exports_a_feasible_winner_and_reports_it(searched: Path) -> None
     assert report["vs_uniform"]["se"] >= 0 and isinstance(report["vs_uniform"]["beats_uniform"], bool)
     assert report["counts"] == winner["counts"]
     assert 0 < report["uniform"]["accuracy"] <= 1 and report["pruned"]["accuracy_se"] > 0
+    # the exported model against the uniform candidate on test, paired per sample: the same difference as the two
+    # accuracies reported beside it, on the same samples
+    on_test = report["vs_uniform_test"]
+    assert on_test["difference"] == pytest.approx(report["pruned"]["accuracy"] - report["uniform"]["accuracy"])
+    assert on_test["samples"] == report["pruned"]["test_samples"] and on_test["se"] >= 0
+    assert on_test["statement"].startswith(f"On the {on_test['samples']} test samples")
     # the uniform candidate's latency comes from the same interleaved run as the winner's and the dense model's
     first = report["latency"]["eager"][0]
     assert report["uniform"]["latency_ms"] == first["uniform"]["median_ms"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from autoprune.metrics import count_cost, count_macs, evaluate_accuracy, layer_costs, measure_latency
+from autoprune.metrics import count_cost, count_macs, evaluate_accuracy, layer_costs, measure_latency, paired_mean_se
 
 
 class Tiny(nn.Module):
@@ -86,3 +87,21 @@ def test_accuracy_top1_top5_against_known_predictions() -> None:
     assert acc.samples == 3
     partial = evaluate_accuracy(Fixed(), [(logits, labels), (logits[:1], labels[:1])], max_batches=1)
     assert partial.samples == 3
+
+
+def test_per_sample_hits_and_their_paired_difference_against_hand_values() -> None:
+    class Fixed(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    logits = torch.tensor([[9.0, 1], [1.0, 9], [9.0, 1], [1.0, 9]])
+    a = evaluate_accuracy(Fixed(), [(logits[:2], torch.tensor([0, 1])), (logits[2:], torch.tensor([1, 0]))],
+                          per_sample=True)
+    assert a.correct is not None and a.correct.tolist() == [1, 1, 0, 0]  # in loader order, across batches
+    assert evaluate_accuracy(Fixed(), [(logits, torch.tensor([0, 1, 1, 0]))]).correct is None  # only when asked
+    b = np.array([1, 0, 0, 1])
+    # differences 0, 1, 0, -1: mean 0, sample SD sqrt(2/3), SE sqrt(2/3) / 2
+    assert paired_mean_se(a.correct, b) == pytest.approx((0.0, (2 / 3) ** 0.5 / 2))
+    assert paired_mean_se(np.array([1, 1, 0]), np.array([0, 1, 0])) == pytest.approx((1 / 3, (1 / 3) ** 0.5 / 3 ** 0.5))
+    with pytest.raises(ValueError, match="cannot be paired"):
+        paired_mean_se(a.correct, b[:3])
