@@ -347,7 +347,10 @@ def render(r: dict[str, Any]) -> str:
                          f"{_test_difference(run)} | {_verdict(run)} |")
         if row["searches"]:
             first = next(iter(row["searches"].values()))
-            lines.append(f"| supernet uniform candidate | - | {_acc(first['uniform'])} | "
+            levels = sorted({run["uniform"]["accuracy"] for run in row["searches"].values()})
+            uniform = (_acc(first["uniform"]) if len(levels) == 1 else  # BatchNorm recalibrated per seed
+                       f"{levels[0]:.4f}–{levels[-1]:.4f} ± {first['uniform']['accuracy_se']:.4f} (per seed)")
+            lines.append(f"| supernet uniform candidate | - | {uniform} | "
                          f"{first['uniform']['macs'] / r['dense']['macs']:.3f} | supernet | - | - |")
         for key, base in row["baselines"].items():
             lines.append(f"| {key} | - | {_acc(base)} | {base['macs_ratio']:.3f} | {base['finetune_epochs']} epochs "
@@ -361,7 +364,7 @@ def render(r: dict[str, Any]) -> str:
                          f"seeds: **{_pts(m, se)} points on test**, {_pts(mv, sev)} on validation (" +
                          ("the hold-out's difference for the exported model" if kept else "the samples the winner "
                           "was chosen on") + "). The SE is seed to seed: every seed is read on the same test set "
-                         "against the same uniform candidate.")
+                         "against the same uniform structure (its BatchNorm statistics re-estimated per seed).")
             if any(run.get("vs_uniform_test") for run in row["searches"].values()):
                 lines.append("- Each seed's ± on test is the paired SE of that difference over the test samples "
                              "(`vs_uniform_test` in the search's report, or `benchmarks/paired_test.py` for older "
