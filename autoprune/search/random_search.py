@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from autoprune.search.base import Proposal, Searcher
+from collections.abc import Sequence
+
+from autoprune.search.base import Proposal, Searcher, Trial
 from autoprune.search_spaces import SearchSpace
 
 
@@ -11,7 +13,8 @@ class RandomSearcher(Searcher):
 
     Projection (:meth:`SearchSpace.project`) shrinks over-budget draws onto the budget and scales
     under-budget ones up to it (keeping their shape), so every proposal is feasible and spends the budget;
-    repeats are served from the runner's memo.
+    repeats are served from the runner's memo. A resumed search continues the same stream of draws, so it
+    proposes what an uninterrupted one would have.
     """
 
     name = "random"
@@ -25,3 +28,9 @@ class RandomSearcher(Searcher):
             float(self.rng.uniform(g.ratio(g.min_count), g.ratio(g.max_count))) for g in self.space.groups
         ]
         return Proposal(self.project(ratios))
+
+    def restore(self, trials: Sequence[Trial]) -> None:
+        """Replay the draws of the ``trials`` already run, then learn them: the next proposal is a new draw."""
+        for _ in trials:
+            self.ask()
+        super().restore(trials)

@@ -94,6 +94,20 @@ def test_resume_continues_the_count(
     assert len(lines) == len(second.trials)
 
 
+@pytest.mark.parametrize("name", ["random", "sampling", "greedy"])
+def test_a_resumed_search_proposes_what_an_uninterrupted_one_would(
+    name: str, shared: tuple[Any, Evaluator], recording: Any, tmp_path: Path
+) -> None:
+    """Searchers whose proposals come from their seed (and the results told) continue their own stream on
+    resume: the remaining trials are new candidates, not the first ones drawn again."""
+    space, inner = shared
+    whole = run_search(_make(name, space, seed=5), recording(inner), SearchConfig(trials=TRIALS), progress=False)
+    run_search(_make(name, space, seed=5), recording(inner), SearchConfig(trials=2), out=tmp_path, progress=False)
+    resumed = run_search(_make(name, space, seed=5), recording(inner), SearchConfig(trials=TRIALS), out=tmp_path,
+                         resume=True, progress=False)  # fmt: skip
+    assert _history(resumed) == _history(whole)
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if SEARCHERS.get(n).model_based])
 def test_the_model_proposes_within_the_suite(name: str, shared: tuple[Any, Evaluator]) -> None:
     """With its fast options a model-based searcher leaves its start-up phase within the suite's trials."""
