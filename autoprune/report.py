@@ -117,7 +117,7 @@ def model_metrics(
     cost = count_cost(model, input_shape)
     out: dict[str, Any] = {}
     if test_loader is not None:
-        acc = accuracy or evaluate_accuracy(model, test_loader, device=device)
+        acc = evaluate_accuracy(model, test_loader, device=device) if accuracy is None else accuracy
         n = len(test_loader.dataset) if hasattr(test_loader, "dataset") else 0
         out.update(accuracy=acc.top1, top5=acc.top5)
         if n:

@@ -106,6 +106,8 @@ def test_rerun_without_resume_refuses_and_with_resume_continues(searched: Path, 
     resumed = invoke(["search", "--searcher", "random", "--trials", "8", "--out", str(searched), "--resume",
                       *SMALL, *fast])
     assert resumed.exit_code == 0, resumed.output
+    # the printed summary ends with the exported model against the uniform candidate on test, as reported
+    assert json.loads((searched / "report.json").read_text())["vs_uniform_test"]["statement"] in resumed.output
     after = TrialLog(searched).read()
     assert len(after) == 8 and [t.to_dict() for t in after[:6]] == [t.to_dict() for t in before]
 
